@@ -1,0 +1,46 @@
+# OGRT top-level Makefile: the two set-up commands of the README.
+#   make demo   install what is needed, deploy locally, run a workload under `module load ogrt`, report
+#   make test   install what is needed and run the whole test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+
+# Debian packages the suite and the demo use (installed when run as root).
+APT_PACKAGES := gcc make libc6-dev binutils python3 python3-venv python3-dev \
+                lmod postgresql procps iproute2 git
+
+.PHONY: all apt-deps venv preload test demo clean
+
+all: preload venv
+
+apt-deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "==> installing Debian packages:" $$missing; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "missing Debian packages (install them or run as root):" $$missing >&2; exit 1; \
+	  fi; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	@echo "==> creating the Python venv in $(VENV)"
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test]'
+	@touch $@
+
+venv: $(VENV)/.installed
+
+preload:
+	@echo "==> building preload/libogrt.so"
+	$(MAKE) -C preload
+
+test: apt-deps venv preload
+	$(VENV)/bin/pytest
+
+clean:
+	-$(MAKE) -C preload clean
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .hypothesis

@@ -1,0 +1,6 @@
+"""Shared pytest fixtures, one plugin module per part of the system."""
+pytest_plugins = [
+    "tests.fixtures.preload",   # build and locate preload/libogrt.so, run programs under it
+    "tests.fixtures.server",    # start a real `ogrt server` process on free ports
+    "tests.fixtures.postgres",  # a real PostgreSQL started in a temp dir
+]
