@@ -1,0 +1,13 @@
+"""Outputs: where the daemon writes records. `OUTPUT_TYPES` maps a config `type` to its class."""
+from __future__ import annotations
+
+from ogrt.outputs.base import Output, OutputError
+from ogrt.outputs.jsonl import JsonlOutput
+from ogrt.outputs.null import NullOutput
+
+OUTPUT_TYPES: dict[str, type[Output]] = {
+    "jsonl": JsonlOutput,
+    "null": NullOutput,
+}
+
+__all__ = ["OUTPUT_TYPES", "Output", "OutputError"]

@@ -1,0 +1,276 @@
+"""OutputRunner: one thread per output that batches records, writes them, and spools.
+
+The asyncio event loop calls `submit()`, which only appends to a bounded in-memory queue
+(or, when that is full, appends the queue and the new records to the on-disk spool, in
+order) and never waits for the backend. The runner's thread takes batches of up to
+`batch_records` records (or whatever is there after `flush_interval` seconds), writes them,
+and on an OutputError moves the batch and everything queued to the spool, then retries the
+backend with exponential back-off (0.1 s doubling to 30 s). While the spool holds
+anything, its batches are written first, oldest first, so records keep their order.
+When the spool would exceed its size limit the batch is dropped: counted in `dropped`
+and logged at ERROR (at most once per 10 s).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from ogrt.outputs.base import Output, OutputError
+from ogrt.outputs.spool import Spool
+
+log = logging.getLogger(__name__)
+
+BACKOFF_MIN = 0.1
+BACKOFF_MAX = 30.0
+
+Item = tuple[float, list[dict[str, Any]]]  # (submit time, records)
+
+
+class _RateLimited:
+    """Log at most once per `interval` seconds, saying how many messages were suppressed."""
+
+    def __init__(self, interval: float = 10.0) -> None:
+        self.interval = interval
+        self._last = 0.0
+        self._suppressed = 0
+
+    def __call__(self, level: int, msg: str, *args: Any) -> None:
+        now = time.monotonic()
+        if now - self._last >= self.interval:
+            if self._suppressed:
+                msg += f" ({self._suppressed} similar messages suppressed)"
+            log.log(level, msg, *args)
+            self._last, self._suppressed = now, 0
+        else:
+            self._suppressed += 1
+
+
+class OutputRunner:
+    def __init__(self, output: Output, spool_dir: Path | str, spool_max_bytes: int) -> None:
+        self.output = output
+        self.name = output.name
+        opts = output.options
+        self.batch_records = int(opts.get("batch_records") or 1000)
+        self.flush_interval = float(opts.get("flush_interval") or 0.2)
+        self.queue_limit = int(opts.get("queue_records") or 4 * self.batch_records)
+        self.spool_dir = Path(spool_dir)
+        self.spool_max_bytes = int(spool_max_bytes)
+        self.spool: Spool | None = None
+        self._cond = threading.Condition()
+        self._queue: deque[Item] = deque()
+        self._queued = 0
+        self._stopping = False
+        self._deadline = float("inf")
+        self._thread: threading.Thread | None = None
+        self._opened = False
+        self._healthy = True
+        self._backoff = BACKOFF_MIN
+        self._log_drop = _RateLimited()
+        self._log_fail = _RateLimited()
+        self.persisted = 0
+        self.spooled_total = 0
+        self.dropped = 0
+        self.write_errors = 0
+        self.latency_sum = 0.0
+        self.latency_count = 0
+
+    # -- lifecycle -----------------------------------------------------------------
+    def start(self) -> None:
+        self.spool = Spool(self.spool_dir, self.spool_max_bytes)
+        if self.spool.depth:
+            log.warning("output %s: replaying %d spooled records from %s",
+                        self.name, self.spool.depth, self.spool_dir)
+        self._thread = threading.Thread(target=self._run, name=f"output-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Write out (else spool) every submitted record, close the output, join the thread."""
+        with self._cond:
+            self._stopping = True
+            self._deadline = time.monotonic() + max(0.0, timeout)
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout + 5.0)
+            if self._thread.is_alive():
+                log.error("output %s: writer still busy after %.1f s; spooling what is queued",
+                          self.name, timeout)
+                with self._cond:
+                    self._spill_locked([])
+        if self.spool is not None:
+            self.spool.close()
+
+    # -- the event loop side -------------------------------------------------------
+    def submit(self, records: list[dict[str, Any]]) -> None:
+        """Hand records to this output. Thread-safe; never waits for the backend."""
+        if not records:
+            return
+        item = (time.time(), records)
+        with self._cond:
+            if self._stopping:  # too late for the writer: keep them for the next start
+                self._spill_locked([item])
+                return
+            if self._queued + len(records) > self.queue_limit:
+                self._spill_locked([item])
+                return
+            self._queue.append(item)
+            self._queued += len(records)
+            if self._queued >= self.batch_records:
+                self._cond.notify()
+
+    def _spill_locked(self, extra: list[Item]) -> None:
+        """Move the whole queue, then `extra`, to the spool tail (caller holds _cond)."""
+        items = list(self._queue) + extra
+        self._queue.clear()
+        self._queued = 0
+        for t, recs in items:
+            self._to_spool(recs, t, sync=False)
+
+    def _to_spool(self, records: list[dict[str, Any]], t: float, sync: bool = True) -> None:
+        assert self.spool is not None
+        try:
+            ok = self.spool.append(records, t, sync=sync)
+        except OSError as e:
+            ok = False
+            log.error("output %s: cannot write the spool %s: %s", self.name, self.spool_dir, e)
+        if ok:
+            self.spooled_total += len(records)
+        else:
+            self.dropped += len(records)
+            self._log_drop(logging.ERROR,
+                           "output %s: SPOOL FULL (%d of %d bytes in %s): DROPPED %d records "
+                           "(%d dropped in total)", self.name, self.spool.bytes,
+                           self.spool_max_bytes, self.spool_dir, len(records), self.dropped)
+
+    # -- the writer thread ---------------------------------------------------------
+    def _take_batch(self) -> list[Item] | None:
+        """Wait for a full batch, the flush interval, or stop; None when stopping with nothing,
+        [] when the spool must be replayed first."""
+        assert self.spool is not None
+        with self._cond:
+            first_seen: float | None = None
+            while True:
+                if self.spool.depth:  # a spill happened: older records wait in the spool
+                    return []
+                if self._queued >= self.batch_records or (self._stopping and self._queue):
+                    break
+                if self._stopping:
+                    return None
+                if self._queue:
+                    now = time.monotonic()
+                    if first_seen is None:
+                        first_seen = now
+                    left = self.flush_interval - (now - first_seen)
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
+                else:
+                    first_seen = None
+                    self._cond.wait()
+            items: list[Item] = []
+            n = 0
+            while self._queue and n < self.batch_records:
+                item = self._queue.popleft()
+                items.append(item)
+                n += len(item[1])
+            self._queued -= n
+            return items
+
+    def _write(self, items: list[Item]) -> bool:
+        records = items[0][1] if len(items) == 1 else [r for _, recs in items for r in recs]
+        try:
+            if not self._opened:
+                self.output.open()
+                self._opened = True
+            self.output.write(records)
+        except OutputError as e:
+            self._failed(e)
+            return False
+        except Exception as e:  # a bug or an unexpected backend error: never lose the batch
+            log.exception("output %s: unexpected error writing %d records", self.name, len(records))
+            self._failed(e)
+            return False
+        now = time.time()
+        self.persisted += len(records)
+        for t, recs in items:
+            self.latency_sum += (now - t) * len(recs)
+        self.latency_count += len(records)
+        self._backoff = BACKOFF_MIN
+        return True
+
+    def _failed(self, e: BaseException) -> None:
+        self.write_errors += 1
+        self._healthy = False
+        self._log_fail(logging.ERROR, "output %s: backend unavailable (%s); spooling to %s, "
+                       "retrying in %.1f s", self.name, e, self.spool_dir, self._backoff)
+
+    def _run(self) -> None:
+        assert self.spool is not None
+        spool = self.spool
+        try:
+            while True:
+                if not self._healthy:
+                    with self._cond:
+                        self._spill_locked([])
+                        if not self._stopping:
+                            self._cond.wait(self._backoff)
+                        self._backoff = min(self._backoff * 2, BACKOFF_MAX)
+                        if self._stopping:
+                            self._spill_locked([])
+                            break
+                    self._healthy = True
+                    continue
+                if spool.depth:
+                    if self._stopping and time.monotonic() >= self._deadline:
+                        with self._cond:
+                            self._spill_locked([])
+                        break
+                    head = spool.peek()
+                    if head is None:
+                        continue
+                    records, t = head
+                    if self._write([(t, records)]):
+                        spool.pop()
+                    continue
+                items = self._take_batch()
+                if items is None:
+                    break
+                if not items:
+                    continue
+                if self._stopping and time.monotonic() >= self._deadline:
+                    for t, recs in items:
+                        self._to_spool(recs, t)
+                    with self._cond:
+                        self._spill_locked([])
+                    break
+                if not self._write(items):
+                    for t, recs in items:
+                        self._to_spool(recs, t)
+        except Exception:
+            log.exception("output %s: writer thread crashed; spooling what is queued", self.name)
+            with self._cond:
+                self._spill_locked([])
+        finally:
+            try:
+                if self._opened:
+                    self.output.close()
+            except Exception:
+                log.exception("output %s: error while closing", self.name)
+
+    # -- metrics -------------------------------------------------------------------
+    def stats(self) -> dict[str, float]:
+        spool = self.spool
+        return {
+            "persisted": float(self.persisted),
+            "spooled_total": float(self.spooled_total),
+            "spool_depth": float(spool.depth if spool else 0),
+            "spool_bytes": float(spool.bytes if spool else 0),
+            "dropped": float(self.dropped),
+            "write_errors": float(self.write_errors),
+            "latency_seconds_sum": self.latency_sum,
+            "latency_seconds_count": float(self.latency_count),
+            "queue_depth": float(self._queued),
+        }
