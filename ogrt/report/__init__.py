@@ -1,0 +1,1 @@
+"""`ogrt report`: questions answered from the SQLite or PostgreSQL outputs."""

@@ -1,0 +1,209 @@
+"""Open the database a report reads: SQLite (the daemon's embedded default) or PostgreSQL.
+
+`ReportDB` hides the two dialects behind one small adapter, so every report's SQL is
+written once (with `?` placeholders) in ogrt/report/queries.py.
+"""
+from __future__ import annotations
+
+import os
+import sqlite3
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from ogrt.report.timespec import to_rfc3339
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+#: where `ogrt server` keeps its SQLite database when run without a config
+#: ([server] state_dir default + the sqlite output's default file name)
+DEFAULT_STATE_DIR = "/var/lib/ogrt"
+DEFAULT_SQLITE_NAME = "ogrt.sqlite"
+
+#: keys a postgresql output may use for its connection string, in order of preference
+_PG_KEYS = ("dsn", "conninfo", "url", "uri")
+
+
+class ReportError(Exception):
+    """A report cannot run: no database, bad option, unreachable server. Exit code 2."""
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """The few places where SQLite and PostgreSQL SQL differ."""
+
+    name: str  # "sqlite" | "postgresql"
+
+    def sql(self, text: str) -> str:
+        """Turn `?` placeholders into the driver's style (queries never hold a literal `?`)."""
+        if self.name == "postgresql":
+            return text.replace("%", "%%").replace("?", "%s")
+        return text
+
+    def time_param(self, moment: datetime) -> Any:
+        """SQLite stores RFC 3339 UTC text (sorts as time); PostgreSQL timestamptz."""
+        return to_rfc3339(moment) if self.name == "sqlite" else moment
+
+    def list_agg(self, expr: str) -> str:
+        """Distinct values of `expr` joined with ','."""
+        if self.name == "sqlite":
+            return f"group_concat(DISTINCT {expr})"
+        return f"string_agg(DISTINCT {expr}, ',')"
+
+    @property
+    def ilike(self) -> str:
+        """Case-insensitive LIKE (SQLite's LIKE already is, for ASCII)."""
+        return "LIKE" if self.name == "sqlite" else "ILIKE"
+
+
+def normalize_value(value: Any) -> Any:
+    """Times as RFC 3339 UTC text, numbers as int/float, whatever the backend."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return to_rfc3339(value)
+    return value
+
+
+class ReportDB:
+    """A read-only connection plus its dialect."""
+
+    def __init__(self, conn: Any, dialect: Dialect, where: str) -> None:
+        self.conn = conn
+        self.dialect = dialect
+        self.where = where  # for messages: a path or a redacted URL
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """Run one SELECT; rows as dicts with normalized values."""
+        text = self.dialect.sql(sql)
+        try:
+            cur = self.conn.execute(text, tuple(params))
+            names = [d[0] for d in cur.description]
+            rows = cur.fetchall()
+        except sqlite3.Error as exc:
+            raise ReportError(f"{self.where}: {exc}") from exc
+        except Exception as exc:  # psycopg errors (imported lazily)
+            if type(exc).__module__.startswith("psycopg"):
+                raise ReportError(f"{self.where}: {exc}") from exc
+            raise
+        return [{n: normalize_value(v) for n, v in zip(names, row)} for row in rows]
+
+    def explain(self, sql: str, params: Sequence[Any] = ()) -> list[str]:
+        """The query plan lines (EXPLAIN QUERY PLAN / EXPLAIN)."""
+        prefix = "EXPLAIN QUERY PLAN " if self.dialect.name == "sqlite" else "EXPLAIN "
+        cur = self.conn.execute(self.dialect.sql(prefix + sql), tuple(params))
+        return [str(row[-1]) for row in cur.fetchall()]
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> "ReportDB":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def default_state_dir() -> str:
+    """The daemon's default state directory (/var/lib/ogrt, or the XDG fallback)."""
+    try:
+        from ogrt.config import default_state_dir as server_default
+    except ImportError:  # pragma: no cover - the daemon's config module is part of the package
+        return DEFAULT_STATE_DIR
+    return str(server_default())
+
+
+def default_sqlite_path() -> str:
+    return str(Path(default_state_dir()) / DEFAULT_SQLITE_NAME)
+
+
+def open_sqlite(path: str) -> ReportDB:
+    if not os.path.exists(path):
+        raise ReportError(f"no OGRT database at {path} (use --db PATH or --config PATH)")
+    try:
+        # mode=rw: never create a file; a write-protected file still opens read-only
+        conn = sqlite3.connect(f"file:{_uri_path(path)}?mode=rw", uri=True, timeout=30)
+        conn.execute("PRAGMA query_only = ON")
+        conn.execute("SELECT 1 FROM processes LIMIT 1").fetchall()
+    except sqlite3.Error as exc:
+        raise ReportError(f"{path}: not an OGRT database ({exc})") from exc
+    return ReportDB(conn, Dialect("sqlite"), path)
+
+
+def _uri_path(path: str) -> str:
+    from urllib.parse import quote
+
+    return quote(os.path.abspath(path), safe="/")
+
+
+def _redact(dsn: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(dsn)
+    except ValueError:
+        return "postgresql"
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return dsn if "://" in dsn else "postgresql"
+
+
+def open_postgresql(dsn: str) -> ReportDB:
+    import psycopg
+
+    try:
+        conn = psycopg.connect(dsn, connect_timeout=10, autocommit=True)
+        conn.read_only = True
+        conn.execute("SELECT 1 FROM processes LIMIT 1").fetchall()
+    except psycopg.Error as exc:
+        raise ReportError(f"{_redact(dsn)}: {exc}".strip()) from exc
+    return ReportDB(conn, Dialect("postgresql"), _redact(dsn))
+
+
+def target_from_config(path: str) -> str:
+    """The first sqlite or postgresql output of an ogrt.conf, as a --db value."""
+    try:
+        with open(path, "rb") as fh:
+            config = tomllib.load(fh)
+    except OSError as exc:
+        raise ReportError(f"cannot read config {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ReportError(f"{path}: not valid TOML: {exc}") from exc
+    server = config.get("server", {})
+    state_dir = str(server.get("state_dir") or default_state_dir()) if isinstance(server, Mapping) else default_state_dir()
+    outputs: Mapping[str, Any] = config.get("outputs", {}) or {}
+    if not outputs:
+        # no outputs configured: the daemon writes its embedded default
+        return str(Path(state_dir) / DEFAULT_SQLITE_NAME)
+    for name, options in outputs.items():
+        if not isinstance(options, Mapping):
+            continue
+        kind = options.get("type")
+        if kind == "sqlite":
+            return str(options.get("path") or Path(state_dir) / DEFAULT_SQLITE_NAME)
+        if kind == "postgresql":
+            for key in _PG_KEYS:
+                if options.get(key):
+                    return str(options[key])
+            raise ReportError(f"{path}: outputs.{name} has no connection string ({'/'.join(_PG_KEYS)})")
+    raise ReportError(f"{path}: no sqlite or postgresql output to report from")
+
+
+def open_db(db: str | None = None, config: str | None = None) -> ReportDB:
+    """--db wins, then --config's first SQL output, then the daemon's default SQLite file."""
+    target = db or (target_from_config(config) if config else default_sqlite_path())
+    if target.startswith(("postgresql://", "postgres://")) or (
+        "=" in target and not os.path.exists(target)
+    ):
+        return open_postgresql(target)
+    return open_sqlite(target)

@@ -1,0 +1,381 @@
+"""One parameterized SQL per report, written once for SQLite and PostgreSQL.
+
+Dialect differences (placeholders, list aggregation, case-insensitive LIKE, time
+parameters) go through `ogrt.report.db.Dialect`. Every value from the command line is
+a bound parameter; only fixed SQL fragments chosen from this file are interpolated.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from ogrt.report.db import Dialect, ReportDB, ReportError
+
+
+@dataclass(frozen=True)
+class Filters:
+    """--since/--until (on the process start time; until is exclusive), --user, --host, --job."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    user: str | None = None  # a user name, or a numeric uid
+    host: str | None = None
+    job: str | None = None
+
+    def where(self, dialect: Dialect, alias: str = "p") -> tuple[list[str], list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if self.since is not None:
+            clauses.append(f"{alias}.start_time >= ?")
+            params.append(dialect.time_param(self.since))
+        if self.until is not None:
+            clauses.append(f"{alias}.start_time < ?")
+            params.append(dialect.time_param(self.until))
+        if self.user is not None:
+            if self.user.isdigit():
+                clauses.append(f"{alias}.uid = ?")
+                params.append(int(self.user))
+            else:
+                clauses.append(f"{alias}.username = ?")
+                params.append(self.user)
+        if self.host is not None:
+            clauses.append(f"{alias}.host = ?")
+            params.append(self.host)
+        if self.job is not None:
+            clauses.append(f"{alias}.job_id = ?")
+            params.append(self.job)
+        return clauses, params
+
+    @property
+    def empty(self) -> bool:
+        return all(v is None for v in (self.since, self.until, self.user, self.host, self.job))
+
+
+@dataclass
+class Report:
+    """What a report returns: a title, ordered columns (key, header) and rows of dicts."""
+
+    title: str
+    columns: list[tuple[str, str]]
+    rows: list[dict[str, Any]]
+    list_columns: tuple[str, ...] = ()  # comma-joined lists: arrays in JSON
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _where(clauses: list[str]) -> str:
+    return ("WHERE " + " AND ".join(clauses)) if clauses else ""
+
+
+def _limit(top: int) -> tuple[str, list[Any]]:
+    return ("LIMIT ?", [top]) if top and top > 0 else ("", [])
+
+
+def _split_lists(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> None:
+    for row in rows:
+        for key in keys:
+            value = row.get(key)
+            row[key] = sorted(value.split(",")) if value else []
+
+
+BACKSLASH = "\\"
+CPU = "COALESCE(p.utime, 0) + COALESCE(p.stime, 0)"
+FAILED = "CASE WHEN p.exit_status IS NOT NULL AND p.exit_status <> 0 THEN 1 ELSE 0 END"
+
+
+def executables_sql(db: ReportDB, f: Filters, top: int) -> tuple[str, list[Any]]:
+    clauses, params = f.where(db.dialect)
+    limit, lparams = _limit(top)
+    sql = f"""
+        SELECT e.path AS executable,
+               COUNT(*) AS runs,
+               COUNT(DISTINCT p.uid) AS users,
+               COUNT(DISTINCT p.host) AS hosts,
+               COUNT(DISTINCT p.job_id) AS jobs,
+               SUM({CPU}) AS cpu_seconds,
+               SUM({FAILED}) AS failed,
+               MAX(p.start_time) AS last_run
+        FROM processes p JOIN executables e ON e.id = p.executable_id
+        {_where(clauses)}
+        GROUP BY e.path
+        ORDER BY runs DESC, executable
+        {limit}"""
+    return sql, params + lparams
+
+
+def executables(db: ReportDB, f: Filters, top: int) -> Report:
+    rows = db.query(*executables_sql(db, f, top))
+    for row in rows:
+        row["cpu_seconds"] = round(float(row["cpu_seconds"] or 0.0), 3)
+    return Report(
+        "Executables",
+        [("executable", "Executable"), ("runs", "Runs"), ("users", "Users"), ("hosts", "Hosts"),
+         ("jobs", "Jobs"), ("cpu_seconds", "CPU s"), ("failed", "Failed"), ("last_run", "Last run")],
+        rows,
+    )
+
+
+def library_pattern(pattern: str) -> str:
+    """A --path value as a LIKE pattern (escape char `\\`).
+
+    Without `*` or `?` it matches anywhere in the path (`libmkl`); with them it is a
+    glob over the whole path (`*/libmkl_core.so*`).
+    """
+    out = []
+    for ch in pattern:
+        if ch in "%_\\":
+            out.append("\\" + ch)
+        elif ch == "*":
+            out.append("%")
+        elif ch == "?":
+            out.append("_")
+        else:
+            out.append(ch)
+    like = "".join(out)
+    if "*" not in pattern and "?" not in pattern:
+        like = f"%{like}%"
+    return like
+
+
+def libraries_sql(db: ReportDB, f: Filters, top: int) -> tuple[str, list[Any]]:
+    clauses, params = f.where(db.dialect)
+    limit, lparams = _limit(top)
+    if f.empty:
+        # counted from the (library_id) index alone: no join with 1,000,000s of processes
+        inner = "SELECT pl.library_id, COUNT(*) AS n FROM process_libraries pl GROUP BY pl.library_id"
+    else:
+        inner = f"""SELECT pl.library_id, COUNT(*) AS n
+                    FROM processes p JOIN process_libraries pl ON pl.process_id = p.id
+                    {_where(clauses)}
+                    GROUP BY pl.library_id"""
+    sql = f"""
+        SELECT l.path AS library, SUM(c.n) AS processes,
+               SUM(CASE WHEN l.signature <> '' THEN c.n ELSE 0 END) AS stamped
+        FROM ({inner}) c JOIN libraries l ON l.id = c.library_id
+        GROUP BY l.path
+        ORDER BY processes DESC, library
+        {limit}"""
+    return sql, params + lparams
+
+
+def libraries(db: ReportDB, f: Filters, top: int) -> Report:
+    rows = db.query(*libraries_sql(db, f, top))
+    return Report(
+        "Shared libraries",
+        [("library", "Library"), ("processes", "Processes"), ("stamped", "Stamped")],
+        rows,
+    )
+
+
+#: --by of `libraries --path`: the SQL expression and column header of each grouping
+LIBRARY_USE_BY = {
+    "executable": ("e.path", "Executable"),
+    "user": ("COALESCE(p.username, CAST(p.uid AS TEXT))", "User"),
+    "job": ("p.job_id", "Job"),
+    "host": ("p.host", "Host"),
+}
+
+
+def library_users_sql(db: ReportDB, f: Filters, top: int, pattern: str, by: str) -> tuple[str, list[Any]]:
+    if by not in LIBRARY_USE_BY:
+        raise ReportError(f"--by must be one of {', '.join(LIBRARY_USE_BY)}")
+    key_expr = LIBRARY_USE_BY[by][0]
+    clauses, params = f.where(db.dialect)
+    limit, lparams = _limit(top)
+    d = db.dialect
+    match = f"l.path {d.ilike} ? ESCAPE '{BACKSLASH}'"
+    sql = f"""
+        SELECT l.path AS library, {key_expr} AS {by},
+               COUNT(*) AS processes,
+               SUM(CASE WHEN pl.late THEN 1 ELSE 0 END) AS dlopened,
+               COUNT(DISTINCT p.executable_id) AS executables,
+               {d.list_agg("COALESCE(p.username, CAST(p.uid AS TEXT))")} AS users,
+               COUNT(DISTINCT p.job_id) AS jobs,
+               MAX(p.start_time) AS last_seen
+        FROM libraries l
+        JOIN process_libraries pl ON pl.library_id = l.id
+        JOIN processes p ON p.id = pl.process_id
+        LEFT JOIN executables e ON e.id = p.executable_id
+        {_where([match] + clauses)}
+        GROUP BY l.path, {key_expr}
+        ORDER BY processes DESC, library, {by}
+        {limit}"""
+    return sql, [library_pattern(pattern)] + params + lparams
+
+
+def library_users(db: ReportDB, f: Filters, top: int, pattern: str, by: str = "executable") -> Report:
+    rows = db.query(*library_users_sql(db, f, top, pattern, by))
+    _split_lists(rows, ("users",))
+    return Report(
+        f"Processes loading a library matching {pattern!r}, by {by}",
+        [("library", "Library"), (by, LIBRARY_USE_BY[by][1]), ("processes", "Processes"),
+         ("dlopened", "dlopen'ed"), ("executables", "Executables"), ("users", "Users"),
+         ("jobs", "Jobs"), ("last_seen", "Last seen")],
+        rows,
+        list_columns=("users",),
+    )
+
+
+def modules_sql(db: ReportDB, f: Filters, top: int) -> tuple[str, list[Any]]:
+    clauses, params = f.where(db.dialect)
+    limit, lparams = _limit(top)
+    sql = f"""
+        SELECT m.name AS module, COUNT(*) AS processes,
+               COUNT(DISTINCT p.uid) AS users,
+               COUNT(DISTINCT p.job_id) AS jobs,
+               MAX(p.start_time) AS last_used
+        FROM process_modules pm
+        JOIN modules m ON m.id = pm.module_id
+        JOIN processes p ON p.id = pm.process_id
+        {_where(clauses)}
+        GROUP BY m.name
+        ORDER BY processes DESC, module
+        {limit}"""
+    return sql, params + lparams
+
+
+def modules(db: ReportDB, f: Filters, top: int) -> Report:
+    rows = db.query(*modules_sql(db, f, top))
+    return Report(
+        "Modules loaded by processes",
+        [("module", "Module"), ("processes", "Processes"), ("users", "Users"), ("jobs", "Jobs"),
+         ("last_used", "Last used")],
+        rows,
+    )
+
+
+def users_sql(db: ReportDB, f: Filters, top: int) -> tuple[str, list[Any]]:
+    clauses, params = f.where(db.dialect)
+    limit, lparams = _limit(top)
+    sql = f"""
+        SELECT COALESCE(MAX(p.username), CAST(p.uid AS TEXT)) AS "user", p.uid AS uid,
+               COUNT(*) AS processes,
+               COUNT(DISTINCT p.job_id) AS jobs,
+               COUNT(DISTINCT p.host) AS hosts,
+               COUNT(DISTINCT p.executable_id) AS executables,
+               SUM({CPU}) AS cpu_seconds,
+               SUM({FAILED}) AS failed,
+               MAX(p.start_time) AS last_seen
+        FROM processes p
+        {_where(clauses)}
+        GROUP BY p.uid
+        ORDER BY processes DESC, uid
+        {limit}"""
+    return sql, params + lparams
+
+
+def users(db: ReportDB, f: Filters, top: int) -> Report:
+    rows = db.query(*users_sql(db, f, top))
+    for row in rows:
+        row["cpu_seconds"] = round(float(row["cpu_seconds"] or 0.0), 3)
+    return Report(
+        "Users",
+        [("user", "User"), ("uid", "UID"), ("processes", "Processes"), ("jobs", "Jobs"),
+         ("hosts", "Hosts"), ("executables", "Executables"), ("cpu_seconds", "CPU s"),
+         ("failed", "Failed"), ("last_seen", "Last seen")],
+        rows,
+    )
+
+
+def signatures_sql(db: ReportDB, f: Filters, top: int, signature: str | None) -> tuple[str, list[Any]]:
+    d = db.dialect
+    clauses, params = f.where(d)
+    limit, lparams = _limit(top)
+    users_expr = d.list_agg("COALESCE(p.username, CAST(p.uid AS TEXT))")
+    hosts_expr = d.list_agg("p.host")
+    parts = []
+    all_params: list[Any] = []
+    for kind, table, join in (
+        ("executable", "executables s", "JOIN processes p ON p.executable_id = s.id"),
+        ("library", "libraries s",
+         "JOIN process_libraries pl ON pl.library_id = s.id JOIN processes p ON p.id = pl.process_id"),
+    ):
+        sig_clause = ["s.signature = ?"] if signature else ["s.signature <> ''"]
+        sig_params: list[Any] = [signature] if signature else []
+        parts.append(f"""
+            SELECT '{kind}' AS kind, s.signature AS signature, s.path AS path,
+                   COUNT(*) AS runs, {users_expr} AS users, {hosts_expr} AS hosts,
+                   COUNT(DISTINCT p.job_id) AS jobs,
+                   MIN(p.start_time) AS first_seen, MAX(p.start_time) AS last_seen
+            FROM {table} {join}
+            {_where(sig_clause + clauses)}
+            GROUP BY s.signature, s.path""")
+        all_params += sig_params + params
+    sql = "\nUNION ALL\n".join(parts) + f"\nORDER BY runs DESC, kind, signature\n{limit}"
+    return sql, all_params + lparams
+
+
+def signatures(db: ReportDB, f: Filters, top: int, signature: str | None = None) -> Report:
+    rows = db.query(*signatures_sql(db, f, top, signature))
+    _split_lists(rows, ("users", "hosts"))
+    return Report(
+        "Stamped binaries and libraries",
+        [("signature", "Signature"), ("kind", "Kind"), ("path", "Path"), ("runs", "Runs"),
+         ("users", "Users"), ("hosts", "Hosts"), ("jobs", "Jobs"), ("first_seen", "First seen"),
+         ("last_seen", "Last seen")],
+        rows,
+        list_columns=("users", "hosts"),
+    )
+
+
+def job_sql(db: ReportDB, job_id: str, f: Filters) -> tuple[str, list[Any]]:
+    clauses, params = Filters(since=f.since, until=f.until, user=f.user, host=f.host, job=job_id).where(db.dialect)
+    sql = f"""
+        SELECT p.uuid AS uuid, p.host AS host, p.pid AS pid, p.ppid AS ppid,
+               COALESCE(p.username, CAST(p.uid AS TEXT)) AS "user",
+               e.path AS exe, e.signature AS signature, p.args AS args, p.rank AS rank,
+               p.start_time AS start_time, p.end_time AS end_time, p.duration AS duration,
+               p.exit_status AS exit_status, p.utime AS utime, p.stime AS stime
+        FROM processes p LEFT JOIN executables e ON e.id = p.executable_id
+        {_where(clauses)}
+        ORDER BY p.host, p.start_time, p.id"""
+    return sql, params
+
+
+def job_processes(db: ReportDB, job_id: str, f: Filters) -> list[dict[str, Any]]:
+    """Every process of a job, in start order per host."""
+    rows = db.query(*job_sql(db, job_id, f))
+    for row in rows:
+        args = row.get("args")
+        if isinstance(args, str):
+            try:
+                row["args"] = json.loads(args)
+            except ValueError:
+                row["args"] = [args]
+        elif args is None:
+            row["args"] = []
+    return rows
+
+
+def jobs_sql(db: ReportDB, f: Filters, top: int) -> tuple[str, list[Any]]:
+    clauses, params = f.where(db.dialect)
+    limit, lparams = _limit(top)
+    sql = f"""
+        SELECT p.job_id AS job, COUNT(*) AS processes,
+               {db.dialect.list_agg("COALESCE(p.username, CAST(p.uid AS TEXT))")} AS users,
+               COUNT(DISTINCT p.host) AS hosts,
+               SUM({CPU}) AS cpu_seconds,
+               SUM({FAILED}) AS failed,
+               MIN(p.start_time) AS first_start, MAX(p.start_time) AS last_start
+        FROM processes p
+        {_where(["p.job_id IS NOT NULL"] + clauses)}
+        GROUP BY p.job_id
+        ORDER BY last_start DESC, job
+        {limit}"""
+    return sql, params + lparams
+
+
+def jobs(db: ReportDB, f: Filters, top: int) -> Report:
+    rows = db.query(*jobs_sql(db, f, top))
+    _split_lists(rows, ("users",))
+    for row in rows:
+        row["cpu_seconds"] = round(float(row["cpu_seconds"] or 0.0), 3)
+    return Report(
+        "Jobs (most recent first)",
+        [("job", "Job"), ("processes", "Processes"), ("users", "Users"), ("hosts", "Hosts"),
+         ("cpu_seconds", "CPU s"), ("failed", "Failed"), ("first_start", "First start"),
+         ("last_start", "Last start")],
+        rows,
+        list_columns=("users",),
+    )

@@ -1,0 +1,91 @@
+"""Print a report: a rich table on a terminal, aligned plain text otherwise; JSON; CSV."""
+from __future__ import annotations
+
+import csv
+import json
+from typing import Any, TextIO
+
+from ogrt.report.queries import Report
+
+#: table cells longer than this are cut with "…" (JSON and CSV are never cut)
+MAX_CELL = 80
+
+
+def cell_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        text = f"{value:.3f}".rstrip("0").rstrip(".")
+        return "0" if text in ("", "-0") else text
+    if isinstance(value, (list, tuple)):
+        return ",".join(cell_text(v) for v in value)
+    return str(value)
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
+
+
+def _numeric(report: Report, key: str) -> bool:
+    return all(isinstance(r.get(key), (int, float)) or r.get(key) is None for r in report.rows) and any(
+        r.get(key) is not None for r in report.rows
+    )
+
+
+def render_plain(report: Report, out: TextIO) -> None:
+    headers = [h for _, h in report.columns]
+    cells = [[_cut(cell_text(row.get(k))) for k, _ in report.columns] for row in report.rows]
+    widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in enumerate(headers)]
+    right = [_numeric(report, k) for k, _ in report.columns]
+
+    def line(values: list[str]) -> str:
+        parts = [v.rjust(w) if r else v.ljust(w) for v, w, r in zip(values, widths, right)]
+        return "  ".join(parts).rstrip()
+
+    out.write(f"{report.title}\n")
+    out.write(line(headers) + "\n")
+    out.write("  ".join("-" * w for w in widths) + "\n")
+    for row in cells:
+        out.write(line(row) + "\n")
+    if not cells:
+        out.write("(no matching records)\n")
+
+
+def render_rich(report: Report, out: TextIO) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=report.title, title_justify="left")
+    for key, header in report.columns:
+        table.add_column(header, justify="right" if _numeric(report, key) else "left",
+                         overflow="fold")
+    for row in report.rows:
+        table.add_row(*(_cut(cell_text(row.get(k))) for k, _ in report.columns))
+    console = Console(file=out)
+    console.print(table)
+    if not report.rows:
+        console.print("(no matching records)")
+
+
+def render_json(data: Any, out: TextIO) -> None:
+    json.dump(data, out, indent=2, ensure_ascii=False)
+    out.write("\n")
+
+
+def render_csv(report: Report, out: TextIO) -> None:
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([k for k, _ in report.columns])
+    for row in report.rows:
+        writer.writerow([cell_text(row.get(k)) for k, _ in report.columns])
+
+
+def render(report: Report, fmt: str, out: TextIO, json_data: Any = None) -> None:
+    """fmt: table | json | csv. `json_data` replaces the rows in JSON (the job tree nests)."""
+    if fmt == "json":
+        render_json(report.rows if json_data is None else json_data, out)
+    elif fmt == "csv":
+        render_csv(report, out)
+    elif out.isatty():
+        render_rich(report, out)
+    else:
+        render_plain(report, out)
