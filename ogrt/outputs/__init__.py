@@ -4,10 +4,12 @@ from __future__ import annotations
 from ogrt.outputs.base import Output, OutputError
 from ogrt.outputs.jsonl import JsonlOutput
 from ogrt.outputs.null import NullOutput
+from ogrt.outputs.sqlite import SqliteOutput
 
 OUTPUT_TYPES: dict[str, type[Output]] = {
     "jsonl": JsonlOutput,
     "null": NullOutput,
+    "sqlite": SqliteOutput,
 }
 
 __all__ = ["OUTPUT_TYPES", "Output", "OutputError"]

@@ -1,0 +1,140 @@
+"""Record dicts → rows of the normalized SQL schema (ogrt/sql/*.sql), for sqlite and postgresql.
+
+A process is one `processes` row filled by its start record and its end record, which may
+arrive in any order, in the same batch or not, and more than once (a replayed spool batch).
+`merge()` folds a batch into one `ProcessRow` per uuid; the backends then upsert each row
+with "new value unless NULL, else the stored one" per column, so any arrival order and any
+repetition give the same row.
+
+Mapping (record key → column): id → uuid, user → username, exe + signature → executable_id
+(executables.path/.signature, signature '' when null), time → start_time (start record) or
+end_time (end record), start_time (end record) → start_time, args/env → JSON text,
+libs → process_libraries (+ libraries; late = end-record libs, unless also in the start
+record), modules → process_modules (+ modules). Every other key maps to the same-named column.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import orjson
+
+#: `processes` columns written from records, in the order of ProcessRow.values
+#: ("exe_path" and "exe_signature" become executable_id in the backend)
+COLUMNS: tuple[str, ...] = (
+    "uuid", "host", "peer", "job_id", "pid", "ppid", "uid", "gid", "username",
+    "exe_path", "exe_signature", "args", "cwd", "env", "rank", "start_time", "end_time",
+    "exit_status", "duration", "utime", "stime", "maxrss_kb", "minflt", "majflt",
+    "inblock", "oublock", "nvcsw", "nivcsw",
+)
+IDX = {c: i for i, c in enumerate(COLUMNS)}
+#: the processes columns themselves (exe_* replaced by executable_id)
+TABLE_COLUMNS: tuple[str, ...] = tuple(
+    c for c in COLUMNS if c not in ("exe_path", "exe_signature")) + ("executable_id",)
+
+_START = [  # (record key, column)
+    ("host", "host"), ("peer", "peer"), ("job_id", "job_id"), ("pid", "pid"),
+    ("ppid", "ppid"), ("uid", "uid"), ("gid", "gid"), ("user", "username"),
+    ("exe", "exe_path"), ("cwd", "cwd"), ("rank", "rank"), ("time", "start_time"),
+]
+_END = [
+    ("host", "host"), ("peer", "peer"), ("job_id", "job_id"), ("pid", "pid"),
+    ("uid", "uid"), ("user", "username"), ("time", "end_time"), ("start_time", "start_time"),
+    ("exit_status", "exit_status"), ("duration", "duration"), ("utime", "utime"),
+    ("stime", "stime"), ("maxrss_kb", "maxrss_kb"), ("minflt", "minflt"),
+    ("majflt", "majflt"), ("inblock", "inblock"), ("oublock", "oublock"),
+    ("nvcsw", "nvcsw"), ("nivcsw", "nivcsw"),
+]
+_START_IDX = [(k, IDX[c]) for k, c in _START]
+_END_IDX = [(k, IDX[c]) for k, c in _END]
+_I_EXE_SIG, _I_ARGS, _I_ENV = IDX["exe_signature"], IDX["args"], IDX["env"]
+
+
+class ProcessRow:
+    """One process of a batch: column values, its libraries and its modules."""
+
+    __slots__ = ("values", "libs", "modules")
+
+    def __init__(self, uuid: str) -> None:
+        self.values: list[Any] = [None] * len(COLUMNS)
+        self.values[0] = uuid
+        self.libs: dict[tuple[str, str], bool] = {}  # (path, signature) -> late
+        self.modules: list[str] = []
+
+    @property
+    def uuid(self) -> str:
+        return self.values[0]
+
+    @property
+    def exe_key(self) -> tuple[str, str] | None:
+        path = self.values[IDX["exe_path"]]
+        return None if path is None else (path, self.values[_I_EXE_SIG] or "")
+
+
+def _set(values: list[Any], pairs: Iterable[tuple[str, int]], rec: dict[str, Any]) -> None:
+    for key, i in pairs:
+        v = rec.get(key)
+        if v is not None:
+            values[i] = v
+
+
+def merge(records: Sequence[dict[str, Any]]) -> list[ProcessRow]:
+    """Fold a batch into one row per uuid, sorted by uuid (a fixed lock order for upserts)."""
+    rows: dict[str, ProcessRow] = {}
+    for rec in records:
+        uuid = rec["id"]
+        row = rows.get(uuid)
+        if row is None:
+            row = rows[uuid] = ProcessRow(uuid)
+        values = row.values
+        libs = row.libs
+        if rec.get("event") == "end":
+            _set(values, _END_IDX, rec)
+            for lib in rec.get("libs") or ():
+                key = (lib["path"], lib.get("signature") or "")
+                if key not in libs:
+                    libs[key] = True
+        else:
+            _set(values, _START_IDX, rec)
+            values[_I_EXE_SIG] = rec.get("signature") or ""
+            values[_I_ARGS] = orjson.dumps(rec.get("args") or []).decode()
+            values[_I_ENV] = orjson.dumps(rec.get("env") or {}).decode()
+            for lib in rec.get("libs") or ():
+                libs[(lib["path"], lib.get("signature") or "")] = False
+            mods = rec.get("modules")
+            if mods:
+                row.modules = list(dict.fromkeys(mods))
+    return [rows[k] for k in sorted(rows)]
+
+
+class IdCache:
+    """Bounded map key → database id for executables, libraries and modules.
+
+    New ids are staged per transaction and kept only after it commits (`commit()`),
+    so a rolled-back transaction leaves no id that does not exist.
+    """
+
+    def __init__(self, limit: int = 200_000) -> None:
+        self.limit = limit
+        self._ids: dict[Any, int] = {}
+        self._staged: dict[Any, int] = {}
+
+    def get(self, key: Any) -> int | None:
+        i = self._ids.get(key)
+        return self._staged.get(key) if i is None else i
+
+    def stage(self, key: Any, ident: int) -> None:
+        self._staged[key] = ident
+
+    def commit(self) -> None:
+        if len(self._ids) + len(self._staged) > self.limit:
+            self._ids.clear()
+        self._ids.update(self._staged)
+        self._staged.clear()
+
+    def rollback(self) -> None:
+        self._staged.clear()
+
+    def clear(self) -> None:
+        self._ids.clear()
+        self._staged.clear()
