@@ -1,0 +1,84 @@
+"""Frames → records → every output runner.
+
+One Ingest per receiving thread (the event loop for TCP, the UDP receiver thread), so its
+counters and pending batch need no lock. Records are collected and handed to the output
+runners in batches (flush()); the record dicts are shared by the outputs, which must not
+modify them.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from ogrt.metrics import Counters, sample
+from ogrt.ratelimit import RateLimitedLog
+from ogrt.record import Decoder, RecordError, UserResolver
+
+__all__ = ["Ingest", "Sink"]
+
+log = logging.getLogger("ogrt.ingest")
+
+
+class Sink(Protocol):
+    def submit(self, records: list[dict[str, Any]]) -> None: ...
+
+
+class Ingest:
+    def __init__(self, sinks: Sequence[Sink], resolve_user: UserResolver, transport: str,
+                 ratelog: RateLimitedLog, max_pending: int = 2000) -> None:
+        self.sinks = list(sinks)
+        self.counters = Counters()
+        self.transport = transport
+        self.ratelog = ratelog
+        self.max_pending = max_pending
+        self.pending: list[dict[str, Any]] = []
+        self._decode = Decoder(resolve_user).decode
+        self._k_frames = sample("ogrt_received_frames_total", transport=transport)
+        self._k_bytes = sample("ogrt_received_bytes_total", transport=transport)
+        self._k_event = {"start": sample("ogrt_records_total", event="start"),
+                         "end": sample("ogrt_records_total", event="end")}
+        self._k_reject: dict[str, str] = {}
+
+    def received(self, nbytes: int, nframes: int) -> None:
+        values = self.counters.values
+        values[self._k_bytes] = values.get(self._k_bytes, 0) + nbytes
+        if nframes:
+            values[self._k_frames] = values.get(self._k_frames, 0) + nframes
+
+    def frame(self, mtype: int, payload: bytes, peer: str) -> None:
+        """Decode one type-12/13 frame; a bad one is counted and logged (rate-limited)."""
+        try:
+            record = self._decode(mtype, payload, peer)
+        except RecordError as e:
+            self.reject(e.reason, peer, str(e))
+            return
+        values = self.counters.values
+        key = self._k_event[record["event"]]
+        values[key] = values.get(key, 0) + 1
+        self.pending.append(record)
+        if len(self.pending) >= self.max_pending:
+            self.flush()
+
+    def frames(self, frames: list[tuple[int, bytes]], peer: str) -> None:
+        for mtype, payload in frames:
+            self.frame(mtype, payload, peer)
+
+    def reject(self, reason: str, peer: str, detail: str, n: int = 1) -> None:
+        key = self._k_reject.get(reason)
+        if key is None:
+            key = self._k_reject[reason] = sample("ogrt_rejected_total", reason=reason)
+        self.counters.inc(key, n)
+        self.ratelog.warning(reason, "rejected (%s) from %s over %s: %s", reason, peer, self.transport, detail)
+
+    def flush(self) -> None:
+        batch = self.pending
+        if not batch:
+            return
+        self.pending = []
+        sinks = self.sinks
+        if len(sinks) == 1:
+            sinks[0].submit(batch)
+        else:
+            for sink in sinks:
+                sink.submit(list(batch))

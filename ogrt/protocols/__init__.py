@@ -1,0 +1,1 @@
+"""Receivers: TCP (asyncio protocol) and UDP (a dedicated thread)."""

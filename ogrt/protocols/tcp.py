@@ -1,0 +1,168 @@
+"""TCP receiver: many frames per connection, bounded connections, memory and idleness."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+
+from ogrt.framing import FrameDecoder, FrameError
+from ogrt.pipeline import Ingest
+
+__all__ = ["TcpReceiver", "peer_text"]
+
+log = logging.getLogger("ogrt.tcp")
+
+
+def peer_text(host: str) -> str:
+    """An IPv4-mapped IPv6 address (from a dual-stack socket) as plain IPv4."""
+    if host.startswith("::ffff:") and "." in host:
+        return host[7:]
+    return host.partition("%")[0]
+
+
+class _Connection(asyncio.Protocol):
+    __slots__ = ("rx", "transport", "peer", "decoder", "last_active", "held", "closed_for")
+
+    def __init__(self, rx: TcpReceiver) -> None:
+        self.rx = rx
+        self.transport: asyncio.Transport | None = None
+        self.peer = "?"
+        self.decoder = FrameDecoder(rx.max_frame_bytes)
+        self.last_active = 0.0
+        self.held = 0  # bytes of an incomplete frame this connection holds
+        self.closed_for: str | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        rx = self.rx
+        peername = transport.get_extra_info("peername")
+        self.peer = peer_text(peername[0]) if peername else "?"
+        if len(rx.connections) >= rx.max_connections or rx.closing:
+            self.closed_for = "max_connections" if not rx.closing else "shutting_down"
+            rx.ingest.reject(self.closed_for, self.peer, f"{len(rx.connections)} connections open")
+            transport.abort()
+            return
+        rx.connections.add(self)
+        rx.ingest.counters.inc("ogrt_connections_total")
+        self.last_active = rx.loop.time()
+
+    def data_received(self, data: bytes) -> None:
+        rx = self.rx
+        if self.closed_for is not None:
+            return
+        self.last_active = rx.loop.time()
+        try:
+            frames = self.decoder.feed(data)
+        except FrameError as e:
+            rx.ingest.received(len(data), 0)
+            self._close(e.reason, str(e))
+            return
+        rx.ingest.received(len(data), len(frames))
+        if frames:
+            rx.ingest.frames(frames, self.peer)
+            rx.schedule_flush()
+        held = self.decoder.buffered
+        if held != self.held:
+            rx.buffered += held - self.held
+            self.held = held
+            if rx.buffered > rx.max_buffered_bytes:
+                self._close("memory_limit",
+                            f"incomplete frames of all connections exceed max_buffered_bytes={rx.max_buffered_bytes}")
+
+    def eof_received(self) -> bool:
+        return False  # close our side too
+
+    def _close(self, reason: str, detail: str) -> None:
+        self.closed_for = reason
+        self.rx.ingest.reject(reason, self.peer, detail)
+        if self.transport is not None:
+            self.transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        rx = self.rx
+        if self in rx.connections:
+            rx.connections.discard(self)
+            if self.held:
+                rx.buffered -= self.held
+                if self.closed_for is None:
+                    rx.ingest.reject("truncated_frame", self.peer,
+                                     f"connection closed inside a frame ({self.held} bytes held)")
+                self.held = 0
+            if rx.closing and not rx.connections:
+                rx.all_closed.set()
+
+
+class TcpReceiver:
+    """Owns the listening socket and every connection of one process."""
+
+    def __init__(self, ingest: Ingest, max_frame_bytes: int, max_connections: int,
+                 idle_timeout: float, max_buffered_bytes: int) -> None:
+        self.ingest = ingest
+        self.max_frame_bytes = max_frame_bytes
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
+        self.max_buffered_bytes = max_buffered_bytes
+        self.connections: set[_Connection] = set()
+        self.buffered = 0
+        self.closing = False
+        self.loop = asyncio.get_running_loop()
+        self.all_closed = asyncio.Event()
+        self._server: asyncio.base_events.Server | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self._flush_scheduled = False
+
+    async def start(self, sock: socket.socket) -> None:
+        self._server = await self.loop.create_server(lambda: _Connection(self), sock=sock, backlog=4096)
+        self._sweeper = asyncio.create_task(self._sweep())
+
+    def schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        self.ingest.flush()
+
+    async def _sweep(self) -> None:
+        interval = min(1.0, self.idle_timeout / 4)
+        while True:
+            await asyncio.sleep(interval)
+            self.close_idle(self.idle_timeout, "idle_timeout")
+
+    def close_idle(self, idle: float, reason: str) -> None:
+        limit = self.loop.time() - idle
+        for conn in [c for c in self.connections if c.last_active <= limit]:
+            if reason == "idle_timeout" or conn.held:
+                conn._close(reason, f"no data for {idle:g} s" + (f", {conn.held} bytes of a frame held"
+                                                                   if conn.held else ""))
+            elif conn.transport is not None:
+                conn.closed_for = "shutdown"
+                conn.transport.abort()
+
+    async def stop(self, grace: float) -> None:
+        """Stop accepting; let open connections deliver what they send, then close them.
+
+        A connection is closed once it has been quiet for a short while (everything it
+        sent before is decoded) or when `grace` runs out.
+        """
+        self.closing = True
+        if self._server is not None:
+            self._server.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        deadline = self.loop.time() + grace
+        quiet = 0.3
+        while self.connections and self.loop.time() < deadline:
+            self.close_idle(quiet, "shutdown_truncated")
+            if not self.connections:
+                break
+            self.all_closed.clear()
+            try:
+                await asyncio.wait_for(self.all_closed.wait(), timeout=0.1)
+            except asyncio.TimeoutError:
+                pass
+        self.close_idle(-1.0, "shutdown_truncated")  # grace is over: close the rest
+        await asyncio.sleep(0)
+        self.ingest.flush()

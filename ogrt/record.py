@@ -1,0 +1,158 @@
+"""Protobuf messages → record dicts (README, "Record format").
+
+Built field by field (json_format.MessageToDict costs ~100 µs a record; this ~10 µs).
+Every text value is escaped with ogrt.textenc, so records are JSON-ready.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ogrt.proto import ogrt_pb2
+from ogrt.textenc import escape
+
+__all__ = ["RecordError", "uuid_text", "rfc3339_us", "start_record", "end_record", "Decoder"]
+
+PROCESS_START = 12
+PROCESS_END = 13
+FRAGMENT = 14
+
+# accepted time range: 1970-01-01 .. 9999-12-31 (what RFC 3339 can write)
+_MAX_TIME_US = 253402300799_999999
+
+
+class RecordError(ValueError):
+    """A payload that parses but cannot become a record; `reason` names it for metrics."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+def uuid_text(raw: bytes) -> str:
+    if len(raw) != 16:
+        raise RecordError("bad_uuid", f"uuid has {len(raw)} bytes, not 16")
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+_last_sec = -1
+_last_prefix = ""
+
+
+def rfc3339_us(time_us: int) -> str:
+    """Microseconds since the epoch → ``2026-11-25T12:00:00.000001Z``."""
+    global _last_sec, _last_prefix
+    if time_us < 0 or time_us > _MAX_TIME_US:
+        raise RecordError("bad_time", f"time {time_us} µs is out of range")
+    sec, us = divmod(time_us, 1_000_000)
+    if sec != _last_sec:
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+        _last_sec, _last_prefix = sec, prefix
+    else:
+        prefix = _last_prefix
+    return f"{prefix}.{us:06d}Z"
+
+
+def _libs(libs: Any) -> list[dict[str, str | None]]:
+    return [
+        {"path": escape(lib.path), "signature": escape(lib.signature) if lib.signature else None}
+        for lib in libs
+    ]
+
+
+def _env(env: Any) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in env:
+        name, _, value = item.partition(b"=")
+        out[escape(name)] = escape(value)
+    return out
+
+
+UserResolver = Callable[[int], "str | None"]
+
+
+def start_record(msg: ogrt_pb2.ProcessStart, peer: str, resolve_user: UserResolver) -> dict[str, Any]:
+    uid = msg.uid
+    user = resolve_user(uid)
+    if user is None and msg.user:
+        user = escape(msg.user)
+    job_id = msg.job_id
+    signature = msg.signature
+    return {
+        "event": "start",
+        "id": uuid_text(msg.uuid),
+        "time": rfc3339_us(msg.time_us),
+        "host": escape(msg.hostname),
+        "peer": peer,
+        "job_id": escape(job_id) if job_id else None,
+        "pid": msg.pid,
+        "ppid": msg.ppid,
+        "uid": uid,
+        "gid": msg.gid,
+        "user": user,
+        "exe": escape(msg.exe),
+        "args": [escape(a) for a in msg.args],
+        "cwd": escape(msg.cwd),
+        "env": _env(msg.env),
+        "modules": [escape(m) for m in msg.modules],
+        "rank": msg.rank if msg.HasField("rank") else None,
+        "libs": _libs(msg.libs),
+        "signature": escape(signature) if signature else None,
+    }
+
+
+def end_record(msg: ogrt_pb2.ProcessEnd, peer: str, resolve_user: UserResolver) -> dict[str, Any]:
+    uid = msg.uid
+    job_id = msg.job_id
+    time_us = msg.time_us
+    start_us = msg.start_time_us
+    return {
+        "event": "end",
+        "id": uuid_text(msg.uuid),
+        "time": rfc3339_us(time_us),
+        "host": escape(msg.hostname),
+        "peer": peer,
+        "job_id": escape(job_id) if job_id else None,
+        "pid": msg.pid,
+        "uid": uid,
+        "user": resolve_user(uid),
+        "libs": _libs(msg.libs),
+        "start_time": rfc3339_us(start_us),
+        "exit_status": msg.exit_status if msg.HasField("exit_status") else None,
+        "duration": (time_us - start_us) / 1e6,
+        "utime": msg.utime_us / 1e6,
+        "stime": msg.stime_us / 1e6,
+        "maxrss_kb": msg.maxrss_kb,
+        "minflt": msg.minflt,
+        "majflt": msg.majflt,
+        "inblock": msg.inblock,
+        "oublock": msg.oublock,
+        "nvcsw": msg.nvcsw,
+        "nivcsw": msg.nivcsw,
+    }
+
+
+class Decoder:
+    """Payload of a type-12/13 frame → record dict; RecordError (with a reason) otherwise."""
+
+    def __init__(self, resolve_user: UserResolver) -> None:
+        self._resolve_user = resolve_user
+        self._start = ogrt_pb2.ProcessStart()
+        self._end = ogrt_pb2.ProcessEnd()
+
+    def decode(self, mtype: int, payload: bytes, peer: str) -> dict[str, Any]:
+        if mtype == PROCESS_START:
+            msg: Any = self._start
+            build: Any = start_record
+        elif mtype == PROCESS_END:
+            msg = self._end
+            build = end_record
+        else:
+            raise RecordError("unknown_type", f"unknown message type {mtype}")
+        try:
+            msg.ParseFromString(payload)
+        except Exception as exc:  # google.protobuf.message.DecodeError and friends
+            raise RecordError("bad_payload", f"type {mtype} payload does not parse: {exc}") from None
+        return build(msg, peer, self._resolve_user)

@@ -1,0 +1,200 @@
+"""`ogrt server`: one receiving process (or one worker of several).
+
+Lifecycle: start the output runners, bind TCP and UDP, say "ready" on stderr, serve until
+SIGTERM/SIGINT, then stop accepting, read what the open connections and the UDP socket
+buffer still hold, hand every decoded record to the runners and stop them (each flushes
+to its backend, else to its spool), and exit 0.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ogrt.config import Config
+from ogrt.metrics import RUNNER_STATS, Counters, merge, sample, serve_metrics
+from ogrt.pipeline import Ingest
+from ogrt.protocols.tcp import TcpReceiver
+from ogrt.protocols.udp import UdpReceiver, set_rcvbuf
+from ogrt.ratelimit import RateLimitedLog
+from ogrt.users import UserCache
+
+__all__ = ["Server", "run", "bind_socket", "setup_logging", "READY_LINE"]
+
+log = logging.getLogger("ogrt.server")
+
+READY_LINE = "ogrt server ready"
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def bind_socket(address: str, port: int, kind: int, reuse_port: bool = False) -> socket.socket:
+    """A bound socket; "::" listens on IPv6 and IPv4 (dual stack)."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, kind)
+    try:
+        if kind == socket.SOCK_STREAM:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind((address, port))
+        if kind == socket.SOCK_STREAM:
+            sock.listen(4096)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class Server:
+    """The whole pipeline of one process: receivers → Ingest → one OutputRunner per output."""
+
+    def __init__(self, config: Config, worker_index: int = 0, reuse_port: bool = False,
+                 serve_metrics_here: bool = True) -> None:
+        self.config = config
+        self.worker_index = worker_index
+        self.reuse_port = reuse_port
+        self.serve_metrics_here = serve_metrics_here
+        self.runners: list[tuple[str, Any]] = []
+        self.users = UserCache()
+        self.ratelog = RateLimitedLog(logging.getLogger("ogrt.input"))
+        self.tcp: TcpReceiver | None = None
+        self.udp: UdpReceiver | None = None
+        self.tcp_ingest: Ingest | None = None
+        self.extra_counters = Counters()
+        self._metrics_server: asyncio.base_events.Server | None = None
+        self.port = config.server.port
+
+    # -- start ---------------------------------------------------------------------------
+    def _start_runners(self) -> None:
+        from ogrt.outputs import OUTPUT_TYPES
+        from ogrt.outputs.runner import OutputRunner
+
+        state_dir = self.config.server.state_dir
+        for oc in self.config.outputs:
+            output = OUTPUT_TYPES[oc.type](oc.name, oc.options, self.worker_index)
+            spool_dir = Path(state_dir) / "spool" / oc.name / str(self.worker_index)
+            runner = OutputRunner(output, spool_dir, self.config.spool_max_bytes)
+            runner.start()
+            self.runners.append((oc.name, runner))
+
+    async def start(self) -> None:
+        sc = self.config.server
+        Path(sc.state_dir).mkdir(parents=True, exist_ok=True)
+        self._start_runners()
+        sinks = [r for _, r in self.runners]
+        if "tcp" in sc.transports:
+            tcp_sock = bind_socket(sc.address, sc.port, socket.SOCK_STREAM, self.reuse_port)
+            self.port = tcp_sock.getsockname()[1]
+            self.tcp_ingest = Ingest(sinks, self.users, "tcp", self.ratelog)
+            self.tcp = TcpReceiver(self.tcp_ingest, sc.max_frame_bytes, sc.max_connections,
+                                   sc.idle_timeout, sc.max_buffered_bytes)
+            await self.tcp.start(tcp_sock)
+        if "udp" in sc.transports:
+            udp_sock = bind_socket(sc.address, self.port, socket.SOCK_DGRAM, self.reuse_port)
+            self.port = udp_sock.getsockname()[1]
+            got = set_rcvbuf(udp_sock, sc.udp_rcvbuf)
+            if sc.udp_rcvbuf and got < sc.udp_rcvbuf:
+                log.warning("UDP receive buffer is %d bytes, asked for %d (raise net.core.rmem_max)",
+                            got, sc.udp_rcvbuf)
+            self.udp = UdpReceiver(udp_sock, Ingest(sinks, self.users, "udp", self.ratelog),
+                                   sc.max_frame_bytes, sc.fragment_timeout, sc.fragment_max_bytes)
+            self.udp.start()
+        if self.serve_metrics_here and self.config.metrics.address is not None:
+            host, port = self.config.metrics.address
+            self._metrics_server = await serve_metrics(host, port, self.collect_async)
+        log.info("listening on %s port %d (%s), outputs: %s", sc.address, self.port,
+                 "+".join(sc.transports), ", ".join(f"{oc.name} ({oc.type})" for oc in self.config.outputs))
+
+    # -- metrics ---------------------------------------------------------------------------
+    def collect(self) -> dict[str, float]:
+        snaps = [self.extra_counters.snapshot()]
+        gauges: dict[str, float] = {}
+        if self.tcp is not None and self.tcp_ingest is not None:
+            snaps.append(self.tcp_ingest.counters.snapshot())
+            gauges["ogrt_connections_open"] = len(self.tcp.connections)
+        if self.udp is not None:
+            snaps.append(self.udp.ingest.counters.snapshot())
+            gauges["ogrt_fragments_pending"] = len(self.udp.reassembler)
+            gauges["ogrt_fragments_pending_bytes"] = self.udp.reassembler.bytes
+        for name, runner in self.runners:
+            stats = runner.stats()
+            for key, metric in RUNNER_STATS.items():
+                if key in stats:
+                    gauges[sample(metric, output=name)] = stats[key]
+        snaps.append(gauges)
+        return merge(snaps)
+
+    async def collect_async(self) -> dict[str, float]:
+        return self.collect()
+
+    # -- stop --------------------------------------------------------------------------------
+    async def stop(self) -> None:
+        sc = self.config.server
+        t0 = time.monotonic()
+        if self.tcp is not None:
+            await self.tcp.stop(grace=min(5.0, sc.shutdown_timeout / 2))
+        if self.udp is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.udp.stop, 10.0)
+            self.udp.sock.close()
+        remaining = max(1.0, sc.shutdown_timeout - (time.monotonic() - t0))
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(loop.run_in_executor(None, runner.stop, remaining)
+                               for _, runner in self.runners))
+        if self._metrics_server is not None:
+            self._metrics_server.close()
+        log.info("stopped after draining in %.2f s", time.monotonic() - t0)
+
+
+def install_stop_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+
+async def serve(config: Config, on_ready: Callable[[Server], None] | None = None, worker_index: int = 0,
+                reuse_port: bool = False, serve_metrics_here: bool = True,
+                stop: asyncio.Event | None = None) -> int:
+    stop = stop or asyncio.Event()
+    install_stop_signals(stop)
+    server = Server(config, worker_index, reuse_port, serve_metrics_here)
+    try:
+        await server.start()
+    except OSError as e:
+        log.error("cannot start: %s", e)
+        await server.stop()
+        return 1
+    if on_ready is not None:
+        on_ready(server)
+    await stop.wait()
+    log.info("stopping: no new connections; draining and flushing every accepted record")
+    await server.stop()
+    return 0
+
+
+def run(config: Config) -> int:
+    """Run in the foreground until SIGTERM/SIGINT; the exit code (0 after a clean drain)."""
+    setup_logging(config.server.log_level)
+    if config.server.workers > 1:
+        from ogrt.supervisors.workers import supervise
+        return supervise(config)
+
+    def ready(server: Server) -> None:
+        print(f"{READY_LINE} port={server.port}", file=sys.stderr, flush=True)
+
+    return asyncio.run(serve(config, ready))

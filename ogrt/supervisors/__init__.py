@@ -1,0 +1,1 @@
+"""Process supervision: `workers = N` worker processes sharing the port (SO_REUSEPORT)."""
