@@ -4,11 +4,13 @@ from __future__ import annotations
 from ogrt.outputs.base import Output, OutputError
 from ogrt.outputs.jsonl import JsonlOutput
 from ogrt.outputs.null import NullOutput
+from ogrt.outputs.postgresql import PostgresOutput
 from ogrt.outputs.sqlite import SqliteOutput
 
 OUTPUT_TYPES: dict[str, type[Output]] = {
     "jsonl": JsonlOutput,
     "null": NullOutput,
+    "postgresql": PostgresOutput,
     "sqlite": SqliteOutput,
 }
 

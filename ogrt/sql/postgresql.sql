@@ -31,8 +31,8 @@ CREATE TABLE IF NOT EXISTS processes (
     job_id        TEXT,
     pid           INTEGER,
     ppid          INTEGER,
-    uid           INTEGER,
-    gid           INTEGER,
+    uid           BIGINT,        -- uint32 on the wire
+    gid           BIGINT,        -- uint32 on the wire
     username      TEXT,          -- resolved on the daemon host, else the client hint
     executable_id BIGINT REFERENCES executables (id),
     args          JSONB,         -- JSON array of escaped text

@@ -1,0 +1,205 @@
+"""`postgresql` output: the normalized schema of ogrt/sql/postgresql.sql, written with COPY.
+
+Per batch, in one transaction: new executables/libraries/modules are inserted (sorted,
+ON CONFLICT DO NOTHING) and their ids cached; the merged process rows are COPYed into a
+temporary staging table and upserted into `processes` by uuid (sorted by uuid, so several
+workers never deadlock); their library and module links are COPYed and upserted likewise.
+A committed batch is as durable as the server's settings make a commit.
+
+The schema is created or migrated on connect, under a transaction-level advisory lock so
+concurrent workers do not race. A lost connection raises OutputError (the runner spools
+the batch and retries); the next write reconnects.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import psycopg
+
+from ogrt.outputs import options as opt
+from ogrt.outputs.base import Output, OutputError
+from ogrt.outputs.sqlite import SCHEMA_VERSION, schema_statements
+from ogrt.outputs.sqlrecords import COLUMNS, IDX, IdCache, ProcessRow, merge
+
+MIGRATE_LOCK = 0x4F47_5254_0001  # pg_advisory_xact_lock key ("OGRT" 1)
+
+_PROC_COLS = [c for c in COLUMNS if c not in ("exe_path", "exe_signature")] + ["executable_id"]
+_PROC_IDX = [IDX[c] for c in _PROC_COLS[:-1]]
+_TYPES = {
+    "uuid": "text", "host": "text", "peer": "text", "job_id": "text", "pid": "integer",
+    "ppid": "integer", "uid": "bigint", "gid": "bigint", "username": "text", "args": "jsonb",
+    "cwd": "text", "env": "jsonb", "rank": "integer", "start_time": "timestamptz",
+    "end_time": "timestamptz", "exit_status": "integer", "duration": "double precision",
+    "utime": "double precision", "stime": "double precision", "maxrss_kb": "bigint",
+    "minflt": "bigint", "majflt": "bigint", "inblock": "bigint", "oublock": "bigint",
+    "nvcsw": "bigint", "nivcsw": "bigint", "executable_id": "bigint",
+}
+_COLS = ", ".join(_PROC_COLS)
+STAGING = [
+    "CREATE TEMP TABLE IF NOT EXISTS ogrt_stage_proc ("
+    + ", ".join(f"{c} {_TYPES[c]}" for c in _PROC_COLS) + ") ON COMMIT DELETE ROWS",
+    "CREATE TEMP TABLE IF NOT EXISTS ogrt_stage_lib (process_id bigint, library_id bigint, "
+    "late boolean) ON COMMIT DELETE ROWS",
+    "CREATE TEMP TABLE IF NOT EXISTS ogrt_stage_mod (process_id bigint, module_id bigint) "
+    "ON COMMIT DELETE ROWS",
+]
+UPSERT_PROCESSES = (
+    f"INSERT INTO processes ({_COLS}) SELECT {_COLS} FROM ogrt_stage_proc ORDER BY uuid "
+    "ON CONFLICT (uuid) DO UPDATE SET "
+    + ", ".join(f"{c} = COALESCE(EXCLUDED.{c}, processes.{c})" for c in _PROC_COLS[1:])
+    + " RETURNING uuid, id"
+)
+UPSERT_LIBS = (
+    "INSERT INTO process_libraries (process_id, library_id, late) "
+    "SELECT process_id, library_id, late FROM ogrt_stage_lib ORDER BY process_id, library_id "
+    "ON CONFLICT (process_id, library_id) DO UPDATE "
+    "SET late = process_libraries.late AND EXCLUDED.late"
+)
+INSERT_MODS = (
+    "INSERT INTO process_modules (process_id, module_id) "
+    "SELECT process_id, module_id FROM ogrt_stage_mod ORDER BY process_id, module_id "
+    "ON CONFLICT DO NOTHING"
+)
+
+
+class PostgresOutput(Output):
+    type_name = "postgresql"
+
+    def __init__(self, name: str, options: Mapping[str, Any], worker_index: int = 0) -> None:
+        super().__init__(name, options, worker_index)
+        self.dsn: str = self.options["dsn"]
+        self.connect_timeout = float(self.options.get("connect_timeout", 10.0))
+        self.statement_timeout = float(self.options.get("statement_timeout", 300.0))
+        self.conn: psycopg.Connection[Any] | None = None
+        self.exes, self.libs, self.mods = IdCache(), IdCache(), IdCache()
+
+    @classmethod
+    def validate(cls, name: str, options: Mapping[str, Any]) -> dict[str, Any]:
+        out = opt.check(name, options, {
+            "dsn": opt.Key((str,), check=opt.non_empty),
+            "connect_timeout": opt.Key((int, float), 10.0, opt.positive),
+            "statement_timeout": opt.Key((int, float), 300.0, opt.positive),
+        })
+        try:
+            psycopg.conninfo.conninfo_to_dict(out["dsn"])
+        except psycopg.ProgrammingError as e:
+            raise opt.ConfigError(f"outputs.{name}.dsn", f"not a libpq conninfo string or URL: {e}")
+        return out
+
+    # -- connection ----------------------------------------------------------------
+    def open(self) -> None:
+        self._disconnect()
+        try:
+            conn = psycopg.connect(
+                self.dsn, connect_timeout=max(1, round(self.connect_timeout)),
+                application_name=f"ogrt-{self.name}-{self.worker_index}",
+                options=f"-c statement_timeout={int(self.statement_timeout * 1000)}")
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK,))
+                for stmt in schema_statements("postgresql"):
+                    conn.execute(stmt)
+                if conn.execute("SELECT count(*) FROM schema_version").fetchone()[0] == 0:  # type: ignore[index]
+                    conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (SCHEMA_VERSION,))
+            with conn.transaction():
+                for stmt in STAGING:
+                    conn.execute(stmt)
+        except psycopg.Error as e:
+            raise OutputError(f"postgresql {self.name}: cannot connect or set up: {e}") from e
+        self.conn = conn
+
+    def _disconnect(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except psycopg.Error:
+                pass
+            self.conn = None
+
+    # -- id lookups ----------------------------------------------------------------
+    def _pair_ids(self, cur: psycopg.Cursor[Any], table: str, cache: IdCache,
+                  keys: Iterable[tuple[str, str]]) -> None:
+        missing = sorted({k for k in keys if cache.get(k) is None})
+        if not missing:
+            return
+        paths = [p for p, _ in missing]
+        sigs = [s for _, s in missing]
+        cur.execute(f"INSERT INTO {table} (path, signature) SELECT p, s FROM "
+                    "unnest(%s::text[], %s::text[]) AS t(p, s) ORDER BY p, s "
+                    "ON CONFLICT DO NOTHING", (paths, sigs))
+        cur.execute(f"SELECT x.id, x.path, x.signature FROM {table} x JOIN "
+                    "unnest(%s::text[], %s::text[]) AS t(p, s) ON x.path = t.p AND x.signature = t.s",
+                    (paths, sigs))
+        for ident, path, sig in cur.fetchall():
+            cache.stage((path, sig), ident)
+
+    def _module_ids(self, cur: psycopg.Cursor[Any], names: Iterable[str]) -> None:
+        missing = sorted({n for n in names if self.mods.get(n) is None})
+        if not missing:
+            return
+        cur.execute("INSERT INTO modules (name) SELECT n FROM unnest(%s::text[]) AS t(n) "
+                    "ORDER BY n ON CONFLICT DO NOTHING", (missing,))
+        cur.execute("SELECT m.id, m.name FROM modules m JOIN unnest(%s::text[]) AS t(n) "
+                    "ON m.name = t.n", (missing,))
+        for ident, name in cur.fetchall():
+            self.mods.stage(name, ident)
+
+    # -- writing -------------------------------------------------------------------
+    def write(self, records: Sequence[dict[str, Any]]) -> None:
+        if not records:
+            return
+        if self.conn is None or self.conn.closed:
+            self.open()
+        conn = self.conn
+        assert conn is not None
+        rows = merge(records)
+        caches = (self.exes, self.libs, self.mods)
+        try:
+            with conn.transaction():
+                self._write_rows(conn, rows)
+        except psycopg.Error as e:
+            for c in caches:
+                c.rollback()
+            if isinstance(e, psycopg.OperationalError) or conn.closed or conn.broken:
+                self._disconnect()
+            raise OutputError(f"postgresql {self.name}: {type(e).__name__}: {e}") from e
+        except BaseException:
+            for c in caches:
+                c.rollback()
+            raise
+        for c in caches:
+            c.commit()
+
+    def _write_rows(self, conn: psycopg.Connection[Any], rows: list[ProcessRow]) -> None:
+        cur = conn.cursor()
+        self._pair_ids(cur, "executables", self.exes, (k for r in rows if (k := r.exe_key)))
+        self._pair_ids(cur, "libraries", self.libs, (k for r in rows for k in r.libs))
+        self._module_ids(cur, (m for r in rows for m in r.modules))
+        exes = self.exes
+        with cur.copy(f"COPY ogrt_stage_proc ({_COLS}) FROM STDIN") as cp:
+            for r in rows:
+                v = r.values
+                k = r.exe_key
+                cp.write_row([v[i] for i in _PROC_IDX] + [exes.get(k) if k else None])
+        cur.execute(UPSERT_PROCESSES)
+        pids = dict(cur.fetchall())
+        libs, mods = self.libs, self.mods
+        if any(r.libs for r in rows):
+            with cur.copy("COPY ogrt_stage_lib (process_id, library_id, late) FROM STDIN") as cp:
+                for r in rows:
+                    if r.libs:
+                        pid = pids[r.uuid]
+                        for k, late in r.libs.items():
+                            cp.write_row((pid, libs.get(k), late))
+            cur.execute(UPSERT_LIBS)
+        if any(r.modules for r in rows):
+            with cur.copy("COPY ogrt_stage_mod (process_id, module_id) FROM STDIN") as cp:
+                for r in rows:
+                    if r.modules:
+                        pid = pids[r.uuid]
+                        for m in r.modules:
+                            cp.write_row((pid, mods.get(m)))
+            cur.execute(INSERT_MODS)
+
+    def close(self) -> None:
+        self._disconnect()
