@@ -20,6 +20,9 @@ def _cmd_server(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"ogrt server: config error: {e}", file=sys.stderr)
         return 2
+    if args.port is not None:
+        from dataclasses import replace
+        config = replace(config, server=replace(config.server, port=args.port))
     if args.worker_index is not None:
         from ogrt.supervisors.workers import run_worker
         return run_worker(config, args.worker_index, args.control_fd)
@@ -66,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ogrt.conf (TOML); without it: port 7971 TCP+UDP into SQLite in the state dir")
     p.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--control-fd", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--port", type=int, default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=_cmd_server)
 
     p = sub.add_parser("check-config", help="validate a config file",
