@@ -57,6 +57,7 @@ class OutputRunner:
         self.batch_records = int(opts.get("batch_records") or 1000)
         self.flush_interval = float(opts.get("flush_interval") or 0.2)
         self.queue_limit = int(opts.get("queue_records") or 4 * self.batch_records)
+        self.backoff_max = float(opts.get("reconnect_max_seconds") or BACKOFF_MAX)
         self.spool_dir = Path(spool_dir)
         self.spool_max_bytes = int(spool_max_bytes)
         self.spool: Spool | None = None
@@ -217,7 +218,7 @@ class OutputRunner:
                         self._spill_locked([])
                         if not self._stopping:
                             self._cond.wait(self._backoff)
-                        self._backoff = min(self._backoff * 2, BACKOFF_MAX)
+                        self._backoff = min(self._backoff * 2, self.backoff_max)
                         if self._stopping:
                             self._spill_locked([])
                             break
