@@ -233,7 +233,12 @@ def test_wrapper_named_like_the_compiler(tools: Path, tmp_path: Path) -> None:
     assert cc.returncode == 0 and len(signatures_in(tmp_path / "viacc")) == 1
     version = _run(["gcc", "--version"], env=env)
     assert version.stdout == _run(["gcc", "--version"]).stdout
-    lonely = _run([str(wrappers / "gcc"), "--version"], env=dict(os.environ, PATH=str(wrappers)))
+    # a PATH with the basic tools but no gcc
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for tool in ("readlink", "mktemp", "rm", "grep"):
+        (bare / tool).symlink_to(shutil.which(tool))
+    lonely = _run([str(wrappers / "gcc"), "--version"], env=dict(os.environ, PATH=f"{wrappers}:{bare}"))
     assert lonely.returncode == 127 and "no 'gcc' on PATH" in lonely.stderr
 
 
