@@ -48,6 +48,18 @@ class Filters:
             params.append(self.job)
         return clauses, params
 
+    def selects(self, dialect: Dialect, column: str = "p.id") -> tuple[list[str], list[Any]]:
+        """The filters as one `column IN (SELECT id ...)` clause (none when empty).
+
+        Selecting the ids first lets the database drive the report from the filter's own
+        index (start_time, job_id, host, uid) and join the rest by primary key; with a plain
+        join SQLite often prefers scanning the whole join table (measured: 4x-15x slower).
+        """
+        clauses, params = self.where(dialect, "fp")
+        if not clauses:
+            return [], []
+        return [f"{column} IN (SELECT fp.id FROM processes fp WHERE {' AND '.join(clauses)})"], params
+
     @property
     def empty(self) -> bool:
         return all(v is None for v in (self.since, self.until, self.user, self.host, self.job))
@@ -85,7 +97,7 @@ FAILED = "CASE WHEN p.exit_status IS NOT NULL AND p.exit_status <> 0 THEN 1 ELSE
 
 
 def executables_sql(db: ReportDB, f: Filters, top: int) -> tuple[str, list[Any]]:
-    clauses, params = f.where(db.dialect)
+    clauses, params = f.selects(db.dialect)
     limit, lparams = _limit(top)
     sql = f"""
         SELECT e.path AS executable,
@@ -139,14 +151,13 @@ def library_pattern(pattern: str) -> str:
 
 
 def libraries_sql(db: ReportDB, f: Filters, top: int) -> tuple[str, list[Any]]:
-    clauses, params = f.where(db.dialect)
+    clauses, params = f.selects(db.dialect, "pl.process_id")
     limit, lparams = _limit(top)
     if f.empty:
         # counted from the (library_id) index alone: no join with 1,000,000s of processes
         inner = "SELECT pl.library_id, COUNT(*) AS n FROM process_libraries pl GROUP BY pl.library_id"
     else:
-        inner = f"""SELECT pl.library_id, COUNT(*) AS n
-                    FROM processes p JOIN process_libraries pl ON pl.process_id = p.id
+        inner = f"""SELECT pl.library_id, COUNT(*) AS n FROM process_libraries pl
                     {_where(clauses)}
                     GROUP BY pl.library_id"""
     sql = f"""
@@ -181,7 +192,7 @@ def library_users_sql(db: ReportDB, f: Filters, top: int, pattern: str, by: str)
     if by not in LIBRARY_USE_BY:
         raise ReportError(f"--by must be one of {', '.join(LIBRARY_USE_BY)}")
     key_expr = LIBRARY_USE_BY[by][0]
-    clauses, params = f.where(db.dialect)
+    clauses, params = f.selects(db.dialect)
     limit, lparams = _limit(top)
     d = db.dialect
     match = f"l.path {d.ilike} ? ESCAPE '{BACKSLASH}'"
@@ -218,7 +229,7 @@ def library_users(db: ReportDB, f: Filters, top: int, pattern: str, by: str = "e
 
 
 def modules_sql(db: ReportDB, f: Filters, top: int) -> tuple[str, list[Any]]:
-    clauses, params = f.where(db.dialect)
+    clauses, params = f.selects(db.dialect)
     limit, lparams = _limit(top)
     sql = f"""
         SELECT m.name AS module, COUNT(*) AS processes,
@@ -246,7 +257,7 @@ def modules(db: ReportDB, f: Filters, top: int) -> Report:
 
 
 def users_sql(db: ReportDB, f: Filters, top: int) -> tuple[str, list[Any]]:
-    clauses, params = f.where(db.dialect)
+    clauses, params = f.selects(db.dialect)
     limit, lparams = _limit(top)
     sql = f"""
         SELECT COALESCE(MAX(p.username), CAST(p.uid AS TEXT)) AS "user", p.uid AS uid,
@@ -280,7 +291,7 @@ def users(db: ReportDB, f: Filters, top: int) -> Report:
 
 def signatures_sql(db: ReportDB, f: Filters, top: int, signature: str | None) -> tuple[str, list[Any]]:
     d = db.dialect
-    clauses, params = f.where(d)
+    clauses, params = f.selects(d)
     limit, lparams = _limit(top)
     users_expr = d.list_agg("COALESCE(p.username, CAST(p.uid AS TEXT))")
     hosts_expr = d.list_agg("p.host")
@@ -349,7 +360,7 @@ def job_processes(db: ReportDB, job_id: str, f: Filters) -> list[dict[str, Any]]
 
 
 def jobs_sql(db: ReportDB, f: Filters, top: int) -> tuple[str, list[Any]]:
-    clauses, params = f.where(db.dialect)
+    clauses, params = f.selects(db.dialect)
     limit, lparams = _limit(top)
     sql = f"""
         SELECT p.job_id AS job, COUNT(*) AS processes,
