@@ -39,6 +39,7 @@ class ServerConfig:
     max_frame_bytes: int = 4 << 20
     idle_timeout: float = 60.0
     max_connections: int = 4096
+    max_connections_per_peer: int = 0  # 0: max_connections / 4
     state_dir: Path = DEFAULT_STATE_DIR
     log_level: str = "info"
     # extensions (documented in the README section of the daemon)
@@ -160,6 +161,8 @@ def _server(t: Mapping[str, Any]) -> ServerConfig:
         max_frame_bytes=_get(t, "max_frame_bytes", w, (int,), d.max_frame_bytes, _range(1024, 1 << 30)),
         idle_timeout=_get(t, "idle_timeout", w, (int, float), d.idle_timeout, _range(0.1)),
         max_connections=_get(t, "max_connections", w, (int,), d.max_connections, _range(1)),
+        max_connections_per_peer=_get(t, "max_connections_per_peer", w, (int,), d.max_connections_per_peer,
+                                      _range(0)),
         state_dir=Path(state_dir) if state_dir else default_state_dir(),
         log_level=_get(t, "log_level", w, (str,), d.log_level,
                        lambda v: None if v.lower() in LOG_LEVELS else f"must be one of {', '.join(LOG_LEVELS)}"

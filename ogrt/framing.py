@@ -18,9 +18,10 @@ _pack = struct.Struct(">II").pack
 class FrameError(ValueError):
     """The stream or datagram cannot be decoded; `reason` names it for metrics."""
 
-    def __init__(self, reason: str, detail: str) -> None:
+    def __init__(self, reason: str, detail: str, frames: list[tuple[int, bytes]] | None = None) -> None:
         super().__init__(detail)
         self.reason = reason
+        self.frames = frames or []  # complete frames that came before the error (TCP)
 
 
 def encode_frame(mtype: int, payload: bytes) -> bytes:
@@ -31,7 +32,8 @@ class FrameDecoder:
     """Feed stream bytes, get (type, payload) frames back.
 
     Raises FrameError("too_large") when a header announces more than max_frame_bytes: the
-    stream cannot be trusted after that and the caller closes it.
+    stream cannot be trusted after that and the caller closes it (the error's `frames` are
+    the complete frames that came before it, still valid).
     """
 
     __slots__ = ("max_frame_bytes", "_buf", "_need")
@@ -64,7 +66,7 @@ class FrameDecoder:
             mtype, length = _unpack(buf, off)
             if length > limit:
                 self._need = 0
-                raise FrameError("too_large", f"frame of {length} bytes exceeds max_frame_bytes={limit}")
+                raise FrameError("too_large", f"frame of {length} bytes exceeds max_frame_bytes={limit}", frames)
             stop = off + HEADER + length
             if stop > end:
                 need = HEADER + length

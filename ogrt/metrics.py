@@ -36,6 +36,7 @@ METRICS: dict[str, tuple[str, str]] = {
     "ogrt_output_latency_seconds_count": ("counter", "Records counted in the latency sum."),
     "ogrt_output_queue_depth": ("gauge", "Records queued in memory for the output now."),
     "ogrt_workers": ("gauge", "Worker processes running."),
+    "ogrt_udp_kernel_drops_total": ("counter", "Datagrams the kernel dropped: the UDP receive buffer was full."),
 }
 
 # OutputRunner.stats() key → metric name

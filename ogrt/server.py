@@ -21,7 +21,7 @@ from ogrt.config import Config
 from ogrt.metrics import RUNNER_STATS, Counters, merge, sample, serve_metrics
 from ogrt.pipeline import Ingest
 from ogrt.protocols.tcp import TcpReceiver
-from ogrt.protocols.udp import UdpReceiver, set_rcvbuf
+from ogrt.protocols.udp import UdpReceiver, kernel_drops, set_rcvbuf
 from ogrt.ratelimit import RateLimitedLog
 from ogrt.users import UserCache
 
@@ -103,7 +103,8 @@ class Server:
             self.port = tcp_sock.getsockname()[1]
             self.tcp_ingest = Ingest(sinks, self.users, "tcp", self.ratelog)
             self.tcp = TcpReceiver(self.tcp_ingest, sc.max_frame_bytes, sc.max_connections,
-                                   sc.idle_timeout, sc.max_buffered_bytes)
+                                   sc.idle_timeout, sc.max_buffered_bytes,
+                                   sc.max_connections_per_peer or max(1, sc.max_connections // 4))
             await self.tcp.start(tcp_sock)
         if "udp" in sc.transports:
             udp_sock = bind_socket(sc.address, self.port, socket.SOCK_DGRAM, self.reuse_port)
@@ -132,6 +133,9 @@ class Server:
             snaps.append(self.udp.ingest.counters.snapshot())
             gauges["ogrt_fragments_pending"] = len(self.udp.reassembler)
             gauges["ogrt_fragments_pending_bytes"] = self.udp.reassembler.bytes
+            drops = kernel_drops(self.udp.sock)
+            if drops is not None:
+                gauges["ogrt_udp_kernel_drops_total"] = drops
         for name, runner in self.runners:
             stats = runner.stats()
             for key, metric in RUNNER_STATS.items():

@@ -38,12 +38,22 @@ class _Connection(asyncio.Protocol):
         rx = self.rx
         peername = transport.get_extra_info("peername")
         self.peer = peer_text(peername[0]) if peername else "?"
-        if len(rx.connections) >= rx.max_connections or rx.closing:
-            self.closed_for = "max_connections" if not rx.closing else "shutting_down"
-            rx.ingest.reject(self.closed_for, self.peer, f"{len(rx.connections)} connections open")
+        per_peer = rx.per_peer.get(self.peer, 0)
+        if rx.closing:
+            reason, detail = "shutting_down", "the daemon is stopping"
+        elif per_peer >= rx.max_connections_per_peer:
+            reason, detail = "max_connections_per_peer", f"{per_peer} connections open from this peer"
+        elif len(rx.connections) >= rx.max_connections:
+            reason, detail = "max_connections", f"{len(rx.connections)} connections open"
+        else:
+            reason = None
+        if reason is not None:
+            self.closed_for = reason
+            rx.ingest.reject(reason, self.peer, detail)
             transport.abort()
             return
         rx.connections.add(self)
+        rx.per_peer[self.peer] = per_peer + 1
         rx.ingest.counters.inc("ogrt_connections_total")
         self.last_active = rx.loop.time()
 
@@ -55,7 +65,10 @@ class _Connection(asyncio.Protocol):
         try:
             frames = self.decoder.feed(data)
         except FrameError as e:
-            rx.ingest.received(len(data), 0)
+            rx.ingest.received(len(data), len(e.frames))
+            if e.frames:
+                rx.ingest.frames(e.frames, self.peer)
+                rx.schedule_flush()
             self._close(e.reason, str(e))
             return
         rx.ingest.received(len(data), len(frames))
@@ -83,6 +96,11 @@ class _Connection(asyncio.Protocol):
         rx = self.rx
         if self in rx.connections:
             rx.connections.discard(self)
+            left = rx.per_peer[self.peer] - 1
+            if left:
+                rx.per_peer[self.peer] = left
+            else:
+                del rx.per_peer[self.peer]
             if self.held:
                 rx.buffered -= self.held
                 if self.closed_for is None:
@@ -97,10 +115,12 @@ class TcpReceiver:
     """Owns the listening socket and every connection of one process."""
 
     def __init__(self, ingest: Ingest, max_frame_bytes: int, max_connections: int,
-                 idle_timeout: float, max_buffered_bytes: int) -> None:
+                 idle_timeout: float, max_buffered_bytes: int, max_connections_per_peer: int | None = None) -> None:
         self.ingest = ingest
         self.max_frame_bytes = max_frame_bytes
         self.max_connections = max_connections
+        self.max_connections_per_peer = max_connections_per_peer or max_connections
+        self.per_peer: dict[str, int] = {}
         self.idle_timeout = idle_timeout
         self.max_buffered_bytes = max_buffered_bytes
         self.connections: set[_Connection] = set()

@@ -8,6 +8,7 @@ round trip; a large SO_RCVBUF absorbs bursts.
 from __future__ import annotations
 
 import logging
+import os
 import select
 import socket
 import threading
@@ -39,6 +40,25 @@ def set_rcvbuf(sock: socket.socket, size: int) -> int:
             except OSError:
                 pass
     return sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+
+
+def kernel_drops(sock: socket.socket) -> int | None:
+    """Datagrams the kernel dropped for this socket (full receive buffer), from /proc/net/udp*."""
+    try:
+        inode = str(os.fstat(sock.fileno()).st_ino)
+    except OSError:
+        return None
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            with open(table) as f:
+                next(f)
+                for line in f:
+                    fields = line.split()
+                    if len(fields) >= 13 and fields[9] == inode:
+                        return int(fields[-1])
+        except (OSError, StopIteration, ValueError):
+            continue
+    return None
 
 
 class UdpReceiver(threading.Thread):

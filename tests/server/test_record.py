@@ -1,0 +1,73 @@
+"""Protobuf → record dict: exact README keys, types, escaping (in-process)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ogrt.proto import ogrt_pb2
+from ogrt.record import Decoder, RecordError, rfc3339_us
+
+START_KEYS = ["event", "id", "time", "host", "peer", "job_id", "pid", "ppid", "uid", "gid", "user", "exe",
+              "args", "cwd", "env", "modules", "rank", "libs", "signature"]
+END_KEYS = ["event", "id", "time", "host", "peer", "job_id", "pid", "uid", "user", "libs", "start_time",
+            "exit_status", "duration", "utime", "stime", "maxrss_kb", "minflt", "majflt", "inblock", "oublock",
+            "nvcsw", "nivcsw"]
+UUID = bytes(range(16))
+
+
+def _users(uid: int) -> str | None:
+    return {0: "root"}.get(uid)
+
+
+def test_start_record() -> None:
+    msg = ogrt_pb2.ProcessStart(
+        uuid=UUID, time_us=1_795_000_000_000_001, exe=b"/opt/a b/\xff\nx", pid=7, ppid=1, uid=4711, gid=100,
+        user=b"hint", hostname=b"n1", job_id=b"", args=[b"x", b"back\\slash"], cwd=b"/tmp",
+        env=[b"A=1=2", b"NOEQ"], modules=[b"gcc/12"], rank=0,
+        libs=[ogrt_pb2.SharedObject(path=b"/lib/l.so", signature=b"sig-1"), ogrt_pb2.SharedObject(path=b"/lib/m.so")],
+        signature=b"")
+    rec = Decoder(_users).decode(12, msg.SerializeToString(), "10.1.2.3")
+    assert list(rec) == START_KEYS
+    assert rec["id"] == "00010203-0405-0607-0809-0a0b0c0d0e0f"
+    assert rec["time"] == "2026-11-18T11:06:40.000001Z"
+    assert rec["exe"] == "/opt/a b/\\xff\nx"
+    assert rec["args"] == ["x", "back\\\\slash"]
+    assert rec["env"] == {"A": "1=2", "NOEQ": ""}
+    assert rec["job_id"] is None and rec["signature"] is None
+    assert rec["user"] == "hint"  # uid 4711 unknown on this host: the client's hint
+    assert rec["rank"] == 0 and rec["peer"] == "10.1.2.3"
+    assert rec["libs"] == [{"path": "/lib/l.so", "signature": "sig-1"}, {"path": "/lib/m.so", "signature": None}]
+    json.dumps(rec)
+
+
+def test_end_record_and_absent_optionals() -> None:
+    msg = ogrt_pb2.ProcessEnd(uuid=UUID, time_us=3_500_000, start_time_us=1_000_000, pid=7, uid=0,
+                              hostname=b"n1", job_id=b"j9", utime_us=1_250_000, stime_us=2, maxrss_kb=10)
+    rec = Decoder(_users).decode(13, msg.SerializeToString(), "::1")
+    assert list(rec) == END_KEYS
+    assert rec["exit_status"] is None and rec["user"] == "root" and rec["job_id"] == "j9"
+    assert rec["duration"] == 2.5 and rec["utime"] == 1.25 and rec["stime"] == 2e-6
+    assert rec["start_time"] == "1970-01-01T00:00:01.000000Z"
+    start = ogrt_pb2.ProcessStart(uuid=UUID)
+    assert Decoder(_users).decode(12, start.SerializeToString(), "p")["rank"] is None
+
+
+@pytest.mark.parametrize("mtype, payload, reason", [
+    (12, ogrt_pb2.ProcessStart(uuid=b"short").SerializeToString(), "bad_uuid"),
+    (12, b"\xff\xff\xff", "bad_payload"),
+    (13, ogrt_pb2.ProcessEnd(uuid=UUID, time_us=-5).SerializeToString(), "bad_time"),
+    (10, b"", "unknown_type"),
+    (99, b"", "unknown_type"),
+])
+def test_rejections(mtype: int, payload: bytes, reason: str) -> None:
+    with pytest.raises(RecordError) as ei:
+        Decoder(_users).decode(mtype, payload, "p")
+    assert ei.value.reason == reason
+
+
+def test_time_format_edges() -> None:
+    assert rfc3339_us(0) == "1970-01-01T00:00:00.000000Z"
+    assert rfc3339_us(253402300799_999999) == "9999-12-31T23:59:59.999999Z"
+    with pytest.raises(RecordError):
+        rfc3339_us(253402300800_000000)
