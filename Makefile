@@ -38,6 +38,9 @@ preload:
 	@echo "==> building preload/libogrt.so"
 	$(MAKE) -C preload
 
+demo: apt-deps venv preload
+	@$(SHELL) demo/run.sh
+
 test: apt-deps venv preload
 	$(VENV)/bin/pytest
 
