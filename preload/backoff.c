@@ -1,0 +1,58 @@
+/* Back-off shared by the processes of one user on one node: after a connect to a server
+ * timed out, a marker file /dev/shm/ogrt-backoff-<uid>-<hash of host:port> gets an mtime
+ * BACKOFF_SECONDS in the future; until then processes skip sending to that server, so an
+ * unresponsive daemon costs CONNECT_TIMEOUT_MS once, not once per process.
+ * Markers owned by another user, or not regular files, are ignored (O_NOFOLLOW). */
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ogrt.h"
+
+static void marker_path(const struct ogrt_server *srv, char *path, size_t size)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (const unsigned char *p = (const unsigned char *)srv->text; *p; p++) {
+        h ^= *p;
+        h *= 1099511628211ull;
+    }
+    snprintf(path, size, "/dev/shm/ogrt-backoff-%u-%016llx", (unsigned)getuid(), (unsigned long long)h);
+}
+
+int ogrt_backoff_active(const struct ogrt_server *srv)
+{
+    char path[128];
+    struct stat st;
+    struct timespec now;
+    if (OGRT_CFG_BACKOFF_SECONDS == 0)
+        return 0;
+    marker_path(srv, path, sizeof path);
+    if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != getuid())
+        return 0;
+    clock_gettime(CLOCK_REALTIME, &now);
+    if (st.st_mtim.tv_sec > now.tv_sec + OGRT_CFG_BACKOFF_SECONDS) /* clock stepped back: ignore */
+        return 0;
+    return st.st_mtim.tv_sec > now.tv_sec;
+}
+
+void ogrt_backoff_start(const struct ogrt_server *srv)
+{
+    char path[128];
+    struct stat st;
+    struct timespec now;
+    if (OGRT_CFG_BACKOFF_SECONDS == 0)
+        return;
+    marker_path(srv, path, sizeof path);
+    int fd = open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0600);
+    if (fd < 0)
+        return;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == getuid()) {
+        clock_gettime(CLOCK_REALTIME, &now);
+        struct timespec t[2] = {{now.tv_sec + OGRT_CFG_BACKOFF_SECONDS, 0}, {now.tv_sec + OGRT_CFG_BACKOFF_SECONDS, 0}};
+        futimens(fd, t);
+        ogrt_log("server %s unresponsive: backing off for %d s (%s)", srv->text, OGRT_CFG_BACKOFF_SECONDS, path);
+    }
+    close(fd);
+}

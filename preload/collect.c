@@ -1,0 +1,151 @@
+/* Process facts for the records: ids, time, executable, argv, cwd, job id, allowed
+ * environment, modules, MPI rank, resource usage. Static buffers or mmap, no malloc. */
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/auxv.h>
+#include <sys/random.h>
+#include <sys/resource.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ogrt.h"
+
+static const char *const whitelist[] = OGRT_CFG_ENV_WHITELIST_INIT;
+#define N_WHITELIST (sizeof whitelist / sizeof whitelist[0] - 1)
+
+static char exe_buf[PATH_MAX + 1];
+static char cwd_buf[PATH_MAX + 1];
+static struct utsname uts;
+static char jobid_small[256];
+static const char *jobid; /* a copy: the program may change its environment before exit */
+static struct ogrt_env env_buf[N_WHITELIST + 1];
+
+int64_t ogrt_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* A version 4 UUID from getrandom(2); never blocks (early boot falls back to weaker mixing). */
+void ogrt_random_uuid(uint8_t uuid[16])
+{
+    ssize_t got = 0;
+    while (got < 16) {
+        ssize_t r = getrandom(uuid + got, 16 - (size_t)got, GRND_NONBLOCK);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        got += r;
+    }
+    if (got < 16) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^ ((uint64_t)getpid() << 17) ^
+                     (uint64_t)(uintptr_t)&ts ^ (uint64_t)ogrt_now_us();
+        for (int i = 0; i < 16; i++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            uuid[i] = (uint8_t)(x >> 24);
+        }
+    }
+    uuid[6] = (uint8_t)((uuid[6] & 0x0f) | 0x40);
+    uuid[8] = (uint8_t)((uuid[8] & 0x3f) | 0x80);
+}
+
+static const char *copy_text(const char *v, char *small, size_t small_size)
+{
+    if (!v || !*v)
+        return NULL;
+    size_t n = strlen(v);
+    char *dst = n < small_size ? small : ogrt_map(n + 1);
+    if (!dst)
+        return NULL;
+    memcpy(dst, v, n + 1);
+    return dst;
+}
+
+static int parse_rank(int32_t *rank)
+{
+    static const char *const vars[] = {"PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_RANK", "SLURM_PROCID"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        const char *v = getenv(vars[i]);
+        if (!v || !*v)
+            continue;
+        char *end;
+        errno = 0;
+        long r = strtol(v, &end, 10);
+        if (errno || *end || r < INT32_MIN || r > INT32_MAX)
+            continue;
+        *rank = (int32_t)r;
+        return 1;
+    }
+    return 0;
+}
+
+void ogrt_collect_start(struct ogrt_start *s, int argc, char **argv)
+{
+    ogrt_random_uuid(s->uuid);
+    s->time_us = ogrt_now_us();
+    ssize_t n = readlink("/proc/self/exe", exe_buf, sizeof exe_buf - 1);
+    if (n > 0) {
+        exe_buf[n] = 0;
+        s->exe = exe_buf;
+    } else {
+        s->exe = (const char *)getauxval(AT_EXECFN);
+    }
+    s->pid = (int32_t)getpid();
+    s->ppid = (int32_t)getppid();
+    s->uid = (uint32_t)getuid();
+    s->gid = (uint32_t)getgid();
+    s->user = getenv("USER");
+    s->hostname = uname(&uts) == 0 ? uts.nodename : NULL;
+    jobid = copy_text(getenv(OGRT_CFG_JOBID_VAR), jobid_small, sizeof jobid_small);
+    s->job_id = jobid;
+    if (OGRT_CFG_SEND_CMDLINE) {
+        s->argc = argc;
+        s->argv = argv;
+    }
+    s->cwd = getcwd(cwd_buf, sizeof cwd_buf);
+    s->n_env = 0;
+    for (size_t i = 0; i < N_WHITELIST; i++) {
+        const char *v = getenv(whitelist[i]);
+        if (v) {
+            env_buf[s->n_env].name = whitelist[i];
+            env_buf[s->n_env].value = v;
+            s->n_env++;
+        }
+    }
+    s->env = env_buf;
+    s->modules = getenv("LOADEDMODULES");
+    s->has_rank = parse_rank(&s->rank);
+}
+
+static int64_t tv_us(struct timeval tv) { return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec; }
+
+void ogrt_collect_end(struct ogrt_end *e)
+{
+    struct rusage ru;
+    e->time_us = ogrt_now_us();
+    e->pid = (int32_t)getpid();
+    e->uid = (uint32_t)getuid();
+    e->hostname = uts.nodename[0] ? uts.nodename : NULL;
+    e->job_id = jobid;
+    if (getrusage(RUSAGE_SELF, &ru) == 0) {
+        e->utime_us = tv_us(ru.ru_utime);
+        e->stime_us = tv_us(ru.ru_stime);
+        e->maxrss_kb = ru.ru_maxrss;
+        e->minflt = ru.ru_minflt;
+        e->majflt = ru.ru_majflt;
+        e->inblock = ru.ru_inblock;
+        e->oublock = ru.ru_oublock;
+        e->nvcsw = ru.ru_nvcsw;
+        e->nivcsw = ru.ru_nivcsw;
+    }
+}

@@ -1,0 +1,99 @@
+/* Diagnostics: silent by default. OGRT_DEBUG=1 prints to stderr (with write(2), never
+ * through stdio, so the program's streams and buffers are untouched); OGRT_SILENT or its
+ * alias OGRT_SCHLEICHFAHRT silences everything; OGRT_DEBUG_INFO=1 prints the compiled-in
+ * settings, one "OGRT name: value" per line. */
+#include <errno.h>
+#include <stdarg.h>
+#include <string.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "ogrt.h"
+
+int ogrt_debug_on;
+static int silent;
+
+int ogrt_env_true(const char *name)
+{
+    const char *v = getenv(name);
+    return v && (!strcmp(v, "1") || !strcasecmp(v, "yes") || !strcasecmp(v, "true"));
+}
+
+static int env_set_not_off(const char *name)
+{
+    const char *v = getenv(name);
+    return v && *v && strcmp(v, "0") && strcasecmp(v, "no") && strcasecmp(v, "false");
+}
+
+void ogrt_debug_init(void)
+{
+    silent = env_set_not_off("OGRT_SILENT") || env_set_not_off("OGRT_SCHLEICHFAHRT");
+    ogrt_debug_on = !silent && ogrt_env_true("OGRT_DEBUG");
+}
+
+static void write_all(const char *p, size_t n)
+{
+    while (n) {
+        ssize_t r = write(2, p, n);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return;
+        }
+        p += r;
+        n -= (size_t)r;
+    }
+}
+
+static void vlog(const char *fmt, va_list ap)
+{
+    char line[1024];
+    int n = snprintf(line, sizeof line, "OGRT[%d]: ", (int)getpid());
+    int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+    if (m < 0)
+        return;
+    size_t len = (size_t)n + ((size_t)m < sizeof line - (size_t)n - 1 ? (size_t)m : sizeof line - (size_t)n - 2);
+    line[len++] = '\n';
+    write_all(line, len);
+}
+
+void ogrt_log(const char *fmt, ...)
+{
+    if (!ogrt_debug_on)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vlog(fmt, ap);
+    va_end(ap);
+}
+
+static void info(const char *name, const char *value)
+{
+    char line[2048];
+    int n = snprintf(line, sizeof line, "OGRT %s: %s\n", name, value);
+    if (n > 0)
+        write_all(line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+}
+
+void ogrt_print_settings(void)
+{
+    char num[32];
+    if (silent || !ogrt_env_true("OGRT_DEBUG_INFO"))
+        return;
+    info("server_host", OGRT_CFG_SERVER_HOST);
+    snprintf(num, sizeof num, "%d", OGRT_CFG_SERVER_PORT);
+    info("server_port", num);
+    info("transport", OGRT_CFG_TRANSPORT_UDP ? "udp" : "tcp");
+    info("jobid_var", OGRT_CFG_JOBID_VAR);
+    snprintf(num, sizeof num, "%d", OGRT_CFG_CONNECT_TIMEOUT_MS);
+    info("connect_timeout_ms", num);
+    snprintf(num, sizeof num, "%d", OGRT_CFG_BACKOFF_SECONDS);
+    info("backoff_seconds", num);
+    info("env_whitelist", OGRT_CFG_ENV_WHITELIST_TEXT);
+    info("send_cmdline", OGRT_CFG_SEND_CMDLINE ? "yes" : "no");
+    info("filter_regexps", OGRT_CFG_FILTER_REGEXPS);
+    info("allow_server_env", OGRT_CFG_ALLOW_SERVER_ENV ? "yes" : "no");
+    info("active", ogrt_env_true("OGRT_ACTIVE") ? "yes" : "no");
+}

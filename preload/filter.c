@@ -1,0 +1,76 @@
+/* FILTER_REGEXPS: executables whose path matches one of these POSIX extended regexes are
+ * not tracked. The list is ':'-separated; a ':' inside a bracket expression ("[[:alpha:]]")
+ * does not separate. regcomp allocates, so this runs only when a filter is compiled in
+ * (and the process is active), and everything is freed again before main(). */
+#include <regex.h>
+#include <string.h>
+
+#include "ogrt.h"
+
+/* Length of the regex starting at p, up to the next separating ':' or the end. */
+static size_t regex_len(const char *p)
+{
+    size_t i = 0;
+    while (p[i] && p[i] != ':') {
+        if (p[i] == '\\' && p[i + 1]) {
+            i += 2;
+            continue;
+        }
+        if (p[i] == '[') { /* bracket expression: ']' right after '[' or '[^' is literal */
+            i++;
+            if (p[i] == '^')
+                i++;
+            if (p[i] == ']')
+                i++;
+            while (p[i] && p[i] != ']') {
+                if (p[i] == '[' && (p[i + 1] == ':' || p[i + 1] == '.' || p[i + 1] == '=')) {
+                    char kind = p[i + 1];
+                    const char *close = p + i + 2;
+                    while (*close && !(close[0] == kind && close[1] == ']'))
+                        close++;
+                    if (!*close)
+                        return strlen(p);
+                    i = (size_t)(close - p) + 2;
+                    continue;
+                }
+                i++;
+            }
+            if (p[i])
+                i++;
+            continue;
+        }
+        i++;
+    }
+    return i;
+}
+
+int ogrt_filtered(const char *exe)
+{
+    static const char filters[] = OGRT_CFG_FILTER_REGEXPS;
+    if (!filters[0] || !exe)
+        return 0;
+    const char *p = filters;
+    while (*p) {
+        size_t n = regex_len(p);
+        if (n > 0 && n < 4096) {
+            char pattern[4096];
+            regex_t re;
+            memcpy(pattern, p, n);
+            pattern[n] = 0;
+            if (regcomp(&re, pattern, REG_EXTENDED | REG_NOSUB) == 0) {
+                int hit = regexec(&re, exe, 0, NULL, 0) == 0;
+                regfree(&re);
+                if (hit) {
+                    ogrt_log("not tracked: %s matches filter '%s'", exe, pattern);
+                    return 1;
+                }
+            } else {
+                ogrt_log("filter '%s' is not a valid extended regex", pattern);
+            }
+        }
+        p += n;
+        if (*p == ':')
+            p++;
+    }
+    return 0;
+}

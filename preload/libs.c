@@ -1,0 +1,184 @@
+/* Loaded ELF objects (dl_iterate_phdr) and their OGRT notes, read from memory.
+ *
+ * Note format (shared with preload/tools): name "OGRT" (namesz 5), type 0x4f475254,
+ * descriptor = version byte 0x01, 36 characters of UUID text, NUL (descsz 38), in an
+ * SHF_ALLOC section, so it is inside a PT_NOTE segment of the loaded object.
+ *
+ * The objects loaded at start are remembered as 64-bit hashes (name + load address) in a
+ * fixed-size open-addressing set, so the end record can list those loaded later (dlopen). */
+#include <elf.h>
+#include <link.h>
+#include <string.h>
+
+#include "ogrt.h"
+
+#define OGRT_NOTE_TYPE 0x4f475254u
+#define SMALL_LIBS 64
+#define SMALL_SET 2048
+
+static struct ogrt_lib libs_small[SMALL_LIBS];
+static struct ogrt_lib *libs_arr;
+static size_t libs_cap, libs_n;
+
+static uint64_t set_small[SMALL_SET];
+static uint64_t *set = set_small;
+static size_t set_size = SMALL_SET; /* power of two, at least twice the start count */
+
+static const char *exe_signature;
+
+static uint64_t lib_hash(const char *name, ElfW(Addr) addr)
+{
+    uint64_t h = 1469598103934665603ull ^ (uint64_t)addr;
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
+        h ^= *p;
+        h *= 1099511628211ull;
+    }
+    h ^= h >> 29;
+    return h ? h : 1;
+}
+
+static size_t set_n;
+
+static void set_add(uint64_t h)
+{
+    if (set_n + 1 >= set_size) /* keep an empty slot so lookups end */
+        return;
+    size_t i = (size_t)h & (set_size - 1);
+    while (set[i] && set[i] != h)
+        i = (i + 1) & (set_size - 1);
+    if (!set[i])
+        set_n++;
+    set[i] = h;
+}
+
+static int set_has(uint64_t h)
+{
+    size_t i = (size_t)h & (set_size - 1);
+    while (set[i]) {
+        if (set[i] == h)
+            return 1;
+        i = (i + 1) & (set_size - 1);
+    }
+    return 0;
+}
+
+static const char *note_signature(const struct dl_phdr_info *info)
+{
+    for (ElfW(Half) i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_NOTE)
+            continue;
+        size_t align = ph->p_align == 8 ? 8 : 4;
+        const unsigned char *p = (const unsigned char *)(info->dlpi_addr + ph->p_vaddr);
+        const unsigned char *end = p + ph->p_memsz;
+        while ((size_t)(end - p) >= sizeof(ElfW(Nhdr))) {
+            const ElfW(Nhdr) *nh = (const ElfW(Nhdr) *)(const void *)p;
+            size_t name_off = sizeof *nh;
+            size_t desc_off = name_off + ((nh->n_namesz + align - 1) & ~(align - 1));
+            size_t next = desc_off + ((nh->n_descsz + align - 1) & ~(align - 1));
+            if (nh->n_namesz > (size_t)(end - p) || nh->n_descsz > (size_t)(end - p) || next > (size_t)(end - p))
+                break;
+            const char *name = (const char *)p + name_off;
+            const char *desc = (const char *)p + desc_off;
+            if (nh->n_type == OGRT_NOTE_TYPE && nh->n_namesz == 5 && !memcmp(name, "OGRT", 5) &&
+                nh->n_descsz == 1 + OGRT_SIG_LEN + 1 && desc[0] == 1 && desc[1 + OGRT_SIG_LEN] == 0 &&
+                strnlen(desc + 1, OGRT_SIG_LEN) == OGRT_SIG_LEN)
+                return desc + 1;
+            p += next;
+        }
+    }
+    return NULL;
+}
+
+struct walk {
+    int mode; /* 0: count, 1: fill start, 2: count new, 3: fill new */
+    size_t count, index;
+};
+
+static int is_shared_object(const struct dl_phdr_info *info, size_t index)
+{
+    return index > 0 && info->dlpi_name && info->dlpi_name[0];
+}
+
+static int walk_cb(struct dl_phdr_info *info, size_t size, void *data)
+{
+    struct walk *w = data;
+    size_t index = w->index++;
+    if (index == 0 && w->mode == 1)
+        exe_signature = note_signature(info);
+    if (!is_shared_object(info, index))
+        return 0;
+    uint64_t h = lib_hash(info->dlpi_name, info->dlpi_addr);
+    switch (w->mode) {
+    case 0:
+        w->count++;
+        break;
+    case 1:
+        set_add(h);
+        /* fall through */
+    case 3:
+        if (w->mode == 3 && set_has(h))
+            break;
+        if (libs_n < libs_cap) {
+            libs_arr[libs_n].path = info->dlpi_name;
+            libs_arr[libs_n].sig = note_signature(info);
+            libs_n++;
+        }
+        break;
+    case 2:
+        if (!set_has(h))
+            w->count++;
+        break;
+    }
+    return 0;
+}
+
+static void reserve(size_t n)
+{
+    libs_n = 0;
+    if (n <= SMALL_LIBS) {
+        libs_arr = libs_small;
+        libs_cap = SMALL_LIBS;
+        return;
+    }
+    libs_arr = ogrt_map(n * sizeof *libs_arr);
+    libs_cap = libs_arr ? n : 0;
+}
+
+size_t ogrt_libs_at_start(const struct ogrt_lib **libs, const char **exe_sig)
+{
+    struct walk w = {0, 0, 0};
+    dl_iterate_phdr(walk_cb, &w);
+    if (w.count * 2 > SMALL_SET) {
+        size_t sz = SMALL_SET;
+        while (sz < w.count * 2)
+            sz *= 2;
+        uint64_t *big = ogrt_map(sz * sizeof *big);
+        if (big) {
+            set = big;
+            set_size = sz;
+        }
+    }
+    /* +16: objects a constructor of another library might load meanwhile are not lost */
+    reserve(w.count + 16);
+    w = (struct walk){1, 0, 0};
+    dl_iterate_phdr(walk_cb, &w);
+    *libs = libs_arr;
+    *exe_sig = exe_signature;
+    return libs_n;
+}
+
+size_t ogrt_libs_new(const struct ogrt_lib **libs)
+{
+    struct walk w = {2, 0, 0};
+    dl_iterate_phdr(walk_cb, &w);
+    if (!w.count) {
+        *libs = NULL;
+        return 0;
+    }
+    reserve(w.count + 16);
+    w = (struct walk){3, 0, 0};
+    dl_iterate_phdr(walk_cb, &w);
+    *libs = libs_arr;
+    return libs_n;
+}

@@ -1,0 +1,129 @@
+/* Lifecycle: the constructor sends the start record before main(); an on_exit handler
+ * sends the end record with the exit status (a destructor does so, without status, only if
+ * on_exit could not be registered). Nothing happens unless OGRT_ACTIVE is 1/yes/true.
+ *
+ * Fork: a child that does not exec is the same program, not a new process start; it sends
+ * nothing, and in particular not its parent's end record (detected by the pid change;
+ * vfork children never touch the shared state). A child that execs is recorded by the
+ * library in its new image. */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "ogrt.h"
+
+static struct {
+    int sent_start;   /* start record delivered: an end record follows */
+    int on_exit_ok;   /* on_exit registered: the destructor leaves the end to it */
+    int end_claimed;  /* once-flag of the end record (atomic) */
+    pid_t pid;
+    uint8_t uuid[16];
+    int64_t start_us;
+    struct ogrt_server srv;
+} st;
+
+static uint8_t small_buf[16384];
+
+void *ogrt_map(size_t size)
+{
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+void ogrt_unmap(void *p, size_t size)
+{
+    if (p)
+        munmap(p, size);
+}
+
+typedef size_t (*encode_fn)(uint8_t *out, const void *record);
+
+static enum ogrt_send_result send_record(uint32_t type, encode_fn encode, const void *record)
+{
+    if (ogrt_backoff_active(&st.srv)) {
+        ogrt_log("backing off: not sending to %s", st.srv.text);
+        return OGRT_TIMEOUT;
+    }
+    size_t payload = encode(NULL, record);
+    size_t total = OGRT_FRAME_HEADER + payload;
+    uint8_t *buf = total <= sizeof small_buf ? small_buf : ogrt_map(total);
+    if (!buf)
+        return OGRT_FAILED;
+    encode(buf + OGRT_FRAME_HEADER, record);
+    enum ogrt_send_result r = ogrt_send_frame(&st.srv, type, st.uuid, buf, payload);
+    if (buf != small_buf)
+        ogrt_unmap(buf, total);
+    switch (r) {
+    case OGRT_SENT:
+        ogrt_log("sent type %u record (%zu bytes) to %s", type, payload, st.srv.text);
+        break;
+    case OGRT_REFUSED:
+        ogrt_log("server %s refused the connection", st.srv.text);
+        break;
+    case OGRT_TIMEOUT:
+        ogrt_log("server %s did not answer within %d ms", st.srv.text, OGRT_CFG_CONNECT_TIMEOUT_MS);
+        ogrt_backoff_start(&st.srv);
+        break;
+    default:
+        ogrt_log("could not send to %s", st.srv.text);
+    }
+    return r;
+}
+
+static size_t enc_start(uint8_t *out, const void *r) { return ogrt_encode_start(out, r); }
+static size_t enc_end(uint8_t *out, const void *r) { return ogrt_encode_end(out, r); }
+
+static void send_end(int has_exit, int status)
+{
+    /* A forked child without exec (or a vfork child calling exit) is not this process. */
+    if (!st.sent_start || getpid() != st.pid)
+        return;
+    if (__atomic_exchange_n(&st.end_claimed, 1, __ATOMIC_ACQ_REL))
+        return;
+    struct ogrt_end e;
+    memset(&e, 0, sizeof e);
+    memcpy(e.uuid, st.uuid, sizeof e.uuid);
+    e.start_time_us = st.start_us;
+    e.has_exit = has_exit;
+    e.exit_status = status;
+    ogrt_collect_end(&e);
+    e.n_libs = ogrt_libs_new(&e.libs);
+    send_record(OGRT_TYPE_PROCESS_END, enc_end, &e);
+}
+
+static void on_exit_handler(int status, void *arg)
+{
+    (void)arg;
+    send_end(1, status);
+}
+
+__attribute__((constructor)) static void ogrt_init(int argc, char **argv, char **envp)
+{
+    (void)envp;
+    ogrt_debug_init();
+    ogrt_print_settings();
+    if (!ogrt_env_true("OGRT_ACTIVE"))
+        return;
+    struct ogrt_start s;
+    memset(&s, 0, sizeof s);
+    ogrt_collect_start(&s, argc, argv);
+    if (ogrt_filtered(s.exe))
+        return;
+    if (!ogrt_resolve_server(&st.srv))
+        return;
+    st.pid = s.pid;
+    st.start_us = s.time_us;
+    memcpy(st.uuid, s.uuid, sizeof st.uuid);
+    s.n_libs = ogrt_libs_at_start(&s.libs, &s.signature);
+    if (send_record(OGRT_TYPE_PROCESS_START, enc_start, &s) != OGRT_SENT)
+        return;
+    st.sent_start = 1;
+    st.on_exit_ok = on_exit(on_exit_handler, NULL) == 0;
+}
+
+__attribute__((destructor)) static void ogrt_fini(void)
+{
+    if (!st.on_exit_ok)
+        send_end(0, 0);
+}

@@ -1,0 +1,56 @@
+/* Internal interfaces of libogrt.so. Everything here has hidden visibility
+ * (-fvisibility=hidden and the version script export nothing). */
+#ifndef OGRT_H
+#define OGRT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "config.h"
+#include "encode.h"
+
+/* debug.c: OGRT_DEBUG / OGRT_SILENT / OGRT_SCHLEICHFAHRT / OGRT_DEBUG_INFO */
+extern int ogrt_debug_on;
+int ogrt_env_true(const char *name);
+void ogrt_debug_init(void);
+void ogrt_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void ogrt_print_settings(void);
+
+/* collect.c: process facts for the start and end records */
+void ogrt_collect_start(struct ogrt_start *s, int argc, char **argv);
+void ogrt_collect_end(struct ogrt_end *e);
+int64_t ogrt_now_us(void);
+void ogrt_random_uuid(uint8_t uuid[16]);
+
+/* libs.c: loaded objects and their OGRT notes, read from memory */
+/* Fills the start set; returns the shared objects loaded now (not the executable). */
+size_t ogrt_libs_at_start(const struct ogrt_lib **libs, const char **exe_sig);
+/* Shared objects loaded now that were not loaded at start. */
+size_t ogrt_libs_new(const struct ogrt_lib **libs);
+
+/* filter.c: FILTER_REGEXPS */
+int ogrt_filtered(const char *exe);
+
+/* resolve.c: the server address (compiled in, or OGRT_SERVER when allowed) */
+struct ogrt_server {
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    char text[300]; /* "host:port" for messages and the back-off key */
+};
+int ogrt_resolve_server(struct ogrt_server *srv);
+
+/* backoff.c: shared marker /dev/shm/ogrt-backoff-<uid>-<hash of server> */
+int ogrt_backoff_active(const struct ogrt_server *srv);
+void ogrt_backoff_start(const struct ogrt_server *srv);
+
+/* transport.c: send one frame; buf holds OGRT_FRAME_HEADER free bytes then the payload */
+enum ogrt_send_result { OGRT_SENT = 0, OGRT_REFUSED, OGRT_TIMEOUT, OGRT_FAILED };
+enum ogrt_send_result ogrt_send_frame(const struct ogrt_server *srv, uint32_t type, const uint8_t uuid[16],
+                                      uint8_t *buf, size_t payload_len);
+
+/* mmap-backed memory (never malloc: the program's heap stays as it would be) */
+void *ogrt_map(size_t size);
+void ogrt_unmap(void *p, size_t size);
+
+#endif

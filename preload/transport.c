@@ -1,0 +1,150 @@
+/* Sending one frame: TCP on a short connection (non-blocking connect bounded by
+ * CONNECT_TIMEOUT_MS), or UDP datagrams with Fragment frames for records larger than one
+ * safe datagram. Descriptors are O_CLOEXEC and closed before returning; MSG_NOSIGNAL
+ * keeps SIGPIPE away from the program; EINTR is retried with the remaining time. */
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ogrt.h"
+
+#define UDP_PIECE 60000u /* payload bytes per datagram; well below 65507 */
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Wait for `events` on fd until deadline (monotonic ms). 1: ready, 0: timeout, -1: error. */
+static int wait_fd(int fd, short events, int64_t deadline)
+{
+    for (;;) {
+        int64_t left = deadline - mono_ms();
+        if (left <= 0)
+            return 0;
+        struct pollfd p = {fd, events, 0};
+        int r = poll(&p, 1, (int)left);
+        if (r > 0)
+            return 1;
+        if (r == 0)
+            return 0;
+        if (errno != EINTR)
+            return -1;
+    }
+}
+
+static enum ogrt_send_result tcp_send(const struct ogrt_server *srv, const uint8_t *p, size_t n)
+{
+    int fd = socket(srv->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return OGRT_FAILED;
+    enum ogrt_send_result res = OGRT_FAILED;
+    int64_t deadline = mono_ms() + OGRT_CFG_CONNECT_TIMEOUT_MS;
+    int r = connect(fd, (const struct sockaddr *)&srv->addr, srv->addrlen);
+    if (r != 0 && (errno == EINPROGRESS || errno == EINTR)) {
+        int w = wait_fd(fd, POLLOUT, deadline);
+        if (w == 0) {
+            res = OGRT_TIMEOUT;
+            goto out;
+        }
+        int err = 0;
+        socklen_t len = sizeof err;
+        if (w < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+            goto out;
+        if (err) {
+            res = err == ECONNREFUSED ? OGRT_REFUSED : OGRT_FAILED;
+            goto out;
+        }
+    } else if (r != 0) {
+        res = errno == ECONNREFUSED ? OGRT_REFUSED : OGRT_FAILED;
+        goto out;
+    }
+    /* Connected. A stalled send gets CONNECT_TIMEOUT_MS (at least 1 s) per stall. */
+    int stall_ms = OGRT_CFG_CONNECT_TIMEOUT_MS < 1000 ? 1000 : OGRT_CFG_CONNECT_TIMEOUT_MS;
+    while (n) {
+        ssize_t s = send(fd, p, n, MSG_NOSIGNAL);
+        if (s > 0) {
+            p += s;
+            n -= (size_t)s;
+            continue;
+        }
+        if (s < 0 && errno == EINTR)
+            continue;
+        if (s < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (wait_fd(fd, POLLOUT, mono_ms() + stall_ms) == 1)
+                continue;
+            res = OGRT_TIMEOUT;
+        }
+        goto out;
+    }
+    res = OGRT_SENT;
+out:
+    close(fd);
+    return res;
+}
+
+static int udp_datagram(int fd, const struct ogrt_server *srv, const uint8_t *p, size_t n)
+{
+    for (;;) {
+        ssize_t s = sendto(fd, p, n, MSG_NOSIGNAL, (const struct sockaddr *)&srv->addr, srv->addrlen);
+        if (s == (ssize_t)n)
+            return 0;
+        if (s < 0 && errno == EINTR)
+            continue;
+        return -1;
+    }
+}
+
+static enum ogrt_send_result udp_send(const struct ogrt_server *srv, uint32_t type, const uint8_t uuid[16],
+                                      uint8_t *buf, size_t payload_len)
+{
+    int fd = socket(srv->addr.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return OGRT_FAILED;
+    enum ogrt_send_result res = OGRT_FAILED;
+    if (payload_len <= UDP_PIECE) {
+        if (udp_datagram(fd, srv, buf, OGRT_FRAME_HEADER + payload_len) == 0)
+            res = OGRT_SENT;
+        goto out;
+    }
+    /* Too large for one datagram: Fragment frames, joined by the daemon (never truncated). */
+    uint32_t count = (uint32_t)((payload_len + UDP_PIECE - 1) / UDP_PIECE);
+    size_t cap = OGRT_FRAME_HEADER + ogrt_encode_fragment(NULL, uuid, type, count, count,
+                                                          (uint32_t)payload_len, buf, UDP_PIECE);
+    uint8_t *frag = ogrt_map(cap);
+    if (!frag)
+        goto out;
+    const uint8_t *payload = buf + OGRT_FRAME_HEADER;
+    res = OGRT_SENT;
+    for (uint32_t i = 0; i < count; i++) {
+        size_t off = (size_t)i * UDP_PIECE;
+        size_t n = payload_len - off < UDP_PIECE ? payload_len - off : UDP_PIECE;
+        size_t len = ogrt_encode_fragment(frag + OGRT_FRAME_HEADER, uuid, type, i, count,
+                                          (uint32_t)payload_len, payload + off, n);
+        ogrt_frame_header(frag, OGRT_TYPE_FRAGMENT, (uint32_t)len);
+        if (udp_datagram(fd, srv, frag, OGRT_FRAME_HEADER + len) != 0) {
+            res = OGRT_FAILED;
+            break;
+        }
+    }
+    ogrt_unmap(frag, cap);
+out:
+    close(fd);
+    return res;
+}
+
+enum ogrt_send_result ogrt_send_frame(const struct ogrt_server *srv, uint32_t type, const uint8_t uuid[16],
+                                      uint8_t *buf, size_t payload_len)
+{
+    if (payload_len > UINT32_MAX - OGRT_FRAME_HEADER)
+        return OGRT_FAILED;
+    ogrt_frame_header(buf, type, (uint32_t)payload_len);
+    if (OGRT_CFG_TRANSPORT_UDP)
+        return udp_send(srv, type, uuid, buf, payload_len);
+    return tcp_send(srv, buf, OGRT_FRAME_HEADER + payload_len);
+}
