@@ -42,7 +42,6 @@ class JsonTcpOutput(Output):
             "port": opt.Key((int,), check=opt.port),
             "connect_timeout": opt.Key((int, float), 5.0, opt.positive),
             "send_timeout": opt.Key((int, float), 30.0, opt.positive),
-            "reconnect_max_seconds": opt.Key((int, float), 30.0, opt.positive),
         })
 
     def open(self) -> None:

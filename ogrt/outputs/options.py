@@ -55,6 +55,7 @@ COMMON: dict[str, Key] = {
     "batch_records": Key((int,), 1000, positive),
     "flush_interval": Key((int, float), 0.2, positive),
     "queue_records": Key((int,), 0, non_negative),  # 0: 4 x batch_records
+    "reconnect_max_seconds": Key((int, float), 30.0, positive),  # retry back-off cap
 }
 
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "a boolean"}

@@ -129,6 +129,7 @@ class OutputRunner:
         self._queued = 0
         for t, recs in items:
             self._to_spool(recs, t, sync=False)
+        self._cond.notify_all()  # a writer waiting for a batch must replay the spool now
 
     def _to_spool(self, records: list[dict[str, Any]], t: float, sync: bool = True) -> None:
         assert self.spool is not None

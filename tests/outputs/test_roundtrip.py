@@ -1,0 +1,148 @@
+"""Every output writes the README record exactly: text with newline, quote, backslash and
+escaped non-UTF-8 bytes round-trips; SQL rows come back equal in any arrival order."""
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import psycopg
+import pytest
+
+from ogrt.errors import ConfigError
+from ogrt.outputs import OUTPUT_TYPES
+from ogrt.outputs.base import OutputError
+from ogrt.textenc import unescape
+from tests.outputs import records as R
+from tests.outputs.helpers import LineListener, expected_processes, read_processes, wait_for
+
+
+def make(type_name: str, **options):
+    cls = OUTPUT_TYPES[type_name]
+    return cls("t", cls.validate("t", {"type": type_name, **options}))
+
+
+def test_nasty_text_is_really_nasty():
+    assert unescape(R.NASTY) == R.NASTY_BYTES
+    assert "\n" in R.NASTY and '"' in R.NASTY and "\\\\" in R.NASTY and "\\xff" in R.NASTY
+
+
+def test_jsonl_roundtrip(tmp_path):
+    out = make("jsonl", path=str(tmp_path / "r.jsonl"))
+    out.open()
+    recs = R.pairs(20)
+    out.write(recs[:7])
+    out.write(recs[7:])
+    out.close()
+    lines = (tmp_path / "r.jsonl").read_bytes().split(b"\n")
+    assert lines[-1] == b"" and len(lines) == len(recs) + 1
+    assert [json.loads(x) for x in lines[:-1]] == recs
+    assert unescape(json.loads(lines[0])["exe"]).startswith(R.NASTY_BYTES)
+
+
+def test_json_tcp_roundtrip():
+    listener = LineListener()
+    listener.start()
+    try:
+        out = make("json_tcp", host="127.0.0.1", port=listener.port)
+        out.open()
+        recs = R.pairs(20)
+        out.write(recs[:5])
+        out.write(recs[5:])
+        wait_for(lambda: len(listener.received()) >= len(recs), what="lines")
+        out.close()
+        assert listener.received() == recs
+    finally:
+        listener.stop()
+
+
+def test_null_counts():
+    out = make("null")
+    out.open()
+    out.write(R.pairs(3))
+    assert out.discarded == 6
+
+
+def _sql_roundtrip(out, connect):
+    out.open()
+    recs = R.pairs(30)
+    # ends before starts, in separate batches; then everything again (a replayed batch)
+    out.write([r for r in recs if r["event"] == "end"][::-1])
+    out.write([r for r in recs if r["event"] == "start"])
+    out.write(recs)
+    # start and end of new processes inside one batch, end first
+    more = R.pairs(5)
+    more = [dict(r, id=r["id"].replace("00000000-", "11111111-")) for r in more]
+    out.write(more[::-1])
+    out.close()
+    with connect() as conn:
+        got = read_processes(conn)
+    want = expected_processes(recs + more)
+    assert got.keys() == want.keys()
+    for k in want:
+        assert got[k] == want[k], k
+    assert unescape(got[recs[0]["id"]]["cwd"]) == R.NASTY_BYTES
+
+
+def test_sqlite_roundtrip(tmp_path):
+    db = tmp_path / "o.db"
+    _sql_roundtrip(make("sqlite", path=str(db)), lambda: sqlite3.connect(db))
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+
+
+def test_postgresql_roundtrip(postgres):
+    dsn = postgres.new_database()
+    _sql_roundtrip(make("postgresql", dsn=dsn), lambda: psycopg.connect(dsn))
+    # a second instance (a second worker) migrates idempotently and adds nothing twice
+    again = make("postgresql", dsn=dsn)
+    again.open()
+    again.write(R.pairs(30))
+    again.close()
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM processes").fetchone()[0] == 35
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+
+
+def test_postgresql_down_raises_output_error(postgres):
+    out = make("postgresql", dsn=postgres.dsn_for("no_such_db"), connect_timeout=2)
+    with pytest.raises(OutputError):
+        out.open()
+
+
+def test_json_tcp_down_raises_output_error():
+    listener = LineListener()
+    listener.start()
+    port = listener.port
+    listener.stop()
+    out = make("json_tcp", host="127.0.0.1", port=port)
+    with pytest.raises(OutputError):
+        out.write(R.pairs(1))
+
+
+@pytest.mark.parametrize("type_name,options,key", [
+    ("jsonl", {}, "path"),
+    ("jsonl", {"path": "/x", "bogus": 1}, "bogus"),
+    ("jsonl", {"path": "/x", "fsync": "always"}, "fsync"),
+    ("jsonl", {"path": "/x", "rotate_bytes": -1}, "rotate_bytes"),
+    ("jsonl", {"path": "/x", "batch_records": 0}, "batch_records"),
+    ("jsonl", {"path": "/x", "flush_interval": "1"}, "flush_interval"),
+    ("sqlite", {"path": 3}, "path"),
+    ("sqlite", {"path": "/x", "busy_timeout": True}, "busy_timeout"),
+    ("postgresql", {}, "dsn"),
+    ("postgresql", {"dsn": "host=x port"}, "dsn"),
+    ("json_tcp", {"host": "127.0.0.1"}, "port"),
+    ("json_tcp", {"host": "127.0.0.1", "port": 70000}, "port"),
+    ("null", {"path": "/x"}, "path"),
+])
+def test_validate_names_the_bad_key(type_name, options, key):
+    with pytest.raises(ConfigError) as e:
+        OUTPUT_TYPES[type_name].validate("o", {"type": type_name, **options})
+    assert e.value.key == f"outputs.o.{key}"
+
+
+def test_validate_fills_defaults():
+    v = OUTPUT_TYPES["jsonl"].validate("o", {"type": "jsonl", "path": "/x", "flush_interval": 1})
+    assert v == {"type": "jsonl", "path": "/x", "rotate_bytes": 0, "fsync": "batch",
+                 "batch_records": 1000, "flush_interval": 1.0, "queue_records": 0,
+                 "reconnect_max_seconds": 30.0}
