@@ -1,0 +1,117 @@
+"""Helpers of the deployment tests: run the real ansible-playbook, render templates, Lmod."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+REPO = Path(__file__).resolve().parents[2]
+VENV_BIN = REPO / ".venv" / "bin"
+TEMPLATES = REPO / "templates"
+LMOD_INIT = Path("/usr/share/lmod/lmod/init/bash")
+
+
+def ansible_env(tmp: Path) -> dict[str, str]:
+    """Environment for ansible-playbook: no colours, private temp dirs, the repo's config."""
+    env = dict(os.environ)
+    for name in list(env):
+        if name.startswith(("ANSIBLE_", "OGRT_")) or name == "LD_PRELOAD":
+            del env[name]
+    env.update({
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_FORCE_COLOR": "0",
+        "ANSIBLE_LOCAL_TEMP": str(tmp / "ansible-local"),
+        "ANSIBLE_REMOTE_TEMP": str(tmp / "ansible-remote"),
+        "ANSIBLE_RETRY_FILES_ENABLED": "0",
+        "PATH": f"{VENV_BIN}:{env.get('PATH', '/usr/bin:/bin')}",
+    })
+    return env
+
+
+def run_playbook(tmp: Path, extra_vars: dict[str, Any], *args: str,
+                 playbook: Path = REPO / "site.yml",
+                 inventory: Path = REPO / "inventory" / "local.yml",
+                 timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    """Run the real ansible-playbook with extra vars (as a JSON file) and return the result."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    vars_file = tmp / f"vars-{len(list(tmp.glob('vars-*.json')))}.json"
+    vars_file.write_text(json.dumps(extra_vars))
+    cmd = [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), str(playbook),
+           "-e", f"@{vars_file}", *args]
+    return subprocess.run(cmd, cwd=REPO, env=ansible_env(tmp), capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def recap(proc: subprocess.CompletedProcess[str]) -> dict[str, int]:
+    """The PLAY RECAP counters of localhost (ok, changed, failed, ...)."""
+    m = re.search(r"^localhost\s+:\s+(.*)$", proc.stdout, re.M)
+    assert m, f"no PLAY RECAP in output:\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}"
+    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(1))}
+
+
+def changed_tasks(proc: subprocess.CompletedProcess[str]) -> list[str]:
+    """Names of the tasks that reported `changed` (for clear assertion messages)."""
+    names, current = [], ""
+    for line in proc.stdout.splitlines():
+        if line.startswith("TASK ["):
+            current = line
+        elif line.startswith("changed:"):
+            names.append(current)
+    return names
+
+
+def free_port() -> int:
+    """A loopback port free for both TCP and UDP right now."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+            t.bind(("127.0.0.1", 0))
+            port = t.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                try:
+                    u.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            return port
+    raise RuntimeError("no free TCP+UDP port")
+
+
+def ansible_jinja_env() -> jinja2.Environment:
+    """A Jinja2 environment like Ansible's template module: its filters and tests,
+    trim_blocks, trailing newline kept, undefined variables are errors."""
+    from ansible.plugins.filter.core import FilterModule
+    from ansible.plugins.test.core import TestModule
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+                             trim_blocks=True, keep_trailing_newline=True,
+                             undefined=jinja2.StrictUndefined)
+    filters = FilterModule().filters()
+    filters.pop("default", None)  # Ansible's version expects its own Undefined type
+    env.filters.update(filters)
+    env.tests.update(TestModule().tests())
+    return env
+
+
+def render(template: str, variables: dict[str, Any]) -> str:
+    return ansible_jinja_env().get_template(template).render(**variables)
+
+
+def lmod_script(*lines: str) -> subprocess.CompletedProcess[str]:
+    """Run bash lines after sourcing Lmod's init (no profile: a clean module environment)."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("LMOD", "MODULE", "__LMOD", "_ModuleTable", "LOADEDMODULES",
+                                "_LMFILES_", "OGRT_"))
+           and k != "LD_PRELOAD"}
+    script = "\n".join([f"source {LMOD_INIT}", *lines])
+    return subprocess.run(["bash", "--noprofile", "--norc", "-c", script], env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def have(program: str) -> bool:
+    return shutil.which(program) is not None

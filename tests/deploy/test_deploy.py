@@ -1,0 +1,265 @@
+"""The whole deployment, for real: `ansible-playbook site.yml` (inventory localhost, connection
+local) into a temp root with a space in its name, then the deployed daemon (deployed venv,
+deployed config) receives the record of a program run under the deployed modulefile loaded
+with real Lmod, using a libogrt.so installed the way Spack does (`make -C preload install`)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.deploy.helpers import (REPO, changed_tasks, free_port, have, lmod_script,
+                                  recap, run_playbook)
+
+JOB_VAR = "OGRT_DEPLOY_TEST_JOB"
+
+
+@dataclass
+class Deployment:
+    tmp: Path
+    root: Path
+    lib: Path
+    port: int
+    variables: dict[str, Any]
+    first: subprocess.CompletedProcess[str]
+
+    @property
+    def venv(self) -> Path:
+        return self.root / "opt" / "ogrt" / "venv"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "etc" / "ogrt" / "ogrt.conf"
+
+    @property
+    def modulefiles(self) -> Path:
+        return self.root / "opt" / "modulefiles"
+
+    @property
+    def records_path(self) -> Path:
+        return self.root / "var" / "lib" / "ogrt" / "records.jsonl"
+
+
+def _snapshot_source(dest: Path) -> Path:
+    """A frozen copy of the Python project (other parts keep changing the working tree
+    while the suite runs; idempotence is checked against an unchanging source)."""
+    dest.mkdir(parents=True)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, dest / name)
+    shutil.copytree(REPO / "ogrt", dest / "ogrt",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return dest
+
+
+def _install_preload(tmp: Path, port: int) -> Path:
+    """Install libogrt.so like the Spack recipe: `make -C preload install PREFIX=...`."""
+    prefix = tmp / "spack" / "ogrt-0.1.0"
+    proc = subprocess.run(
+        ["make", "-s", "-C", str(REPO / "preload"), "install", f"PREFIX={prefix}",
+         f"BUILDDIR={tmp / 'preload-build'}", "SERVER_HOST=127.0.0.1", f"SERVER_PORT={port}",
+         "TRANSPORT=tcp", f"JOBID_VAR={JOB_VAR}", "CONNECT_TIMEOUT_MS=1000"],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"make -C preload install failed:\n{proc.stdout}\n{proc.stderr}"
+    lib = prefix / "lib" / "libogrt.so"
+    assert lib.is_file()
+    return lib
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Deployment:
+    tmp = tmp_path_factory.mktemp("deploy")
+    port = free_port()
+    lib = _install_preload(tmp, port)
+    root = tmp / "root dir"
+    user = os.environ.get("USER") or "root"
+    variables: dict[str, Any] = {
+        "ogrt_root": str(root),
+        "ogrt_server_source": str(_snapshot_source(tmp / "source")),
+        "ogrt_server_manage_user": False,
+        "ogrt_server_user": user,
+        "ogrt_server_group": user,
+        "ogrt_server_address": "127.0.0.1",
+        "ogrt_server_port": port,
+        "ogrt_server_transports": ["tcp"],
+        "ogrt_server_metrics_address": "",
+        "ogrt_server_outputs": {
+            "records": {"type": "jsonl", "path": str(root / "var/lib/ogrt/records.jsonl"),
+                        "batch_records": 1, "flush_interval": 0.05, "fsync": "never"},
+        },
+        "ogrt_modulefile_library": str(lib),
+        "ogrt_modulefile_default": True,
+    }
+    first = run_playbook(tmp / "run1", variables)
+    assert first.returncode == 0, first.stdout[-6000:] + first.stderr[-3000:]
+    return Deployment(tmp, root, lib, port, variables, first)
+
+
+def test_first_run_installs_everything(deployment: Deployment) -> None:
+    d = deployment
+    assert (d.venv / "bin" / "ogrt").is_file()
+    assert d.config.is_file() and stat.S_IMODE(d.config.stat().st_mode) == 0o640
+    unit = d.root / "etc" / "systemd" / "system" / "ogrt-server.service"
+    assert f'ExecStart="{d.venv}/bin/ogrt" server --config "{d.config}"' in unit.read_text()
+    assert (d.root / "var" / "lib" / "ogrt").is_dir()
+    assert (d.modulefiles / "ogrt" / "0.1.0.lua").is_file()
+    assert 'module_version("ogrt/0.1.0", "default")' in (
+        d.modulefiles / "ogrt" / ".modulerc.lua").read_text()
+    # Not the real root: the unit is installed, no service started, and the role says so.
+    assert "no service was enabled or started" in d.first.stdout
+    assert recap(d.first)["failed"] == 0
+
+
+def test_second_run_changes_nothing(deployment: Deployment) -> None:
+    again = run_playbook(deployment.tmp / "run2", deployment.variables)
+    assert again.returncode == 0, again.stdout[-4000:]
+    assert recap(again)["changed"] == 0, changed_tasks(again)
+
+
+def test_check_mode_changes_nothing_on_a_deployed_root(deployment: Deployment) -> None:
+    check = run_playbook(deployment.tmp / "check", deployment.variables, "--check", "--diff")
+    assert check.returncode == 0, check.stdout[-4000:]
+    assert recap(check)["changed"] == 0, changed_tasks(check)
+
+
+def test_check_mode_on_a_fresh_root_writes_nothing(deployment: Deployment) -> None:
+    fresh = deployment.tmp / "fresh root"
+    variables = {**deployment.variables, "ogrt_root": str(fresh),
+                 "ogrt_server_outputs": {"db": {"type": "sqlite"}}}
+    check = run_playbook(deployment.tmp / "check-fresh", variables, "--check")
+    assert check.returncode == 0, check.stdout[-4000:]
+    assert recap(check)["changed"] > 0
+    assert not fresh.exists()
+
+
+def test_config_rejected_by_check_config_is_not_installed(deployment: Deployment) -> None:
+    before = deployment.config.read_bytes()
+    variables = {**deployment.variables,
+                 "ogrt_server_outputs": {"bad": {"type": "no-such-output"}}}
+    bad = run_playbook(deployment.tmp / "bad-output", variables)
+    assert bad.returncode != 0
+    assert "failed to validate" in bad.stdout, bad.stdout[-3000:]
+    assert deployment.config.read_bytes() == before
+
+
+def _wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the deployed daemon exited early"
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"daemon not listening on {port} after {timeout}s")
+
+
+def _records(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    lines = path.read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+@pytest.fixture()
+def deployed_daemon(deployment: Deployment) -> Iterator[subprocess.Popen[bytes]]:
+    """The deployed venv's `ogrt server --config <deployed ogrt.conf>`, as the unit runs it."""
+    log = open(deployment.tmp / "daemon.log", "wb")
+    proc = subprocess.Popen([str(deployment.venv / "bin" / "ogrt"), "server", "--config",
+                             str(deployment.config)], stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        _wait_listening(deployment.port, proc)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        log.close()
+
+
+@pytest.mark.skipif(not have("lua") and not Path("/usr/share/lmod").exists(),
+                    reason="Lmod is not installed (Debian package lmod)")
+def test_program_under_module_load_reaches_the_deployed_daemon(
+        deployment: Deployment, deployed_daemon: subprocess.Popen[bytes]) -> None:
+    marker = f"ogrt-deploy-marker-{os.getpid()}"
+    proc = lmod_script(
+        f"module use '{deployment.modulefiles}'",
+        "module load ogrt",
+        f'echo "LD_PRELOAD=$LD_PRELOAD OGRT_ACTIVE=$OGRT_ACTIVE"',
+        f"{JOB_VAR}=job-4242 /bin/echo {marker}",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert f"LD_PRELOAD={deployment.lib} OGRT_ACTIVE=1" in proc.stdout
+    assert f"{marker}\n" in proc.stdout  # the program's own output is unchanged
+    deadline = time.monotonic() + 20
+    mine: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        mine = [r for r in _records(deployment.records_path)
+                if r.get("event") == "start" and marker in (r.get("args") or [])]
+        if mine:
+            break
+        time.sleep(0.1)
+    log = (deployment.tmp / "daemon.log").read_text(errors="replace")
+    assert mine, f"no start record of /bin/echo {marker}; daemon log:\n{log[-3000:]}"
+    record = mine[0]
+    assert record["exe"].endswith("echo")
+    assert record["job_id"] == "job-4242"
+    assert record["peer"] == "127.0.0.1"
+
+
+def test_module_unload_restores_ld_preload_exactly(deployment: Deployment) -> None:
+    lines = [f"module use '{deployment.modulefiles}'"]
+    for i, before in enumerate([None, "a.so", "/x/a.so b.so", "/x/a.so:/y/b.so"]):
+        lines.append("unset LD_PRELOAD" if before is None else f"export LD_PRELOAD='{before}'")
+        lines += ["module load ogrt 2>/dev/null",
+                  f'echo "loaded{i}=${{LD_PRELOAD-<unset>}}|${{OGRT_ACTIVE-<unset>}}"',
+                  "module unload ogrt 2>/dev/null",
+                  f'echo "after{i}=${{LD_PRELOAD-<unset>}}|${{OGRT_ACTIVE-<unset>}}"']
+    proc = lmod_script(*lines)
+    assert proc.returncode == 0, proc.stderr
+    out = dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
+    lib = str(deployment.lib)
+    assert out["loaded0"] == f"{lib}|1" and out["after0"] == "<unset>|<unset>"
+    assert out["loaded1"] == f"{lib}:a.so|1" and out["after1"] == "a.so|<unset>"
+    assert out["after2"] == "/x/a.so b.so|<unset>"
+    assert out["loaded3"] == f"{lib}:/x/a.so:/y/b.so|1"
+    assert out["after3"] == "/x/a.so:/y/b.so|<unset>"
+
+
+def test_module_conflicts_with_xalt_and_is_the_default(deployment: Deployment,
+                                                       tmp_path: Path) -> None:
+    xalt = tmp_path / "mf" / "xalt"
+    xalt.mkdir(parents=True)
+    (xalt / "3.0.lua").write_text('setenv("XALT_TEST", "1")\n')
+    proc = lmod_script(f"module use '{deployment.modulefiles}'",
+                       f"module use '{tmp_path / 'mf'}'",
+                       "module --terse avail ogrt 2>&1",
+                       "module load xalt",
+                       "module load ogrt; echo rc=$?",
+                       'echo "active=${OGRT_ACTIVE-<unset>}"')
+    assert "ogrt/0.1.0" in proc.stdout
+    assert "active=<unset>" in proc.stdout
+    assert "xalt" in proc.stderr.lower() and "conflict" in proc.stderr.lower(), proc.stderr
+
+
+@pytest.mark.skipif(not have("systemd-analyze"), reason="systemd-analyze is not installed")
+def test_deployed_unit_passes_systemd_analyze(deployment: Deployment) -> None:
+    unit = deployment.root / "etc" / "systemd" / "system" / "ogrt-server.service"
+    proc = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
