@@ -129,10 +129,12 @@ class TcpReceiver:
         self.loop = asyncio.get_running_loop()
         self.all_closed = asyncio.Event()
         self._server: asyncio.base_events.Server | None = None
+        self._sock: socket.socket | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._flush_scheduled = False
 
     async def start(self, sock: socket.socket) -> None:
+        self._sock = sock
         self._server = await self.loop.create_server(lambda: _Connection(self), sock=sock, backlog=4096)
         self._sweeper = asyncio.create_task(self._sweep())
 
@@ -167,9 +169,25 @@ class TcpReceiver:
         A connection is closed once it has been quiet for a short while (everything it
         sent before is decoded) or when `grace` runs out.
         """
-        self.closing = True
+        # connections the kernel completed but we did not accept yet hold records too:
+        # accept them all, then close the listening socket (no await in between)
+        backlog: list[socket.socket] = []
+        if self._sock is not None:
+            while True:
+                try:
+                    conn, _ = self._sock.accept()
+                except (BlockingIOError, InterruptedError, OSError):
+                    break
+                backlog.append(conn)
         if self._server is not None:
             self._server.close()
+        for conn in backlog:
+            conn.setblocking(False)
+            try:
+                await self.loop.connect_accepted_socket(lambda: _Connection(self), conn)
+            except OSError:
+                conn.close()
+        self.closing = True
         if self._sweeper is not None:
             self._sweeper.cancel()
         deadline = self.loop.time() + grace

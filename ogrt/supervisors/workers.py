@@ -109,6 +109,7 @@ class Supervisor:
         while True:
             assert w.proc is not None
             code = await w.proc.wait()
+            w.ready.clear()
             if w.writer is not None:
                 w.writer.close()
             if self.stopping:
@@ -134,7 +135,8 @@ class Supervisor:
     async def collect(self) -> dict[str, float]:
         snaps = await asyncio.gather(*(self._stats(w) for w in self.workers))
         out = merge(snaps)
-        out["ogrt_workers"] = sum(1 for w in self.workers if w.proc is not None and w.proc.returncode is None)
+        out["ogrt_workers"] = sum(1 for w in self.workers
+                                  if w.ready.is_set() and w.proc is not None and w.proc.returncode is None)
         return out
 
     async def run(self) -> int:

@@ -1,0 +1,67 @@
+"""workers = N: SO_REUSEPORT worker processes; every record exactly once in every output."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import time
+import uuid as uuidlib
+
+from tests.fixtures.server import end_msg, frame, start_msg
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+def test_two_workers_jsonl_and_sqlite_exactly_once(ogrt_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    db = tmp_path / "w.sqlite"
+    srv = ogrt_server(workers=2, extra_outputs=f'[outputs.db]\ntype = "sqlite"\npath = "{db}"\n')
+    assert len(_children(srv.pid)) == 2
+    starts = [start_msg() for _ in range(1500)]
+    ends = [end_msg(uuid=m.uuid) for m in starts]
+    for i in range(0, 1500, 30):  # 50 connections, spread over the workers by the kernel
+        srv.send_tcp(b"".join(frame(12, m) for m in starts[i:i + 30]))
+    for i in range(0, 1500, 100):  # UDP from 15 source ports
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            for m in ends[i:i + 100]:
+                u.sendto(frame(13, m), ("127.0.0.1", srv.port))
+    m = srv.metrics()
+    assert m["ogrt_workers"] == 2
+    assert srv.stop() == 0
+    recs = srv.records(3000, timeout=2)
+    keys = [(r["event"], r["id"]) for r in recs]
+    assert len(keys) == 3000 and len(set(keys)) == 3000
+    assert {i for e, i in keys} == {str(uuidlib.UUID(bytes=s.uuid)) for s in starts}
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("select count(*) from processes").fetchone()[0] == 1500
+        assert conn.execute("select count(*) from processes where end_time is not null "
+                            "and start_time is not null").fetchone()[0] == 1500
+    # both workers listened (each logs its own line)
+    assert srv.stderr_text().count("listening on 127.0.0.1") == 2
+
+
+def test_dead_worker_is_restarted(ogrt_server) -> None:  # type: ignore[no-untyped-def]
+    srv = ogrt_server(workers=2)
+    before = _children(srv.pid)
+    assert len(before) == 2
+    os.kill(before[0], signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        now = _children(srv.pid)
+        if len(now) == 2 and before[0] not in now and srv.metric("ogrt_workers") == 2:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"worker not restarted: {_children(srv.pid)}\n{srv.stderr_text()}")
+    msgs = [start_msg() for _ in range(200)]
+    for i in range(0, 200, 10):
+        srv.send_tcp(b"".join(frame(12, m) for m in msgs[i:i + 10]))
+    assert srv.stop() == 0
+    assert len(srv.records(200, timeout=2)) == 200
+    assert "restarting it" in srv.stderr_text()
