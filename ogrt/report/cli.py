@@ -20,23 +20,34 @@ database: --db PATH (SQLite) or --db postgresql://..., else --config's first sql
 output, else the daemon's default SQLite file ({default})."""
 
 
-def _common(top: bool = True) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(add_help=False)
+def _add_common(p: argparse.ArgumentParser, top: bool = True, suppress: bool = False) -> None:
+    """The options every report takes. With `suppress`, unset options leave the namespace
+    alone, so they may be given before the report name (`ogrt report --db X users`) or after it."""
+
+    def d(value: Any) -> Any:
+        return argparse.SUPPRESS if suppress else value
+
     g = p.add_argument_group("database")
-    g.add_argument("--db", metavar="PATH|URL", help="SQLite file or postgresql:// URL")
-    g.add_argument("--config", metavar="PATH", help="ogrt.conf: report from its first SQL output")
+    g.add_argument("--db", metavar="PATH|URL", default=d(None), help="SQLite file or postgresql:// URL")
+    g.add_argument("--config", metavar="PATH", default=d(None),
+                   help="ogrt.conf: report from its first SQL output")
     f = p.add_argument_group("filters")
-    f.add_argument("--since", metavar="TIME", help="processes started at or after TIME")
-    f.add_argument("--until", metavar="TIME", help="processes started before TIME")
-    f.add_argument("--user", metavar="NAME|UID", help="only this user (name or numeric uid)")
-    f.add_argument("--host", metavar="HOST", help="only this host")
-    f.add_argument("--job", metavar="JOBID", help="only this job")
+    f.add_argument("--since", metavar="TIME", default=d(None), help="processes started at or after TIME")
+    f.add_argument("--until", metavar="TIME", default=d(None), help="processes started before TIME")
+    f.add_argument("--user", metavar="NAME|UID", default=d(None), help="only this user (name or numeric uid)")
+    f.add_argument("--host", metavar="HOST", default=d(None), help="only this host")
+    f.add_argument("--job", metavar="JOBID", default=d(None), help="only this job")
     o = p.add_argument_group("output")
-    o.add_argument("--format", choices=("table", "json", "csv"), default="table",
+    o.add_argument("--format", choices=("table", "json", "csv"), default=d("table"),
                    help="table (rich on a terminal, plain text otherwise), json or csv")
     if top:
-        o.add_argument("--top", type=int, default=DEFAULT_TOP, metavar="N",
+        o.add_argument("--top", type=int, default=d(DEFAULT_TOP), metavar="N",
                        help=f"show the first N rows (default {DEFAULT_TOP}; 0: all)")
+
+
+def _common(top: bool = True) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    _add_common(p, top=top, suppress=True)
     return p
 
 
@@ -48,6 +59,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Reports over the SQLite (default) or PostgreSQL output of ogrt server.",
         epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    _add_common(report)
     sub = report.add_subparsers(dest="report", metavar="REPORT", required=True)
     common, common_notop = _common(), _common(top=False)
 
