@@ -1,4 +1,7 @@
 /* Protobuf wire encoding (varints, length-delimited fields) for OGRT records. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* strchrnul */
+#endif
 #include "encode.h"
 
 #include <string.h>
