@@ -148,7 +148,7 @@ bash -c '
     [ "${OGRT_ACTIVE:-}" = 1 ] || { echo "module load ogrt did not set OGRT_ACTIVE" >&2; exit 1; }
     echo "    module load ogrt: LD_PRELOAD=$LD_PRELOAD OGRT_ACTIVE=$OGRT_ACTIVE"
     export SLURM_JOB_ID="$3"
-    bash "$4/workload.sh" "$5"
+    bash "$4/workload.sh" "$4" "$5"
 ' demo-job "$LMOD_INIT" "$MODULES" "$JOB_ID" "$REPO/demo" "$WORK/hello" \
     || die "the workload failed"
 

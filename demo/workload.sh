@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # The demo's job: run under `module load ogrt` with a job id set (see demo/run.sh).
-#   workload.sh HELLO_PROGRAM
-# Deterministic: the same processes every run.
+#   workload.sh DEMO_DIR HELLO_PROGRAM
+# Deterministic: the same processes every run (the system's /usr/bin/python3 when there
+# is one, so that no version-manager shims add processes).
 set -u
-here=$(cd "$(dirname "$0")" && pwd)
-hello=$1
+here=$1
+hello=$2
+python=/usr/bin/python3
+[ -x "$python" ] || python=python3
 
 echo "  [job] a shell pipeline"
 printf 'pear\napple\nfig\napple\n' | sort | uniq -c | sort -rn | head -n 2
 
 echo "  [job] a Python script importing C extensions (_ssl, _sqlite3)"
-python3 "$here/c_extension.py"
+"$python" "$here/c_extension.py"
 
 echo "  [job] a stamped compiled program"
 "$hello"

@@ -134,6 +134,7 @@ def _job(db: ReportDB, args: argparse.Namespace, out: TextIO) -> None:
             "process": prefix + chain.label,
             "host": chain.first.get("host"),
             "pid": chain.first.get("pid"),
+            "ppid": chain.first.get("ppid"),
             "user": chain.first.get("user"),
             "start_time": chain.start_time,
             "duration": chain.duration,
@@ -141,7 +142,7 @@ def _job(db: ReportDB, args: argparse.Namespace, out: TextIO) -> None:
             "depth": depth,
             "uuid": chain.last.get("uuid"),
         })
-    columns = [("process", "Process"), ("host", "Host"), ("pid", "PID"), ("start_time", "Start"),
+    columns = [("process", "Process"), ("host", "Host"), ("pid", "PID"), ("ppid", "PPID"), ("start_time", "Start"),
                ("duration", "Duration s"), ("exit_status", "Exit")]
     if args.format == "csv":
         columns += [("user", "User"), ("depth", "Depth"), ("uuid", "UUID")]

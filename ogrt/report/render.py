@@ -7,7 +7,8 @@ from typing import Any, TextIO
 
 from ogrt.report.queries import Report
 
-#: table cells longer than this are cut with "…" (JSON and CSV are never cut)
+#: list cells (users, hosts) longer than this are cut with "…" in tables; paths and other
+#: text are never cut, nor is anything in JSON and CSV
 MAX_CELL = 80
 
 
@@ -22,8 +23,11 @@ def cell_text(value: Any) -> str:
     return str(value)
 
 
-def _cut(text: str) -> str:
-    return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
+def _cell(value: Any) -> str:
+    text = cell_text(value)
+    if isinstance(value, (list, tuple)) and len(text) > MAX_CELL:
+        return text[: MAX_CELL - 1] + "…"
+    return text
 
 
 def _numeric(report: Report, key: str) -> bool:
@@ -34,7 +38,7 @@ def _numeric(report: Report, key: str) -> bool:
 
 def render_plain(report: Report, out: TextIO) -> None:
     headers = [h for _, h in report.columns]
-    cells = [[_cut(cell_text(row.get(k))) for k, _ in report.columns] for row in report.rows]
+    cells = [[_cell(row.get(k)) for k, _ in report.columns] for row in report.rows]
     widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in enumerate(headers)]
     right = [_numeric(report, k) for k, _ in report.columns]
 
@@ -60,7 +64,7 @@ def render_rich(report: Report, out: TextIO) -> None:
         table.add_column(header, justify="right" if _numeric(report, key) else "left",
                          overflow="fold")
     for row in report.rows:
-        table.add_row(*(_cut(cell_text(row.get(k))) for k, _ in report.columns))
+        table.add_row(*(_cell(row.get(k)) for k, _ in report.columns))
     console = Console(file=out)
     console.print(table)
     if not report.rows:
