@@ -1,0 +1,124 @@
+"""Building the library: invisibility, site settings (make variables), rebuilds, install, check."""
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.preload import PRELOAD_DIR, FrameReceiver, make_preload, preload_env
+
+
+def test_ldd_lists_only_libc_loader_and_vdso(preload_lib: Path) -> None:
+    out = subprocess.run(["ldd", str(preload_lib)], capture_output=True, text=True, check=True).stdout
+    names = [line.split()[0] for line in out.splitlines() if line.strip()]
+    assert len(names) == 3, out
+    assert any(n.startswith("linux-vdso") for n in names)
+    assert any(n.startswith("libc.so") for n in names)
+    assert any("ld-linux" in n for n in names)
+
+
+def test_no_dynamic_symbol_defined(preload_lib: Path) -> None:
+    out = subprocess.run(["nm", "-D", "--defined-only", str(preload_lib)], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == ""
+    undefined = subprocess.run(["nm", "-D", "--undefined-only", str(preload_lib)], capture_output=True,
+                               text=True, check=True).stdout
+    for name in ("protobuf", "uuid", "random", "setenv", "putenv", "malloc"):
+        assert name not in undefined.replace("getrandom", ""), undefined
+
+
+@pytest.mark.parametrize(("var", "value"), [
+    ("SERVER_PORT", "0"), ("SERVER_PORT", "70000"), ("SERVER_PORT", "http"), ("TRANSPORT", "sctp"),
+    ("SEND_CMDLINE", "maybe"), ("ALLOW_SERVER_ENV", "perhaps"), ("CONNECT_TIMEOUT_MS", "0"),
+    ("CONNECT_TIMEOUT_MS", "1e3"), ("BACKOFF_SECONDS", "-1"), ("ENV_WHITELIST", "HOME,1BAD"),
+    ("JOBID_VAR", "SLURM-JOB"), ("SERVER_HOST", "a b"), ("SERVER_HOST", ""),
+])
+def test_bad_value_fails_the_build_naming_it(tmp_path: Path, var: str, value: str) -> None:
+    proc = make_preload(tmp_path, **{var: value})
+    assert proc.returncode != 0
+    assert var in proc.stderr, proc.stderr
+    assert not (tmp_path / "libogrt.so").exists()
+
+
+SITE = {"SERVER_HOST": "collector.example", "SERVER_PORT": "9999", "TRANSPORT": "udp", "JOBID_VAR": "PBS_JOBID",
+        "CONNECT_TIMEOUT_MS": "333", "BACKOFF_SECONDS": "17", "ENV_WHITELIST": "OMP_NUM_THREADS,CUDA_VISIBLE_DEVICES",
+        "SEND_CMDLINE": "no", "FILTER_REGEXPS": "^/usr/lib/[[:alnum:]]+/:^/opt/x", "ALLOW_SERVER_ENV": "no"}
+
+
+def test_site_settings_in_debug_info(build_preload: Callable[..., Path]) -> None:
+    lib = build_preload(**SITE)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OGRT_")}
+    env.update(LD_PRELOAD=str(lib), OGRT_DEBUG_INFO="1")
+    proc = subprocess.run(["/bin/true"], env=env, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0 and proc.stdout == ""
+    lines = set(proc.stderr.splitlines())
+    expected = {f"OGRT {k.lower()}: {v}" for k, v in SITE.items()}
+    assert expected <= lines, proc.stderr
+    env.pop("OGRT_DEBUG_INFO")
+    assert subprocess.run(["/bin/true"], env=env, capture_output=True, timeout=30).stderr == b""
+
+
+def test_compiled_in_server_used_and_server_env_ignored(build_preload: Callable[..., Path],
+                                                        frame_receiver: FrameReceiver,
+                                                        c_program: Callable[..., Path]) -> None:
+    """ALLOW_SERVER_ENV=no: OGRT_SERVER is ignored, SERVER_HOST/SERVER_PORT are used; SEND_CMDLINE=no."""
+    lib = build_preload(SERVER_HOST="127.0.0.1", SERVER_PORT=str(frame_receiver.port), SEND_CMDLINE="no",
+                        JOBID_VAR="MY_SITE_JOB")
+    other = FrameReceiver()
+    try:
+        env = preload_env(lib, other.port, MY_SITE_JOB="77", OGRT_TEST_ENV_A="not-whitelisted")
+        proc = subprocess.run([c_program("exit_status"), "4", "secret-arg"], env=env, capture_output=True,
+                              timeout=60)
+        assert proc.returncode == 4
+        msgs = frame_receiver.messages(2, timeout=10)
+        assert [t for t, _ in msgs] == [12, 13]
+        start = msgs[0][1]
+        assert list(start.args) == [] and start.job_id == b"77" and list(start.env) == []
+        assert start.exe == os.fsencode(c_program("exit_status"))
+        assert other.messages(1, timeout=0.3) == []
+    finally:
+        other.close()
+
+
+def test_filter_regexps_skip_matching_executables(build_preload: Callable[..., Path],
+                                                  frame_receiver: FrameReceiver,
+                                                  c_program: Callable[..., Path]) -> None:
+    lib = build_preload(ALLOW_SERVER_ENV="yes", FILTER_REGEXPS="/exit_status[[:digit:]]+$:^/nonexistent/")
+    env = preload_env(lib, frame_receiver.port)
+    assert subprocess.run([c_program("exit_status"), "2"], env=env, capture_output=True).returncode == 2
+    assert frame_receiver.messages(1, timeout=0.5) == []
+    assert subprocess.run([c_program("dlopen_libs", "-ldl")], env=env, capture_output=True).returncode == 0
+    assert [t for t, _ in frame_receiver.messages(2, timeout=10)] == [12, 13]
+
+
+def test_settings_change_rebuilds_and_same_settings_do_not(tmp_path: Path) -> None:
+    lib = tmp_path / "libogrt.so"
+    assert make_preload(tmp_path, SERVER_PORT="1234").returncode == 0
+    first = lib.stat().st_mtime_ns
+    assert make_preload(tmp_path, SERVER_PORT="1234").returncode == 0
+    assert lib.stat().st_mtime_ns == first
+    assert make_preload(tmp_path, SERVER_PORT="4321").returncode == 0
+    assert lib.stat().st_mtime_ns != first
+    env = dict(os.environ, LD_PRELOAD=str(lib), OGRT_DEBUG_INFO="1")
+    env.pop("OGRT_SILENT", None)
+    out = subprocess.run(["/bin/true"], env=env, capture_output=True, text=True).stderr
+    assert "OGRT server_port: 4321" in out
+
+
+def test_install_and_check(tmp_path: Path) -> None:
+    build = tmp_path / "build"
+    build.mkdir()
+    prefix = tmp_path / "prefix"
+    proc = subprocess.run(["make", "-s", "-C", str(PRELOAD_DIR), f"BUILDDIR={build}", "install",
+                           f"PREFIX={prefix}"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert (prefix / "lib" / "libogrt.so").is_file()
+    if (PRELOAD_DIR / "tools" / "Makefile").exists():
+        assert (prefix / "bin" / "ogrt-cc").exists()
+    check = subprocess.run(["make", "-s", "-C", str(PRELOAD_DIR), f"BUILDDIR={build}", "check"],
+                           capture_output=True, text=True, timeout=300)
+    assert check.returncode == 0, check.stderr
+    assert "OGRT server_host: localhost" in check.stdout and "self-check passed" in check.stdout
