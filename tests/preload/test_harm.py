@@ -1,0 +1,356 @@
+"""Harm matrix: real programs run with and without libogrt.so must behave identically.
+
+Every case runs a small C program (tests/preload/programs/) twice - once plain, once with the
+library active (LD_PRELOAD, OGRT_ACTIVE=1) - and compares exit status, stdout, stderr and any
+file the program writes. The library is pointed at
+  listening     a real receiver on loopback (and the records that must arrive are checked,
+                so a library that silently does nothing fails here),
+  closed        a port nobody listens on (connect refused),
+  unresponsive  a listener with a full accept queue (SYNs unanswered: connect times out).
+The only difference between the two environments is LD_PRELOAD itself.
+"""
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import socket
+import stat
+import subprocess
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fixtures.preload import FrameReceiver, closed_port, preload_env
+
+PROGRAMS_DIR = Path(__file__).resolve().parent / "programs"
+NOBODY = 65534
+PROCESS_START, PROCESS_END = 12, 13
+
+# name -> (source, extra gcc arguments); outputs land in a world-readable build directory
+BUILDS: dict[str, tuple[str, list[str]]] = {
+    "forkexec": ("forkexec.c", []),
+    "vfork": ("vfork.c", []),
+    "spawn": ("spawn.c", []),
+    "threadfork": ("threadfork.c", ["-pthread"]),
+    "closeall": ("closeall.c", []),
+    "clearenv": ("clearenv.c", []),
+    "clash": ("clash.c", ["-fno-builtin", "-rdynamic", "-Wno-builtin-declaration-mismatch"]),
+    "ids": ("ids.c", []),
+    "static": ("static.c", ["-static"]),
+    "stdclosed": ("stdclosed.c", []),
+    "exits": ("exits.c", ["-pthread"]),
+    "workers": ("workers.c", []),
+    "hello": ("hello.c", []),
+    "cwdhome": ("cwdhome.c", []),
+    "startstate": ("startstate.c", ["-lm"]),
+    "bufferorder": ("bufferorder.c", []),
+    "dlopen_close": ("dlopen_close.c", ["-ldl"]),
+    "itimer": ("itimer.c", []),
+    "threadexit": ("threadexit.c", ["-pthread"]),
+    "libprea.so": ("prelib.c", ["-shared", "-fPIC", "-DTAG=prea", "-ldl"]),
+    "libpreb.so": ("prelib.c", ["-shared", "-fPIC", "-DTAG=preb", "-ldl"]),
+    "libplugin.so": ("plugin.c", ["-shared", "-fPIC"]),
+}
+
+
+@dataclass
+class Programs:
+    dir: Path       # world-readable: cases run as `nobody` use it
+    lib: Path       # a copy of libogrt.so in it
+
+    def __getitem__(self, name: str) -> Path:
+        return self.dir / name
+
+
+@pytest.fixture(scope="module")
+def programs(preload_lib: Path) -> Iterator[Programs]:
+    """Compile every harm program once (two compilers at a time)."""
+    root = Path(tempfile.mkdtemp(prefix="ogrt-harm-"))
+    root.chmod(0o755)
+    out = root / "bin"
+    out.mkdir(mode=0o755)
+
+    def build(item: tuple[str, tuple[str, list[str]]]) -> str:
+        name, (src, flags) = item
+        cmd = ["gcc", "-O1", "-Wall", "-o", str(out / name), str(PROGRAMS_DIR / src), *flags]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        return "" if proc.returncode == 0 else f"{' '.join(cmd)}:\n{proc.stderr}"
+
+    with ThreadPoolExecutor(2) as pool:
+        errors = [e for e in pool.map(build, BUILDS.items()) if e]
+    assert not errors, "\n".join(errors)
+    # The setuid copy: owned by `daemon` (uid 1), mode 4755, run as nobody -> secure mode.
+    if os.geteuid() == 0:
+        shutil.copy(out / "ids", out / "ids-setuid")
+        os.chown(out / "ids-setuid", 1, 1)
+        os.chmod(out / "ids-setuid", 0o4755)
+    lib = out / "libogrt.so"
+    shutil.copy(preload_lib, lib)
+    lib.chmod(0o755)
+    try:
+        yield Programs(out, lib)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[FrameReceiver]:
+    recv = FrameReceiver()
+    try:
+        yield recv
+    finally:
+        recv.close()
+
+
+@pytest.fixture(scope="module")
+def silent_port() -> Iterator[int]:
+    """One loopback port for the module whose listener never accepts and whose accept queue
+    is full: connect() to it hangs in SYN_SENT until the library's timeout."""
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(0)
+    port = lst.getsockname()[1]
+    fillers = []
+    for _ in range(8):
+        c = socket.socket()
+        c.setblocking(False)
+        try:
+            c.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        fillers.append(c)
+        time.sleep(0.01)
+    try:
+        yield port
+    finally:
+        for c in fillers:
+            c.close()
+        lst.close()
+
+
+# --- running a program twice ---------------------------------------------------------------
+
+@dataclass
+class Outcome:
+    status: int
+    stdout: bytes
+    stderr: bytes
+    files: dict[str, bytes]
+
+
+@dataclass
+class Case:
+    name: str
+    argv: Callable[[Programs, Path], list[str]]   # (programs, run dir) -> argv
+    env: dict[str, str | None] = field(default_factory=dict)
+    preload: Callable[[Programs, bool], str] | None = None  # LD_PRELOAD value (with lib?)
+    user: int | None = None
+    close_std: bool = False
+    cwd: Callable[[Path], Path] | None = None     # run dir -> cwd (created by the case)
+    delete_cwd: bool = False
+    files: tuple[str, ...] = ()                   # files in the run dir to compare
+    starts: Callable[[Programs], Counter[str]] | None = None  # expected start records by exe
+    ends: Callable[[Programs], Counter[tuple[str, int | None]]] | None = None
+    unresponsive: bool = True                     # also run against the silent listener
+
+
+def _run_once(case: Case, progs: Programs, env: dict[str, str], rundir: Path) -> Outcome:
+    rundir.mkdir(mode=0o777)
+    rundir.chmod(0o777)
+    cwd = case.cwd(rundir) if case.cwd else rundir
+    close_std, delete_cwd = case.close_std, case.delete_cwd
+
+    def child_setup() -> None:
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if delete_cwd:
+            os.chdir(cwd)
+            os.rmdir(cwd)
+        if close_std:
+            for fd in (0, 1, 2):
+                os.close(fd)
+
+    kwargs: dict[str, Any] = {}
+    if case.user is not None:
+        kwargs.update(user=case.user, group=case.user, extra_groups=[])
+    proc = subprocess.run(
+        case.argv(progs, rundir), env=env, cwd=None if delete_cwd else cwd,
+        stdin=subprocess.DEVNULL, capture_output=True, timeout=60,
+        preexec_fn=child_setup, **kwargs)
+    files = {}
+    for name in case.files:
+        p = rundir / name
+        files[name] = p.read_bytes() if p.exists() else b"<missing>"
+    return Outcome(proc.returncode, proc.stdout, proc.stderr, files)
+
+
+def compare(case: Case, progs: Programs, port: int, tmp: Path) -> None:
+    with_env = preload_env(progs.lib, port, **case.env)
+    if case.preload is not None:
+        with_env["LD_PRELOAD"] = case.preload(progs, True)
+    without_env = dict(with_env)
+    if case.preload is not None:
+        without_env["LD_PRELOAD"] = case.preload(progs, False)
+    else:
+        del without_env["LD_PRELOAD"]
+    tmp.chmod(0o777)
+    plain = _run_once(case, progs, without_env, tmp / "r")
+    shutil.rmtree(tmp / "r", ignore_errors=True)
+    traced = _run_once(case, progs, with_env, tmp / "r")
+    def text(b: bytes) -> list[str]:
+        return b.decode(errors="backslashreplace").splitlines()
+
+    assert traced.status == plain.status, (traced, plain)
+    assert text(traced.stdout) == text(plain.stdout)
+    assert traced.stdout == plain.stdout
+    assert text(traced.stderr) == text(plain.stderr)
+    assert traced.stderr == plain.stderr
+    assert traced.files == plain.files
+
+
+# --- the cases --------------------------------------------------------------------------
+
+def _exe(progs: Programs, name: str) -> str:
+    return os.path.realpath(progs[name])
+
+
+def _threadfork_execs() -> int:
+    return sum(1 for tid in range(6) for i in range(5) if (tid + i) % 3 == 2)
+
+
+def _mkdir(path: Path, mode: int) -> Path:
+    path.mkdir()
+    path.chmod(mode)
+    return path
+
+
+CASES: list[Case] = [
+    Case("fork_exec_chain", lambda p, d: [str(p["forkexec"]), "3"],
+         starts=lambda p: Counter({_exe(p, "forkexec"): 4})),
+    Case("vfork", lambda p, d: [str(p["vfork"])],
+         starts=lambda p: Counter({_exe(p, "vfork"): 2})),
+    Case("posix_spawn", lambda p, d: [str(p["spawn"])],
+         starts=lambda p: Counter({_exe(p, "spawn"): 3})),
+    Case("threads_that_fork", lambda p, d: [str(p["threadfork"])],
+         starts=lambda p: Counter({_exe(p, "threadfork"): 1 + _threadfork_execs()})),
+    Case("close_all_fds_then_exec", lambda p, d: [str(p["closeall"]), str(d / "out.txt")],
+         files=("out.txt",), starts=lambda p: Counter({_exe(p, "closeall"): 2})),
+    Case("clearenv_then_exec", lambda p, d: [str(p["clearenv"])],
+         starts=lambda p: Counter({_exe(p, "clearenv"): 1})),
+    Case("clashing_symbol_names", lambda p, d: [str(p["clash"])],
+         starts=lambda p: Counter({_exe(p, "clash"): 1}),
+         ends=lambda p: Counter({(_exe(p, "clash"), 0): 1})),
+    Case("setuid_binary", lambda p, d: [str(p["ids-setuid"])], user=NOBODY,
+         starts=lambda p: Counter()),
+    Case("static_binary", lambda p, d: [str(p["static"]), "x"],
+         starts=lambda p: Counter()),
+    Case("std_fds_closed", lambda p, d: [str(p["stdclosed"]), str(d / "out.txt")],
+         close_std=True, files=("out.txt",),
+         starts=lambda p: Counter({_exe(p, "stdclosed"): 1})),
+    *[Case(f"exit_via_{mode}", (lambda m: lambda p, d: [str(p["exits"]), m])(mode),
+           starts=lambda p: Counter({_exe(p, "exits"): 1}))
+      for mode in ("_exit", "abort", "sigkill", "segv", "pthread_exit", "quick_exit")],
+    Case("exit_via_exit", lambda p, d: [str(p["exits"]), "exit"],
+         starts=lambda p: Counter({_exe(p, "exits"): 1}),
+         ends=lambda p: Counter({(_exe(p, "exits"), 3): 1})),
+    Case("exit_via_return", lambda p, d: [str(p["exits"]), "return"],
+         ends=lambda p: Counter({(_exe(p, "exits"), 4): 1})),
+    Case("exec_without_return", lambda p, d: [str(p["exits"]), "exec"],
+         starts=lambda p: Counter({_exe(p, "exits"): 1, os.path.realpath("/bin/sh"): 1})),
+    Case("parent_forking_200_workers", lambda p, d: [str(p["workers"]), "200"],
+         starts=lambda p: Counter({_exe(p, "workers"): 201}),
+         ends=lambda p: Counter([(_exe(p, "workers"), i % 7) for i in range(200)])
+         + Counter({(_exe(p, "workers"), 0): 1}),
+         unresponsive=False),
+    Case("other_preloads_around_ours", lambda p, d: [str(p["hello"]), "a b", ""],
+         preload=lambda p, ours: f"{p['libprea.so']}:{p.lib}:{p['libpreb.so']}" if ours
+         else f"{p['libprea.so']}:{p['libpreb.so']}",
+         starts=lambda p: Counter({_exe(p, "hello"): 1})),
+    Case("other_preloads_space_separated", lambda p, d: [str(p["hello"])],
+         preload=lambda p, ours: f"{p['libpreb.so']} {p.lib} {p['libprea.so']}" if ours
+         else f"{p['libpreb.so']} {p['libprea.so']}",
+         starts=lambda p: Counter({_exe(p, "hello"): 1})),
+    Case("missing_home", lambda p, d: [str(p["cwdhome"])], env={"HOME": None},
+         starts=lambda p: Counter({_exe(p, "cwdhome"): 1})),
+    Case("unreadable_cwd", lambda p, d: [str(p["cwdhome"])], user=NOBODY, env={"HOME": None},
+         cwd=lambda d: _mkdir(d / "noread", 0o111),
+         starts=lambda p: Counter({_exe(p, "cwdhome"): 1})),
+    Case("deleted_cwd", lambda p, d: [str(p["cwdhome"])],
+         cwd=lambda d: _mkdir(d / "gone", 0o755), delete_cwd=True,
+         starts=lambda p: Counter({_exe(p, "cwdhome"): 1})),
+    Case("process_state_at_main", lambda p, d: [str(p["startstate"])],
+         ends=lambda p: Counter({(_exe(p, "startstate"), 0): 1})),
+    Case("process_state_as_nobody", lambda p, d: [str(p["startstate"])], user=NOBODY,
+         starts=lambda p: Counter({_exe(p, "startstate"): 1})),
+    Case("buffered_stdout_pipe_and_fork", lambda p, d: [str(p["bufferorder"])],
+         starts=lambda p: Counter({_exe(p, "bufferorder"): 1})),
+    Case("dlopen_dlclose", lambda p, d: [str(p["dlopen_close"]), str(p["libplugin.so"])],
+         ends=lambda p: Counter({(_exe(p, "dlopen_close"), 0): 1})),
+    Case("signals_interrupting_everything", lambda p, d: [str(p["itimer"])],
+         ends=lambda p: Counter({(_exe(p, "itimer"), 3): 1})),
+    *[Case(f"threads_running_at_{mode}", (lambda m: lambda p, d: [str(p["threadexit"]), m])(mode),
+           starts=lambda p: Counter({_exe(p, "threadexit"): 1}))
+      for mode in ("exit", "main", "pthread_exit")],
+]
+ROOT_ONLY = {"setuid_binary", "unreadable_cwd", "process_state_as_nobody"}
+
+
+def _needs_root(case: Case) -> None:
+    if case.name in ROOT_ONLY and os.geteuid() != 0:
+        pytest.skip("needs root to install a setuid binary and switch to the nobody user")
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_listening_daemon(case: Case, programs: Programs, receiver: FrameReceiver,
+                          tmp_path: Path) -> None:
+    _needs_root(case)
+    receiver.clear()
+    compare(case, programs, receiver.port, tmp_path)
+    if case.starts is None and case.ends is None:
+        return
+    want_starts = case.starts(programs) if case.starts else Counter()
+    want_ends = case.ends(programs) if case.ends else Counter()
+    ours = {e for e in want_starts} | {e for e, _ in want_ends}
+    n_expected = sum(want_starts.values()) + sum(want_ends.values())
+    recs = receiver.received(n_expected, timeout=10.0)
+    time.sleep(0.05)  # let stragglers in: more records than expected is a finding too
+    recs = receiver.received(0)
+    assert receiver.errors == []
+    starts = {bytes(r.msg.uuid): os.fsdecode(r.msg.exe) for r in recs if r.type == PROCESS_START}
+    got_starts = Counter(e for e in starts.values() if e in ours or case.starts is not None)
+    if case.starts is not None:
+        # exactly these starts among our programs (other executables, e.g. sh, only if listed)
+        ours_or_listed = set(want_starts)
+        progs_dir = str(programs.dir)
+        got = Counter({e: n for e, n in got_starts.items()
+                       if e in ours_or_listed or e.startswith(progs_dir)})
+        assert got == want_starts
+    if case.ends is not None:
+        got_ends = Counter((starts.get(bytes(r.msg.uuid), "?"), r.msg.exit_status
+                            if r.msg.HasField("exit_status") else None)
+                           for r in recs if r.type == PROCESS_END)
+        for key, n in want_ends.items():
+            assert got_ends[key] == n, (key, got_ends)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_port_closed(case: Case, programs: Programs, tmp_path: Path) -> None:
+    _needs_root(case)
+    compare(case, programs, closed_port(), tmp_path)
+
+
+UNRESPONSIVE = [c for c in CASES if c.unresponsive]
+
+
+@pytest.mark.parametrize("case", UNRESPONSIVE, ids=[c.name for c in UNRESPONSIVE])
+def test_unresponsive_listener(case: Case, programs: Programs, silent_port: int,
+                               tmp_path: Path) -> None:
+    _needs_root(case)
+    compare(case, programs, silent_port, tmp_path)
