@@ -138,7 +138,13 @@ echo "    pid $server_pid, listening on 127.0.0.1:$PORT (tcp, udp), metrics on 1
 step "building a stamped program with ogrt-cc (the stamping linker wrapper)"
 "$PREFIX/bin/ogrt-cc" gcc -O2 -o "$WORK/hello" "$REPO/demo/hello.c" >"$LOGS/stamp.log" 2>&1 \
     || { show_log "$LOGS/stamp.log"; die "ogrt-cc gcc"; }
-readelf -n "$WORK/hello" 2>/dev/null | grep -A3 'OGRT' | sed 's/^/    /' || true
+readelf -n "$WORK/hello" | grep -q 'OGRT' || die "ogrt-cc left no OGRT note in $WORK/hello (readelf -n)"
+"$VENV/bin/python" - "$WORK/hello" <<'PY'
+import re, sys
+# the note's descriptor: a version byte, then the UUID text (see `readelf -n`)
+m = re.search(rb"OGRT\0\0\0\0\x01([0-9a-f-]{36})", open(sys.argv[1], "rb").read())
+print(f"    {sys.argv[1]}: ELF note OGRT, signature {m.group(1).decode() if m else '?'}")
+PY
 
 step "running the job $JOB_ID under 'module load ogrt' (Lmod)"
 bash -c '
