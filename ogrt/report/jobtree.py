@@ -35,7 +35,7 @@ class Chain:
 
     @property
     def label(self) -> str:
-        return ARROW.join(os.path.basename(i.get("exe") or "?") or "?" for i in self.images)
+        return ARROW.join(_image_name(i) for i in self.images)
 
     @property
     def start_time(self) -> str | None:
@@ -65,6 +65,13 @@ class Chain:
     @property
     def exit_status(self) -> int | None:
         return self.last.get("exit_status")
+
+
+def _image_name(image: dict[str, Any]) -> str:
+    exe = image.get("exe")
+    if not exe:
+        return "(start not recorded)"
+    return os.path.basename(exe.rstrip("/")) or exe
 
 
 def _sort_key(row: dict[str, Any]) -> tuple[str, str, int]:

@@ -139,6 +139,8 @@ def test_job_tree_pid_reuse_is_not_an_exec_chain(report_db: str) -> None:
     commands = [c["command"] for c in data["tree"]]
     assert "hostname" in commands and "date" in commands
     assert not any("→" in c for c in commands)
+    assert "(start not recorded)" in commands  # only its end record arrived
+    assert len(data["tree"]) == data["processes"] == 7
 
 
 def test_job_plain_text_tree(report_db: str) -> None:
