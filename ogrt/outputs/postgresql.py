@@ -3,7 +3,10 @@
 Per batch, in one transaction: new executables/libraries/modules are inserted (sorted,
 ON CONFLICT DO NOTHING) and their ids cached; the merged process rows are COPYed into a
 temporary staging table and upserted into `processes` by uuid (sorted by uuid, so several
-workers never deadlock); their library and module links are COPYed and upserted likewise.
+workers never deadlock). Library and module links of processes this transaction inserted
+are COPYed straight into their tables (they cannot exist yet); links of processes that
+existed (the other half of a start/end pair, a replayed batch) are COPYed into staging
+tables and upserted.
 A committed batch is as durable as the server's settings make a commit.
 
 The schema is created or migrated on connect, under a transaction-level advisory lock so
@@ -48,18 +51,19 @@ UPSERT_PROCESSES = (
     f"INSERT INTO processes ({_COLS}) SELECT {_COLS} FROM ogrt_stage_proc ORDER BY uuid "
     "ON CONFLICT (uuid) DO UPDATE SET "
     + ", ".join(f"{c} = COALESCE(EXCLUDED.{c}, processes.{c})" for c in _PROC_COLS[1:])
-    + " RETURNING uuid, id"
+    + " RETURNING uuid, id, (xmax = 0)"  # xmax = 0: inserted now, so it has no links yet
 )
 UPSERT_LIBS = (
     "INSERT INTO process_libraries (process_id, library_id, late) "
-    "SELECT process_id, library_id, late FROM ogrt_stage_lib ORDER BY process_id, library_id "
+    "SELECT process_id, library_id, bool_and(late) FROM ogrt_stage_lib "
+    "GROUP BY process_id, library_id ORDER BY process_id, library_id "
     "ON CONFLICT (process_id, library_id) DO UPDATE "
     "SET late = process_libraries.late AND EXCLUDED.late"
 )
-INSERT_MODS = (
+UPSERT_MODS = (
     "INSERT INTO process_modules (process_id, module_id) "
-    "SELECT process_id, module_id FROM ogrt_stage_mod ORDER BY process_id, module_id "
-    "ON CONFLICT DO NOTHING"
+    "SELECT DISTINCT process_id, module_id FROM ogrt_stage_mod "
+    "ORDER BY process_id, module_id ON CONFLICT DO NOTHING"
 )
 
 
@@ -119,7 +123,7 @@ class PostgresOutput(Output):
     # -- id lookups ----------------------------------------------------------------
     def _pair_ids(self, cur: psycopg.Cursor[Any], table: str, cache: IdCache,
                   keys: Iterable[tuple[str, str]]) -> None:
-        missing = sorted({k for k in keys if cache.get(k) is None})
+        missing = cache.missing(keys)
         if not missing:
             return
         paths = [p for p, _ in missing]
@@ -134,7 +138,7 @@ class PostgresOutput(Output):
             cache.stage((path, sig), ident)
 
     def _module_ids(self, cur: psycopg.Cursor[Any], names: Iterable[str]) -> None:
-        missing = sorted({n for n in names if self.mods.get(n) is None})
+        missing = self.mods.missing(names)
         if not missing:
             return
         cur.execute("INSERT INTO modules (name) SELECT n FROM unnest(%s::text[]) AS t(n) "
@@ -175,31 +179,41 @@ class PostgresOutput(Output):
         self._pair_ids(cur, "executables", self.exes, (k for r in rows if (k := r.exe_key)))
         self._pair_ids(cur, "libraries", self.libs, (k for r in rows for k in r.libs))
         self._module_ids(cur, (m for r in rows for m in r.modules))
-        exes = self.exes
+        exe_ids = self.exes.ids
         with cur.copy(f"COPY ogrt_stage_proc ({_COLS}) FROM STDIN") as cp:
             for r in rows:
                 v = r.values
                 k = r.exe_key
-                cp.write_row([v[i] for i in _PROC_IDX] + [exes.get(k) if k else None])
+                cp.write_row([v[i] for i in _PROC_IDX] + [exe_ids[k] if k else None])
         cur.execute(UPSERT_PROCESSES)
-        pids = dict(cur.fetchall())
-        libs, mods = self.libs, self.mods
-        if any(r.libs for r in rows):
-            with cur.copy("COPY ogrt_stage_lib (process_id, library_id, late) FROM STDIN") as cp:
-                for r in rows:
-                    if r.libs:
-                        pid = pids[r.uuid]
-                        for k, late in r.libs.items():
-                            cp.write_row((pid, libs.get(k), late))
-            cur.execute(UPSERT_LIBS)
-        if any(r.modules for r in rows):
-            with cur.copy("COPY ogrt_stage_mod (process_id, module_id) FROM STDIN") as cp:
-                for r in rows:
-                    if r.modules:
-                        pid = pids[r.uuid]
-                        for m in r.modules:
-                            cp.write_row((pid, mods.get(m)))
-            cur.execute(INSERT_MODS)
+        pids = {uuid: (ident, fresh) for uuid, ident, fresh in cur.fetchall()}
+        lib_ids, mod_ids = self.libs.ids, self.mods.ids
+        fresh = [r for r in rows if pids[r.uuid][1]]
+        stale = [r for r in rows if not pids[r.uuid][1]]
+        # links of processes inserted by this transaction cannot conflict: COPY them straight
+        # in; links of processes that existed (the other record of a pair, a replayed batch)
+        # go through a staging table and an upsert
+        for part, lib_table, mod_table in ((fresh, "process_libraries", "process_modules"),
+                                           (stale, "ogrt_stage_lib", "ogrt_stage_mod")):
+            if any(r.libs for r in part):
+                with cur.copy(f"COPY {lib_table} (process_id, library_id, late) FROM STDIN") as cp:
+                    write = cp.write_row
+                    for r in part:
+                        if r.libs:
+                            pid = pids[r.uuid][0]
+                            for k, late in r.libs.items():
+                                write((pid, lib_ids[k], late))
+                if part is stale:
+                    cur.execute(UPSERT_LIBS)
+            if any(r.modules for r in part):
+                with cur.copy(f"COPY {mod_table} (process_id, module_id) FROM STDIN") as cp:
+                    for r in part:
+                        if r.modules:
+                            pid = pids[r.uuid][0]
+                            for m in r.modules:
+                                cp.write_row((pid, mod_ids[m]))
+                if part is stale:
+                    cur.execute(UPSERT_MODS)
 
     def close(self) -> None:
         self._disconnect()

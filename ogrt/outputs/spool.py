@@ -16,8 +16,9 @@ Each entry in a segment is a 20-byte header then the payload:
 When the spool is opened, every entry after the cursor is checked; an entry that is cut
 short or fails its CRC (a torn tail after a crash) ends its segment: the file is cut there
 and the loss is logged. Replay is at-least-once: an entry is removed (the cursor moves
-past it) only after the output wrote it, so a crash in between replays it again (the SQL
-outputs upsert by uuid, so that adds no rows there).
+past it) only after the output wrote it; the cursor is saved at most every 0.5 s during
+replay (and at close), so a crash replays at most the last 0.5 s of entries again (the
+SQL outputs upsert by uuid, so that adds no rows there).
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ import os
 import re
 import struct
 import threading
+import time
 import zlib
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,7 @@ import orjson
 
 log = logging.getLogger(__name__)
 
+CURSOR_INTERVAL = 0.5  # seconds between cursor writes during replay
 HEADER = struct.Struct(">IIId")
 _TAIL = struct.Struct(">Id")  # the CRC-covered part of the header
 _SEG_RE = re.compile(r"^seg-(\d{16})\.spool$")
@@ -59,6 +62,8 @@ class Spool:
         self._entries = 0
         self._bytes = 0
         self._peeked: tuple[int, int, int, int] | None = None  # seg, off, entry length, records
+        self._read: tuple[int, Any] | None = None  # (segment number, open file) for replay
+        self._cursor_at = 0.0                 # monotonic time of the last cursor write
         self.torn_bytes = 0                   # bytes cut away when opening (torn tails)
         self._open()
 
@@ -118,13 +123,25 @@ class Spool:
         except FileNotFoundError:
             pass
 
-    def _write_cursor(self) -> None:
+    def _write_cursor(self, force: bool = True) -> None:
+        """Persist the replay position (at most every CURSOR_INTERVAL s unless forced: after a
+        crash, the entries replayed since are replayed again, which is allowed)."""
+        now = time.monotonic()
+        if not force and now - self._cursor_at < CURSOR_INTERVAL:
+            return
+        self._cursor_at = now
         tmp = self.dir / "cursor.tmp"
         tmp.write_text(f"{self._segments[0]} {self._head_off}\n")
         os.replace(tmp, self.dir / "cursor")
 
+    def _close_read(self) -> None:
+        if self._read is not None:
+            self._read[1].close()
+            self._read = None
+
     def _reset(self) -> None:
         """Empty spool: remove every file so a fresh segment starts next time."""
+        self._close_read()
         if self._tail_fd is not None:
             os.close(self._tail_fd)
             self._tail_fd = None
@@ -199,17 +216,20 @@ class Spool:
             while self._records and self._segments:
                 n = self._segments[0]
                 path = self.dir / _seg_name(n)
-                with open(path, "rb") as f:
-                    f.seek(self._head_off)
-                    head = f.read(HEADER.size)
-                    if len(head) == HEADER.size:
-                        length, crc, count, t = HEADER.unpack(head)
-                        payload = f.read(length)
-                        if len(payload) == length and zlib.crc32(payload, zlib.crc32(head[8:])) == crc:
-                            self._peeked = (n, self._head_off, HEADER.size + length, count)
-                            return orjson.loads(payload), t
-                        log.error("spool %s: corrupt entry in %s at %d, skipping the rest",
-                                  self.dir, path.name, self._head_off)
+                if self._read is None or self._read[0] != n:
+                    self._close_read()
+                    self._read = (n, open(path, "rb"))
+                f = self._read[1]
+                f.seek(self._head_off)
+                head = f.read(HEADER.size)
+                if len(head) == HEADER.size:
+                    length, crc, count, t = HEADER.unpack(head)
+                    payload = f.read(length)
+                    if len(payload) == length and zlib.crc32(payload, zlib.crc32(head[8:])) == crc:
+                        self._peeked = (n, self._head_off, HEADER.size + length, count)
+                        return orjson.loads(payload), t
+                    log.error("spool %s: corrupt entry in %s at %d, skipping the rest",
+                              self.dir, path.name, self._head_off)
                 # end of (or corrupt) head segment: move to the next one
                 if len(self._segments) == 1:
                     self._reset()
@@ -219,6 +239,7 @@ class Spool:
 
     def _drop_head_segment(self) -> None:
         n = self._segments.pop(0)
+        self._close_read()
         self._unlink(n)
         self._head_off = 0
         self._write_cursor()
@@ -244,10 +265,13 @@ class Spool:
             if self._head_off >= size and len(self._segments) > 1:
                 self._drop_head_segment()
             else:
-                self._write_cursor()
+                self._write_cursor(force=False)
 
     def close(self) -> None:
         with self._lock:
+            self._close_read()
+            if self._segments:
+                self._write_cursor()
             if self._tail_fd is not None:
                 os.close(self._tail_fd)
                 self._tail_fd = None

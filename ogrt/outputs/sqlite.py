@@ -92,7 +92,7 @@ class SqliteOutput(Output):
     def _pair_ids(self, table: str, cache: IdCache, keys: Iterable[tuple[str, str]]) -> None:
         """Make sure every (path, signature) of `keys` has a row in `table` and a cached id."""
         assert self.conn is not None
-        missing = sorted({k for k in keys if cache.get(k) is None})
+        missing = cache.missing(keys)
         if not missing:
             return
         cur = self.conn.cursor()
@@ -108,7 +108,7 @@ class SqliteOutput(Output):
 
     def _module_ids(self, names: Iterable[str]) -> None:
         assert self.conn is not None
-        missing = sorted({n for n in names if self.mods.get(n) is None})
+        missing = self.mods.missing(names)
         if not missing:
             return
         cur = self.conn.cursor()
@@ -154,12 +154,12 @@ class SqliteOutput(Output):
         self._pair_ids("executables", self.exes, (k for r in rows if (k := r.exe_key)))
         self._pair_ids("libraries", self.libs, (k for r in rows for k in r.libs))
         self._module_ids(m for r in rows for m in r.modules)
-        exes = self.exes
+        exe_ids = self.exes.ids
         params = []
         for r in rows:
             v = r.values
             k = r.exe_key
-            params.append([v[i] for i in _PROC_IDX] + [exes.get(k) if k else None])
+            params.append([v[i] for i in _PROC_IDX] + [exe_ids[k] if k else None])
         cur.executemany(UPSERT_PROCESS, params)
         pids: dict[str, int] = {}
         uuids = [r.uuid for r in rows if r.libs or r.modules]
@@ -167,16 +167,16 @@ class SqliteOutput(Output):
             chunk = uuids[i:i + _CHUNK]
             q = f"SELECT uuid, id FROM processes WHERE uuid IN ({','.join('?' * len(chunk))})"
             pids.update(cur.execute(q, chunk))
-        libs, mods = self.libs, self.mods
-        lib_rows = []
-        mod_rows = []
+        lib_ids, mod_ids = self.libs.ids, self.mods.ids
+        lib_rows: list[tuple[int, int, bool]] = []
+        mod_rows: list[tuple[int, int]] = []
         for r in rows:
             if r.libs:
                 pid = pids[r.uuid]
-                lib_rows.extend((pid, libs.get(k), int(late)) for k, late in r.libs.items())
+                lib_rows += [(pid, lib_ids[k], late) for k, late in r.libs.items()]
             if r.modules:
                 pid = pids[r.uuid]
-                mod_rows.extend((pid, mods.get(m)) for m in r.modules)
+                mod_rows += [(pid, mod_ids[m]) for m in r.modules]
         if lib_rows:
             cur.executemany(UPSERT_LIB, lib_rows)
         if mod_rows:

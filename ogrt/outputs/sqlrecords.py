@@ -81,6 +81,7 @@ def _set(values: list[Any], pairs: Iterable[tuple[str, int]], rec: dict[str, Any
 def merge(records: Sequence[dict[str, Any]]) -> list[ProcessRow]:
     """Fold a batch into one row per uuid, sorted by uuid (a fixed lock order for upserts)."""
     rows: dict[str, ProcessRow] = {}
+    no_sig = ""
     for rec in records:
         uuid = rec["id"]
         row = rows.get(uuid)
@@ -91,7 +92,7 @@ def merge(records: Sequence[dict[str, Any]]) -> list[ProcessRow]:
         if rec.get("event") == "end":
             _set(values, _END_IDX, rec)
             for lib in rec.get("libs") or ():
-                key = (lib["path"], lib.get("signature") or "")
+                key = (lib["path"], lib.get("signature") or no_sig)
                 if key not in libs:
                     libs[key] = True
         else:
@@ -99,8 +100,14 @@ def merge(records: Sequence[dict[str, Any]]) -> list[ProcessRow]:
             values[_I_EXE_SIG] = rec.get("signature") or ""
             values[_I_ARGS] = orjson.dumps(rec.get("args") or []).decode()
             values[_I_ENV] = orjson.dumps(rec.get("env") or {}).decode()
-            for lib in rec.get("libs") or ():
-                libs[(lib["path"], lib.get("signature") or "")] = False
+            start_libs = rec.get("libs")
+            if start_libs:
+                if libs:  # the end record came first: its libs stay late unless listed here
+                    libs.update(dict.fromkeys(
+                        [(lib["path"], lib.get("signature") or no_sig) for lib in start_libs], False))
+                else:
+                    row.libs = libs = dict.fromkeys(
+                        [(lib["path"], lib.get("signature") or no_sig) for lib in start_libs], False)
             mods = rec.get("modules")
             if mods:
                 row.modules = list(dict.fromkeys(mods))
@@ -110,31 +117,39 @@ def merge(records: Sequence[dict[str, Any]]) -> list[ProcessRow]:
 class IdCache:
     """Bounded map key → database id for executables, libraries and modules.
 
-    New ids are staged per transaction and kept only after it commits (`commit()`),
-    so a rolled-back transaction leaves no id that does not exist.
+    `ids` is a plain dict (read it directly in hot loops). Ids added during a transaction
+    are remembered and removed again by `rollback()`, so a rolled-back transaction leaves
+    no id that does not exist; `commit()` forgets them and enforces the bound.
     """
 
     def __init__(self, limit: int = 200_000) -> None:
         self.limit = limit
-        self._ids: dict[Any, int] = {}
-        self._staged: dict[Any, int] = {}
+        self.ids: dict[Any, int] = {}
+        self._staged: list[Any] = []
 
     def get(self, key: Any) -> int | None:
-        i = self._ids.get(key)
-        return self._staged.get(key) if i is None else i
+        return self.ids.get(key)
+
+    def missing(self, keys: Iterable[Any]) -> list[Any]:
+        """The keys without a cached id, sorted (a fixed lock order for inserts)."""
+        ids = self.ids
+        return sorted({k for k in keys if k not in ids})
 
     def stage(self, key: Any, ident: int) -> None:
-        self._staged[key] = ident
+        if key not in self.ids:
+            self._staged.append(key)
+        self.ids[key] = ident
 
     def commit(self) -> None:
-        if len(self._ids) + len(self._staged) > self.limit:
-            self._ids.clear()
-        self._ids.update(self._staged)
         self._staged.clear()
+        if len(self.ids) > self.limit:
+            self.ids.clear()
 
     def rollback(self) -> None:
+        for k in self._staged:
+            self.ids.pop(k, None)
         self._staged.clear()
 
     def clear(self) -> None:
-        self._ids.clear()
+        self.ids.clear()
         self._staged.clear()
