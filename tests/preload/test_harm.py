@@ -354,3 +354,32 @@ def test_unresponsive_listener(case: Case, programs: Programs, silent_port: int,
                                tmp_path: Path) -> None:
     _needs_root(case)
     compare(case, programs, silent_port, tmp_path)
+
+
+# --- end to end through the real daemon --------------------------------------------------
+
+E2E = ["parent_forking_200_workers", "threads_that_fork", "signals_interrupting_everything"]
+
+
+@pytest.mark.parametrize("name", E2E)
+def test_through_ogrt_server(name: str, programs: Programs, ogrt_server: Callable[..., Any],
+                             tmp_path: Path) -> None:
+    """The same comparison with `ogrt server` receiving; its jsonl output holds exactly the
+    expected start records and the end records with their exit statuses."""
+    case = next(c for c in CASES if c.name == name)
+    srv = ogrt_server()
+    compare(case, programs, srv.port, tmp_path)
+    want_starts = case.starts(programs) if case.starts else Counter()
+    want_ends = case.ends(programs) if case.ends else Counter()
+    n = sum(want_starts.values()) + sum(want_ends.values())
+    recs = srv.records(n, timeout=15)
+    starts = {r["id"]: r["exe"] for r in recs if r["event"] == "start"}
+    progs_dir = str(programs.dir)
+    got = Counter(e for e in starts.values() if e in want_starts or e.startswith(progs_dir))
+    if case.starts is not None:
+        assert got == want_starts
+    got_ends = Counter((starts.get(r["id"], "?"), r["exit_status"])
+                       for r in recs if r["event"] == "end")
+    for key, count in want_ends.items():
+        assert got_ends[key] == count, (key, got_ends)
+    assert srv.stop() == 0
