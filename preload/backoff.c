@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "ogrt.h"
+#include "sys.h"
 
 static void marker_path(const struct ogrt_server *srv, char *path, size_t size)
 {
@@ -18,7 +19,7 @@ static void marker_path(const struct ogrt_server *srv, char *path, size_t size)
         h ^= *p;
         h *= 1099511628211ull;
     }
-    snprintf(path, size, "/dev/shm/ogrt-backoff-%u-%016llx", (unsigned)getuid(), (unsigned long long)h);
+    snprintf(path, size, "/dev/shm/ogrt-backoff-%u-%016llx", (unsigned)sys_getuid(), (unsigned long long)h);
 }
 
 int ogrt_backoff_active(const struct ogrt_server *srv)
@@ -29,7 +30,7 @@ int ogrt_backoff_active(const struct ogrt_server *srv)
     if (OGRT_CFG_BACKOFF_SECONDS == 0)
         return 0;
     marker_path(srv, path, sizeof path);
-    if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != getuid())
+    if (sys_lstat(path, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != (uid_t)sys_getuid())
         return 0;
     clock_gettime(CLOCK_REALTIME, &now);
     if (st.st_mtim.tv_sec > now.tv_sec + OGRT_CFG_BACKOFF_SECONDS) /* clock stepped back: ignore */
@@ -45,14 +46,14 @@ void ogrt_backoff_start(const struct ogrt_server *srv)
     if (OGRT_CFG_BACKOFF_SECONDS == 0)
         return;
     marker_path(srv, path, sizeof path);
-    int fd = open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0600);
+    int fd = (int)sys_open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0600);
     if (fd < 0)
         return;
-    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == getuid()) {
+    if (sys_fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == (uid_t)sys_getuid()) {
         clock_gettime(CLOCK_REALTIME, &now);
         struct timespec t[2] = {{now.tv_sec + OGRT_CFG_BACKOFF_SECONDS, 0}, {now.tv_sec + OGRT_CFG_BACKOFF_SECONDS, 0}};
-        futimens(fd, t);
+        sys_futimens(fd, t);
         ogrt_log("server %s unresponsive: backing off for %d s (%s)", srv->text, OGRT_CFG_BACKOFF_SECONDS, path);
     }
-    close(fd);
+    sys_close(fd);
 }

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "ogrt.h"
+#include "sys.h"
 
 static const char *const whitelist[] = OGRT_CFG_ENV_WHITELIST_INIT;
 #define N_WHITELIST (sizeof whitelist / sizeof whitelist[0] - 1)
@@ -35,9 +36,9 @@ void ogrt_random_uuid(uint8_t uuid[16])
 {
     ssize_t got = 0;
     while (got < 16) {
-        ssize_t r = getrandom(uuid + got, 16 - (size_t)got, GRND_NONBLOCK);
+        long r = sys_getrandom(uuid + got, 16 - (size_t)got, GRND_NONBLOCK);
         if (r < 0) {
-            if (errno == EINTR)
+            if (r == -EINTR)
                 continue;
             break;
         }
@@ -46,7 +47,7 @@ void ogrt_random_uuid(uint8_t uuid[16])
     if (got < 16) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
-        uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^ ((uint64_t)getpid() << 17) ^
+        uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^ ((uint64_t)sys_getpid() << 17) ^
                      (uint64_t)(uintptr_t)&ts ^ (uint64_t)ogrt_now_us();
         for (int i = 0; i < 16; i++) {
             x ^= x << 13;
@@ -93,26 +94,27 @@ void ogrt_collect_start(struct ogrt_start *s, int argc, char **argv)
 {
     ogrt_random_uuid(s->uuid);
     s->time_us = ogrt_now_us();
-    ssize_t n = readlink("/proc/self/exe", exe_buf, sizeof exe_buf - 1);
+    long n = sys_readlink("/proc/self/exe", exe_buf, sizeof exe_buf - 1);
     if (n > 0) {
         exe_buf[n] = 0;
         s->exe = exe_buf;
     } else {
         s->exe = (const char *)getauxval(AT_EXECFN);
     }
-    s->pid = (int32_t)getpid();
-    s->ppid = (int32_t)getppid();
-    s->uid = (uint32_t)getuid();
-    s->gid = (uint32_t)getgid();
+    s->pid = (int32_t)sys_getpid();
+    s->ppid = (int32_t)sys_getppid();
+    s->uid = (uint32_t)sys_getuid();
+    s->gid = (uint32_t)sys_getgid();
     s->user = getenv("USER");
-    s->hostname = uname(&uts) == 0 ? uts.nodename : NULL;
+    s->hostname = sys_uname(&uts) == 0 ? uts.nodename : NULL;
     jobid = copy_text(getenv(OGRT_CFG_JOBID_VAR), jobid_small, sizeof jobid_small);
     s->job_id = jobid;
     if (OGRT_CFG_SEND_CMDLINE) {
         s->argc = argc;
         s->argv = argv;
     }
-    s->cwd = getcwd(cwd_buf, sizeof cwd_buf);
+    /* the kernel returns "(unreachable)/..." for a cwd outside the root: sent as is */
+    s->cwd = sys_getcwd(cwd_buf, sizeof cwd_buf) > 0 ? cwd_buf : NULL;
     s->n_env = 0;
     for (size_t i = 0; i < N_WHITELIST; i++) {
         const char *v = getenv(whitelist[i]);
@@ -133,11 +135,11 @@ void ogrt_collect_end(struct ogrt_end *e)
 {
     struct rusage ru;
     e->time_us = ogrt_now_us();
-    e->pid = (int32_t)getpid();
-    e->uid = (uint32_t)getuid();
+    e->pid = (int32_t)sys_getpid();
+    e->uid = (uint32_t)sys_getuid();
     e->hostname = uts.nodename[0] ? uts.nodename : NULL;
     e->job_id = jobid;
-    if (getrusage(RUSAGE_SELF, &ru) == 0) {
+    if (sys_getrusage(&ru) == 0) {
         e->utime_us = tv_us(ru.ru_utime);
         e->stime_us = tv_us(ru.ru_stime);
         e->maxrss_kb = ru.ru_maxrss;

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "ogrt.h"
+#include "sys.h"
 
 int ogrt_debug_on;
 static int silent;
@@ -36,9 +37,9 @@ void ogrt_debug_init(void)
 static void write_all(const char *p, size_t n)
 {
     while (n) {
-        ssize_t r = write(2, p, n);
+        long r = sys_write(2, p, n);
         if (r < 0) {
-            if (errno == EINTR)
+            if (r == -EINTR)
                 continue;
             return;
         }
@@ -50,7 +51,7 @@ static void write_all(const char *p, size_t n)
 static void vlog(const char *fmt, va_list ap)
 {
     char line[1024];
-    int n = snprintf(line, sizeof line, "OGRT[%d]: ", (int)getpid());
+    int n = snprintf(line, sizeof line, "OGRT[%d]: ", (int)sys_getpid());
     int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
     if (m < 0)
         return;

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "ogrt.h"
+#include "sys.h"
 
 static struct {
     int sent_start;   /* start record delivered: an end record follows */
@@ -27,14 +28,13 @@ static uint8_t small_buf[16384];
 
 void *ogrt_map(size_t size)
 {
-    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    return p == MAP_FAILED ? NULL : p;
+    return sys_mmap(size);
 }
 
 void ogrt_unmap(void *p, size_t size)
 {
     if (p)
-        munmap(p, size);
+        sys_munmap(p, size);
 }
 
 typedef size_t (*encode_fn)(uint8_t *out, const void *record);
@@ -77,7 +77,7 @@ static size_t enc_end(uint8_t *out, const void *r) { return ogrt_encode_end(out,
 static void send_end(int has_exit, int status)
 {
     /* A forked child without exec (or a vfork child calling exit) is not this process. */
-    if (!st.sent_start || getpid() != st.pid)
+    if (!st.sent_start || sys_getpid() != st.pid)
         return;
     if (__atomic_exchange_n(&st.end_claimed, 1, __ATOMIC_ACQ_REL))
         return;

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "ogrt.h"
+#include "sys.h"
 
 static int numeric(const char *host, int port, struct ogrt_server *srv)
 {
@@ -43,14 +44,14 @@ static int numeric(const char *host, int port, struct ogrt_server *srv)
 static int from_hosts_file(const char *host, int port, struct ogrt_server *srv)
 {
     char buf[65536];
-    int fd = open("/etc/hosts", O_RDONLY | O_CLOEXEC);
+    int fd = (int)sys_open("/etc/hosts", O_RDONLY | O_CLOEXEC, 0);
     if (fd < 0)
         return 0;
-    ssize_t n;
+    long n;
     do
-        n = read(fd, buf, sizeof buf - 1);
-    while (n < 0 && errno == EINTR);
-    close(fd);
+        n = sys_read(fd, buf, sizeof buf - 1);
+    while (n == -EINTR);
+    sys_close(fd);
     if (n <= 0)
         return 0;
     if ((size_t)n == sizeof buf - 1) { /* only whole lines of a longer file */

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "ogrt.h"
+#include "sys.h"
 
 #define UDP_PIECE 60000u /* payload bytes per datagram; well below 65507 */
 
@@ -28,25 +29,25 @@ static int wait_fd(int fd, short events, int64_t deadline)
         if (left <= 0)
             return 0;
         struct pollfd p = {fd, events, 0};
-        int r = poll(&p, 1, (int)left);
+        long r = sys_ppoll(&p, 1, (int)left);
         if (r > 0)
             return 1;
         if (r == 0)
             return 0;
-        if (errno != EINTR)
+        if (r != -EINTR)
             return -1;
     }
 }
 
 static enum ogrt_send_result tcp_send(const struct ogrt_server *srv, const uint8_t *p, size_t n)
 {
-    int fd = socket(srv->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = (int)sys_socket(srv->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return OGRT_FAILED;
     enum ogrt_send_result res = OGRT_FAILED;
     int64_t deadline = mono_ms() + OGRT_CFG_CONNECT_TIMEOUT_MS;
-    int r = connect(fd, (const struct sockaddr *)&srv->addr, srv->addrlen);
-    if (r != 0 && (errno == EINPROGRESS || errno == EINTR)) {
+    long r = sys_connect(fd, &srv->addr, srv->addrlen);
+    if (r == -EINPROGRESS || r == -EINTR) {
         int w = wait_fd(fd, POLLOUT, deadline);
         if (w == 0) {
             res = OGRT_TIMEOUT;
@@ -54,28 +55,28 @@ static enum ogrt_send_result tcp_send(const struct ogrt_server *srv, const uint8
         }
         int err = 0;
         socklen_t len = sizeof err;
-        if (w < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+        if (w < 0 || sys_getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
             goto out;
         if (err) {
             res = err == ECONNREFUSED ? OGRT_REFUSED : OGRT_FAILED;
             goto out;
         }
     } else if (r != 0) {
-        res = errno == ECONNREFUSED ? OGRT_REFUSED : OGRT_FAILED;
+        res = r == -ECONNREFUSED ? OGRT_REFUSED : OGRT_FAILED;
         goto out;
     }
     /* Connected. A stalled send gets CONNECT_TIMEOUT_MS (at least 1 s) per stall. */
     int stall_ms = OGRT_CFG_CONNECT_TIMEOUT_MS < 1000 ? 1000 : OGRT_CFG_CONNECT_TIMEOUT_MS;
     while (n) {
-        ssize_t s = send(fd, p, n, MSG_NOSIGNAL);
+        long s = sys_sendto(fd, p, n, MSG_NOSIGNAL, NULL, 0);
         if (s > 0) {
             p += s;
             n -= (size_t)s;
             continue;
         }
-        if (s < 0 && errno == EINTR)
+        if (s == -EINTR)
             continue;
-        if (s < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        if (s == -EAGAIN || s == -EWOULDBLOCK) {
             if (wait_fd(fd, POLLOUT, mono_ms() + stall_ms) == 1)
                 continue;
             res = OGRT_TIMEOUT;
@@ -84,17 +85,17 @@ static enum ogrt_send_result tcp_send(const struct ogrt_server *srv, const uint8
     }
     res = OGRT_SENT;
 out:
-    close(fd);
+    sys_close(fd);
     return res;
 }
 
 static int udp_datagram(int fd, const struct ogrt_server *srv, const uint8_t *p, size_t n)
 {
     for (;;) {
-        ssize_t s = sendto(fd, p, n, MSG_NOSIGNAL, (const struct sockaddr *)&srv->addr, srv->addrlen);
-        if (s == (ssize_t)n)
+        long s = sys_sendto(fd, p, n, MSG_NOSIGNAL, &srv->addr, srv->addrlen);
+        if (s == (long)n)
             return 0;
-        if (s < 0 && errno == EINTR)
+        if (s == -EINTR)
             continue;
         return -1;
     }
@@ -103,7 +104,7 @@ static int udp_datagram(int fd, const struct ogrt_server *srv, const uint8_t *p,
 static enum ogrt_send_result udp_send(const struct ogrt_server *srv, uint32_t type, const uint8_t uuid[16],
                                       uint8_t *buf, size_t payload_len)
 {
-    int fd = socket(srv->addr.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    int fd = (int)sys_socket(srv->addr.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return OGRT_FAILED;
     enum ogrt_send_result res = OGRT_FAILED;
@@ -134,7 +135,7 @@ static enum ogrt_send_result udp_send(const struct ogrt_server *srv, uint32_t ty
     }
     ogrt_unmap(frag, cap);
 out:
-    close(fd);
+    sys_close(fd);
     return res;
 }
 
