@@ -154,3 +154,27 @@ def test_relinking_changes_the_signature(built: Built, tmp_path: Path, preload_l
     assert first.signature and second.signature
     assert first.signature != second.signature
     assert second.signature.decode() == readelf_signature(again)
+
+
+def test_signatures_through_ogrt_server(built: Built, preload_lib: Path, ogrt_server: Any) -> None:
+    """The daemon's records carry the same UUIDs; unstamped objects get null (README)."""
+    srv = ogrt_server()
+    env = preload_env(preload_lib, srv.port)
+    for exe in (built.direct_exe, built.plain_exe):
+        proc = subprocess.run([str(exe), str(built.plugin)], env=env, capture_output=True, timeout=60)
+        assert proc.returncode == 0 and proc.stderr == b""
+    recs = srv.records(4, timeout=15)
+    starts = {os.path.realpath(r["exe"]): r for r in recs if r["event"] == "start"}
+    ends = {r["id"]: r for r in recs if r["event"] == "end"}
+    stamped, plain = starts[os.path.realpath(built.direct_exe)], starts[os.path.realpath(built.plain_exe)]
+    assert stamped["signature"] == built.given[built.direct_exe]
+    assert plain["signature"] is None
+
+    def libs(rec: dict[str, Any]) -> dict[str, Any]:
+        return {os.path.realpath(entry["path"]): entry["signature"] for entry in rec["libs"]}
+
+    assert libs(stamped)[os.path.realpath(built.direct_lib)] == built.given[built.direct_lib]
+    assert libs(plain)[os.path.realpath(built.plain_lib)] is None
+    for start in (stamped, plain):
+        assert libs(ends[start["id"]])[os.path.realpath(built.plugin)] == built.given[built.plugin]
+    assert srv.stop() == 0
