@@ -18,6 +18,7 @@ import socket
 import stat
 import subprocess
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -28,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures.preload import FrameReceiver, closed_port, preload_env
+from tests.fixtures.preload import TEST_MAKE_VARS, FrameReceiver, closed_port, preload_env
 
 PROGRAMS_DIR = Path(__file__).resolve().parent / "programs"
 NOBODY = 65534
@@ -64,14 +65,15 @@ BUILDS: dict[str, tuple[str, list[str]]] = {
 @dataclass
 class Programs:
     dir: Path       # world-readable: cases run as `nobody` use it
-    lib: Path       # a copy of libogrt.so in it
+    lib: Path       # a copy of libogrt.so (TRANSPORT=tcp) in it
+    lib_udp: Path   # and of a TRANSPORT=udp build
 
     def __getitem__(self, name: str) -> Path:
         return self.dir / name
 
 
 @pytest.fixture(scope="module")
-def programs(preload_lib: Path) -> Iterator[Programs]:
+def programs(preload_lib: Path, build_preload: Callable[..., Path]) -> Iterator[Programs]:
     """Compile every harm program once (two compilers at a time)."""
     root = Path(tempfile.mkdtemp(prefix="ogrt-harm-"))
     root.chmod(0o755)
@@ -94,9 +96,10 @@ def programs(preload_lib: Path) -> Iterator[Programs]:
         os.chmod(out / "ids-setuid", 0o4755)
     lib = out / "libogrt.so"
     shutil.copy(preload_lib, lib)
-    lib.chmod(0o755)
+    lib_udp = out / "libogrt-udp.so"
+    shutil.copy(build_preload(**TEST_MAKE_VARS, TRANSPORT="udp"), lib_udp)
     try:
-        yield Programs(out, lib)
+        yield Programs(out, lib, lib_udp)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -191,10 +194,11 @@ def _run_once(case: Case, progs: Programs, env: dict[str, str], rundir: Path) ->
     return Outcome(proc.returncode, proc.stdout, proc.stderr, files)
 
 
-def compare(case: Case, progs: Programs, port: int, tmp: Path) -> None:
-    with_env = preload_env(progs.lib, port, **case.env)
+def compare(case: Case, progs: Programs, port: int, tmp: Path, udp: bool = False) -> None:
+    lib = progs.lib_udp if udp else progs.lib
+    with_env = preload_env(lib, port, **case.env)
     if case.preload is not None:
-        with_env["LD_PRELOAD"] = case.preload(progs, True)
+        with_env["LD_PRELOAD"] = case.preload(progs, True).replace(str(progs.lib), str(lib))
     without_env = dict(with_env)
     if case.preload is not None:
         without_env["LD_PRELOAD"] = case.preload(progs, False)
@@ -257,6 +261,10 @@ CASES: list[Case] = [
     *[Case(f"exit_via_{mode}", (lambda m: lambda p, d: [str(p["exits"]), m])(mode),
            starts=lambda p: Counter({_exe(p, "exits"): 1}))
       for mode in ("_exit", "abort", "sigkill", "segv", "pthread_exit", "quick_exit")],
+    Case("exit_with_every_fd_in_use", lambda p, d: [str(p["exits"]), "fds_exhausted"],
+         starts=lambda p: Counter({_exe(p, "exits"): 1})),
+    Case("exit_with_environ_null", lambda p, d: [str(p["exits"]), "environ_null"],
+         ends=lambda p: Counter({(_exe(p, "exits"), 2): 1})),
     Case("exit_via_exit", lambda p, d: [str(p["exits"]), "exit"],
          starts=lambda p: Counter({_exe(p, "exits"): 1}),
          ends=lambda p: Counter({(_exe(p, "exits"), 3): 1})),
@@ -307,12 +315,13 @@ def _needs_root(case: Case) -> None:
         pytest.skip("needs root to install a setuid binary and switch to the nobody user")
 
 
+@pytest.mark.parametrize("transport", ["tcp", "udp"])
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_listening_daemon(case: Case, programs: Programs, receiver: FrameReceiver,
-                          tmp_path: Path) -> None:
+def test_listening_daemon(case: Case, transport: str, programs: Programs,
+                          receiver: FrameReceiver, tmp_path: Path) -> None:
     _needs_root(case)
     receiver.clear()
-    compare(case, programs, receiver.port, tmp_path)
+    compare(case, programs, receiver.port, tmp_path, udp=transport == "udp")
     if case.starts is None and case.ends is None:
         return
     want_starts = case.starts(programs) if case.starts else Counter()
@@ -323,6 +332,7 @@ def test_listening_daemon(case: Case, programs: Programs, receiver: FrameReceive
     time.sleep(0.05)  # let stragglers in: more records than expected is a finding too
     recs = receiver.received(0)
     assert receiver.errors == []
+    assert {r.transport for r in recs} <= {transport}
     starts = {bytes(r.msg.uuid): os.fsdecode(r.msg.exe) for r in recs if r.type == PROCESS_START}
     got_starts = Counter(e for e in starts.values() if e in ours or case.starts is not None)
     if case.starts is not None:
@@ -344,6 +354,46 @@ def test_listening_daemon(case: Case, programs: Programs, receiver: FrameReceive
 def test_port_closed(case: Case, programs: Programs, tmp_path: Path) -> None:
     _needs_root(case)
     compare(case, programs, closed_port(), tmp_path)
+
+
+@pytest.fixture(scope="module")
+def resetting_port() -> Iterator[int]:
+    """A listener that accepts every connection and resets it at once (RST): sends fail
+    with EPIPE/ECONNRESET - without MSG_NOSIGNAL a SIGPIPE would kill the program."""
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(64)
+    lst.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = lst.accept()
+            except (TimeoutError, OSError):
+                continue
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+            conn.close()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        yield lst.getsockname()[1]
+    finally:
+        stop.set()
+        t.join(2)
+        lst.close()
+
+
+RESET_CASES = [c for c in CASES if c.name in {
+    "process_state_at_main", "exit_via_exit", "parent_forking_200_workers", "threads_that_fork",
+    "signals_interrupting_everything", "fork_exec_chain", "clashing_symbol_names"}]
+
+
+@pytest.mark.parametrize("case", RESET_CASES, ids=[c.name for c in RESET_CASES])
+def test_resetting_listener(case: Case, programs: Programs, resetting_port: int,
+                            tmp_path: Path) -> None:
+    compare(case, programs, resetting_port, tmp_path)
 
 
 UNRESPONSIVE = [c for c in CASES if c.unresponsive]
