@@ -61,24 +61,40 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# A loopback port free for TCP and UDP alike.
-free_port() {
-    "$VENV/bin/python" - <<'PY'
-import socket
-for _ in range(100):
-    t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    t.bind(("127.0.0.1", 0))
-    port = t.getsockname()[1]
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+# Two loopback ports free for TCP and UDP alike (daemon, metrics): the previous run's
+# when they are still free, so that a second run redeploys nothing (changed=0).
+pick_ports() {
+    "$VENV/bin/python" - "$@" <<'PY'
+import socket, sys
+
+def free(port):
+    socks = []
     try:
-        u.bind(("127.0.0.1", port))
+        for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+            s = socket.socket(socket.AF_INET, kind)
+            socks.append(s)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", port))
+        return True
     except OSError:
-        continue
+        return False
     finally:
-        t.close()
-        u.close()
-    print(port)
-    break
+        for s in socks:
+            s.close()
+
+previous = [int(p) for p in sys.argv[1:] if p.isdigit()]
+if len(previous) == 2 and previous[0] != previous[1] and all(map(free, previous)):
+    print(*previous)
+    sys.exit(0)
+ports = []
+while len(ports) < 2:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    if port not in ports and free(port):
+        ports.append(port)
+print(*ports)
 PY
 }
 
@@ -88,9 +104,10 @@ command -v gcc >/dev/null || die "gcc not found: install the Debian package gcc"
 
 rm -rf "$DEMO/build" "$WORK" "$LOGS"
 mkdir -p "$WORK" "$LOGS" "$ROOT"
-PORT=$(free_port)
-METRICS_PORT=$(free_port)
-[ -n "$PORT" ] && [ -n "$METRICS_PORT" ] || die "no free loopback port"
+# shellcheck disable=SC2046
+read -r PORT METRICS_PORT < <(pick_ports $(cat "$DEMO/ports" 2>/dev/null || true)) || true
+[ -n "${PORT:-}" ] && [ -n "${METRICS_PORT:-}" ] || die "no free loopback port"
+echo "$PORT $METRICS_PORT" >"$DEMO/ports"
 
 step "building the preload library (SERVER_HOST=127.0.0.1 SERVER_PORT=$PORT JOBID_VAR=SLURM_JOB_ID) into $PREFIX"
 make -C "$REPO/preload" install BUILDDIR="$DEMO/build" PREFIX="$PREFIX" \
