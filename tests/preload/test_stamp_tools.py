@@ -249,3 +249,31 @@ def test_tools_makefile_clean(tools: Path, tmp_path: Path) -> None:
     assert _run(["make", "-s", "-C", str(TOOLS_DIR), f"BUILDDIR={build}", "clean"]).returncode == 0
     assert not (build / "ogrt-cc").exists()
     assert shutil.which("sh")
+
+
+@pytest.mark.parametrize("flags", [
+    ["-O2", "-ffunction-sections", "-Wl,--gc-sections"],   # unreferenced sections collected
+    ["-static"], ["-static-pie"], ["-flto", "-O2"], ["-pie", "-Wl,-z,now"], ["-no-pie"],
+])
+def test_stamp_survives_link_options_and_strip(tools: Path, tmp_path: Path, flags: list[str]) -> None:
+    src = tmp_path / "m.c"
+    src.write_text(MAIN_C)
+    exe = tmp_path / "prog"
+    proc = _run([_cc(tools), "gcc", *flags, "-o", str(exe), str(src)])
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    sig = signatures_in(exe)
+    assert len(sig) == 1
+    assert _run(["strip", str(exe)]).returncode == 0
+    assert signatures_in(exe) == sig == _readelf_signatures(exe)
+    assert _run([str(exe)]).stdout == "stamped hello\n"
+
+
+def test_wrapper_for_cxx(tools: Path, tmp_path: Path) -> None:
+    src = tmp_path / "m.cc"
+    src.write_text('#include <iostream>\nint main() { std::cout << "stamped hello" << std::endl; }\n')
+    exe = tmp_path / "cxx"
+    if shutil.which("g++") is None:
+        pytest.skip("g++ is not installed (Debian package g++)")
+    assert _run([_cc(tools), "g++", "-o", str(exe), str(src)]).returncode == 0
+    assert len(signatures_in(exe)) == 1
+    assert _run([str(exe)]).stdout == "stamped hello\n"
