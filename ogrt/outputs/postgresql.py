@@ -161,16 +161,15 @@ class PostgresOutput(Output):
         try:
             with conn.transaction():
                 self._write_rows(conn, rows)
-        except psycopg.Error as e:
+        except BaseException as e:
             for c in caches:
                 c.rollback()
-            if isinstance(e, psycopg.OperationalError) or conn.closed or conn.broken:
+            if conn.closed or conn.broken:
                 self._disconnect()
-            raise OutputError(f"postgresql {self.name}: {type(e).__name__}: {e}") from e
-        except BaseException:
-            for c in caches:
-                c.rollback()
-            raise
+            if isinstance(e, psycopg.Error) and not (
+                    isinstance(e, (psycopg.DataError, psycopg.IntegrityError)) and self.conn):
+                raise OutputError(f"postgresql {self.name}: {type(e).__name__}: {e}") from e
+            raise  # a value the server refuses: the runner isolates the record
         for c in caches:
             c.commit()
 

@@ -8,7 +8,9 @@ and on an OutputError moves the batch and everything queued to the spool, then r
 backend with exponential back-off (0.1 s doubling to 30 s). While the spool holds
 anything, its batches are written first, oldest first, so records keep their order.
 When the spool would exceed its size limit the batch is dropped: counted in `dropped`
-and logged at ERROR (at most once per 10 s).
+and logged at ERROR (at most once per 10 s). A record the backend refuses by itself
+(any error other than OutputError, found by splitting the batch) is counted in `rejected`
+and logged, so it cannot block the output.
 """
 from __future__ import annotations
 
@@ -72,6 +74,8 @@ class OutputRunner:
         self._backoff = BACKOFF_MIN
         self._log_drop = _RateLimited()
         self._log_fail = _RateLimited()
+        self._log_reject = _RateLimited()
+        self.rejected = 0
         self.persisted = 0
         self.spooled_total = 0
         self.dropped = 0
@@ -181,7 +185,14 @@ class OutputRunner:
             self._queued -= n
             return items
 
-    def _write(self, items: list[Item]) -> bool:
+    def _write(self, items: list[Item]) -> list[dict[str, Any]]:
+        """Write a batch; return the records still to be written (spooled by the caller).
+
+        OutputError (backend unavailable): the whole batch is returned. Any other exception
+        means the backend refused something in the batch (or a bug): the batch is split in
+        halves until the records it refuses one at a time are found; those are rejected
+        (counted, logged with their id) so one bad record cannot block an output forever.
+        """
         records = items[0][1] if len(items) == 1 else [r for _, recs in items for r in recs]
         try:
             if not self._opened:
@@ -190,18 +201,44 @@ class OutputRunner:
             self.output.write(records)
         except OutputError as e:
             self._failed(e)
-            return False
-        except Exception as e:  # a bug or an unexpected backend error: never lose the batch
-            log.exception("output %s: unexpected error writing %d records", self.name, len(records))
-            self._failed(e)
-            return False
+            return records
+        except Exception as e:
+            log.warning("output %s: batch of %d records refused (%s: %s); isolating the "
+                        "records it refuses", self.name, len(records), type(e).__name__, e)
+            return self._write_isolating(records, items[0][0])
+        self._succeeded(items, len(records))
+        return []
+
+    def _succeeded(self, items: list[Item], n: int) -> None:
         now = time.time()
-        self.persisted += len(records)
+        self.persisted += n
         for t, recs in items:
             self.latency_sum += (now - t) * len(recs)
-        self.latency_count += len(records)
+        self.latency_count += n
         self._backoff = BACKOFF_MIN
-        return True
+
+    def _write_isolating(self, records: list[dict[str, Any]], t: float) -> list[dict[str, Any]]:
+        stack = [records]
+        while stack:
+            part = stack.pop()
+            try:
+                self.output.write(part)
+            except OutputError as e:
+                self._failed(e)
+                return part + [r for p in reversed(stack) for r in p]
+            except Exception as e:
+                if len(part) > 1:
+                    mid = len(part) // 2
+                    stack.append(part[mid:])
+                    stack.append(part[:mid])
+                    continue
+                self.rejected += 1
+                self._log_reject(logging.ERROR, "output %s: REJECTED record %s (%s: %s); "
+                                 "%d rejected in total", self.name, part[0].get("id"),
+                                 type(e).__name__, e, self.rejected)
+                continue
+            self._succeeded([(t, part)], len(part))
+        return []
 
     def _failed(self, e: BaseException) -> None:
         self.write_errors += 1
@@ -234,7 +271,7 @@ class OutputRunner:
                     if head is None:
                         continue
                     records, t = head
-                    if self._write([(t, records)]):
+                    if not self._write([(t, records)]):
                         spool.pop()
                     continue
                 items = self._take_batch()
@@ -248,9 +285,9 @@ class OutputRunner:
                     with self._cond:
                         self._spill_locked([])
                     break
-                if not self._write(items):
-                    for t, recs in items:
-                        self._to_spool(recs, t)
+                rest = self._write(items)
+                if rest:
+                    self._to_spool(rest, items[0][0])
         except Exception:
             log.exception("output %s: writer thread crashed; spooling what is queued", self.name)
             with self._cond:
@@ -272,6 +309,7 @@ class OutputRunner:
             "spool_bytes": float(spool.bytes if spool else 0),
             "dropped": float(self.dropped),
             "write_errors": float(self.write_errors),
+            "rejected": float(self.rejected),
             "latency_seconds_sum": self.latency_sum,
             "latency_seconds_count": float(self.latency_count),
             "queue_depth": float(self._queued),

@@ -21,6 +21,9 @@ from ogrt.outputs.sqlrecords import COLUMNS, IDX, IdCache, ProcessRow, merge
 
 SCHEMA_VERSION = 1
 _CHUNK = 500  # host parameters per IN (...) lookup
+# errors caused by the records themselves (not by the database being unavailable)
+_REFUSED = (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError,
+            sqlite3.ProgrammingError)
 
 _UPDATES = ", ".join(f"{c} = COALESCE(excluded.{c}, processes.{c})"
                      for c in COLUMNS[1:] if c not in ("exe_path", "exe_signature"))
@@ -137,14 +140,12 @@ class SqliteOutput(Output):
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-        except sqlite3.Error as e:
+        except BaseException as e:
             for c in caches:
                 c.rollback()
-            raise OutputError(f"sqlite {self.path}: {e}") from e
-        except BaseException:
-            for c in caches:
-                c.rollback()
-            raise
+            if isinstance(e, sqlite3.Error) and not isinstance(e, _REFUSED):
+                raise OutputError(f"sqlite {self.path}: {e}") from e
+            raise  # a value this database refuses: the runner isolates the record
         for c in caches:
             c.commit()
 

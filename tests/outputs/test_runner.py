@@ -259,3 +259,22 @@ def test_jsonl_rotation_two_processes(tmp_path):
         assert data == b"" or data.endswith(b"\n")
         seen += [json.loads(x)["id"] for x in data.splitlines()]
     assert sorted(seen) == sorted(f"{w}-{i}" for w in (1, 2) for i in range(600))
+
+
+def test_a_refused_record_is_isolated_and_counted(tmp_path, postgres):
+    """A record the backend refuses (here: an int beyond 64 bits) is rejected alone;
+    the rest of its batch is written, and the output goes on."""
+    dsn = postgres.new_database()
+    bad = R.end(7)
+    bad["maxrss_kb"] = 1 << 70
+    for out in (make("sqlite", path=str(tmp_path / "r.db"), batch_records=10),
+                make("postgresql", dsn=dsn, batch_records=10),
+                make("jsonl", path=str(tmp_path / "r.jsonl"), batch_records=10)):
+        r = OutputRunner(out, tmp_path / f"spool-{out.type_name}", 1 << 20)
+        r.start()
+        recs = numbered(0, 10)
+        r.submit(recs[:7] + [bad] + recs[7:])
+        r.submit(numbered(10, 20))
+        r.stop(10)
+        s = r.stats()
+        assert (s["persisted"], s["rejected"], s["spool_depth"]) == (20, 1, 0), out.type_name
