@@ -197,7 +197,7 @@ def library_users_sql(db: ReportDB, f: Filters, top: int, pattern: str, by: str)
     d = db.dialect
     match = f"l.path {d.ilike} ? ESCAPE '{BACKSLASH}'"
     sql = f"""
-        SELECT l.path AS library, {key_expr} AS {by},
+        SELECT l.path AS library, {key_expr} AS "{by}",
                COUNT(*) AS processes,
                SUM(CASE WHEN pl.late THEN 1 ELSE 0 END) AS dlopened,
                COUNT(DISTINCT p.executable_id) AS executables,
@@ -210,7 +210,7 @@ def library_users_sql(db: ReportDB, f: Filters, top: int, pattern: str, by: str)
         LEFT JOIN executables e ON e.id = p.executable_id
         {_where([match] + clauses)}
         GROUP BY l.path, {key_expr}
-        ORDER BY processes DESC, library, {by}
+        ORDER BY processes DESC, library, "{by}"
         {limit}"""
     return sql, [library_pattern(pattern)] + params + lparams
 
