@@ -166,6 +166,10 @@ def test_wrapper_language_option_and_relocatable(tools: Path, tmp_path: Path) ->
     part = tmp_path / "part.o"
     assert _run([_cc(tools), "gcc", "-r", "-o", str(part), str(tmp_path / "m.o")]).returncode == 0
     assert not any(n.name == b"OGRT" for n in section_notes(part, False)), "partial links stay unstamped"
+    part2 = tmp_path / "part2.o"
+    proc = _run([_cc(tools), "gcc", "-nostdlib", "-no-pie", "-Xlinker", "-r", "-o", str(part2), str(tmp_path / "m.o")])
+    assert proc.returncode == 0, proc.stderr
+    assert not any(n.name == b"OGRT" for n in section_notes(part2, False))
 
 
 def test_wrapper_passes_arguments_and_exit_status(tools: Path, tmp_path: Path) -> None:
