@@ -75,6 +75,8 @@ class OutputRunner:
         self._log_drop = _RateLimited()
         self._log_fail = _RateLimited()
         self._log_reject = _RateLimited()
+        self._inflight: list[Item] | None = None  # the queue batch being written now
+        self._abandoned = False  # stop() gave up waiting for the writer thread
         self.rejected = 0
         self.persisted = 0
         self.spooled_total = 0
@@ -99,12 +101,16 @@ class OutputRunner:
             self._deadline = time.monotonic() + max(0.0, timeout)
             self._cond.notify_all()
         if self._thread is not None:
-            self._thread.join(timeout + 5.0)
+            self._thread.join(timeout + 1.0)
             if self._thread.is_alive():
-                log.error("output %s: writer still busy after %.1f s; spooling what is queued",
-                          self.name, timeout)
+                log.error("output %s: writer still busy after %.1f s; spooling what is queued "
+                          "and the batch being written (it may be written twice)", self.name, timeout)
                 with self._cond:
+                    inflight, self._inflight = self._inflight, None
+                    if inflight:
+                        self._queue.extendleft(reversed(inflight))
                     self._spill_locked([])
+                    self._abandoned = True
         if self.spool is not None:
             self.spool.close()
 
@@ -285,9 +291,12 @@ class OutputRunner:
                     with self._cond:
                         self._spill_locked([])
                     break
+                self._inflight = items
                 rest = self._write(items)
-                if rest:
-                    self._to_spool(rest, items[0][0])
+                with self._cond:
+                    self._inflight = None
+                    if rest and not self._abandoned:
+                        self._to_spool(rest, items[0][0])
         except Exception:
             log.exception("output %s: writer thread crashed; spooling what is queued", self.name)
             with self._cond:

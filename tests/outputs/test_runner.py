@@ -278,3 +278,41 @@ def test_a_refused_record_is_isolated_and_counted(tmp_path, postgres):
         r.stop(10)
         s = r.stats()
         assert (s["persisted"], s["rejected"], s["spool_depth"]) == (20, 1, 0), out.type_name
+
+
+def test_stop_with_a_hung_backend_spools_the_batch_in_flight(tmp_path):
+    """A peer that accepts but never reads: sendall() blocks. stop() gives up waiting for
+    the writer and spools everything, including the batch being written."""
+    import socket
+
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(1)
+    port = hung.getsockname()[1]
+    big = [dict(R.start(i), args=["x" * 20000]) for i in range(400)]  # ~8 MB: fills the buffers
+    out = make("json_tcp", host="127.0.0.1", port=port, batch_records=100, send_timeout=60)
+    r = OutputRunner(out, tmp_path / "spool", 1 << 30)
+    r.start()
+    for i in range(0, 400, 100):
+        r.submit(big[i:i + 100])
+    wait_for(lambda: r._inflight is not None, what="a batch in flight")
+    time.sleep(0.3)
+    t = time.monotonic()
+    r.stop(0.5)
+    assert time.monotonic() - t < 5
+    persisted = int(r.stats()["persisted"])  # sent into the kernel's buffers for the hung peer
+    assert persisted < 400 and r.stats()["spool_depth"] + persisted >= 400
+    hung.close()
+    listener = LineListener()
+    listener.start()
+    try:
+        out = make("json_tcp", host="127.0.0.1", port=listener.port, batch_records=100)
+        r2 = OutputRunner(out, tmp_path / "spool", 1 << 30)
+        r2.start()
+        wait_for(lambda: r2.stats()["spool_depth"] == 0, what="replay")
+        r2.stop(5)
+        wait_for(lambda: len(listener.received()) >= r2.stats()["persisted"], what="lines")
+        got = {x["id"] for x in listener.received()}
+        assert got >= {x["id"] for x in big[persisted:]}  # the batch in flight included
+    finally:
+        listener.stop()
