@@ -87,6 +87,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Deployment:
         "ogrt_root": str(root),
         "ogrt_server_source": str(_snapshot_source(tmp / "source")),
         "ogrt_server_manage_user": False,
+        "ogrt_server_build_isolation": False,  # the suite's venv has setuptools: no download
         "ogrt_server_user": user,
         "ogrt_server_group": user,
         "ogrt_server_address": "127.0.0.1",

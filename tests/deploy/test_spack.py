@@ -69,11 +69,12 @@ def _mirror_compiler_wrapper(spack: Spack) -> bool:
     src = Path(source)
     src = src.parent if src.name == "cc.sh" else src
     assert (src / "cc.sh").is_file(), f"{src}/cc.sh not found"
-    listing = spack("python", "-c",
-                    "import spack.repo\n"
-                    "c = spack.repo.PATH.get_pkg_class('compiler-wrapper')\n"
-                    "for v, d in c.versions.items():\n"
-                    "    print(v, d.get('sha256', ''))\n").stdout
+    script = spack.tmp / "wrapper_versions.py"
+    _write(script, "import spack.repo\n"
+                   "c = spack.repo.PATH.get_pkg_class('compiler-wrapper')\n"
+                   "for v, d in c.versions.items():\n"
+                   "    print(v, d.get('sha256', ''))\n")
+    listing = spack("python", str(script)).stdout
     mirror = spack.tmp / "mirror"
     for line in listing.split("\n"):
         version, _, sha = line.strip().partition(" ")
