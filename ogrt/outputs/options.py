@@ -79,7 +79,8 @@ def check(name: str, options: Mapping[str, Any], keys: Mapping[str, Key]) -> dic
         value = options[key]
         # bool is an int subclass: accept it only where bool is declared
         if isinstance(value, bool) and bool not in k.types or not isinstance(value, k.types):
-            want = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in k.types)
+            kinds = (float,) if float in k.types else k.types  # an int is a number too
+            want = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in kinds)
             raise ConfigError(where, f"must be {want}, got {type(value).__name__} {value!r}")
         if k.check is not None:
             why = k.check(value)
