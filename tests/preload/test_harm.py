@@ -56,6 +56,8 @@ BUILDS: dict[str, tuple[str, list[str]]] = {
     "dlopen_close": ("dlopen_close.c", ["-ldl"]),
     "itimer": ("itimer.c", []),
     "threadexit": ("threadexit.c", ["-pthread"]),
+    "proctitle": ("proctitle.c", []),
+    "fexec": ("fexec.c", []),
     "libprea.so": ("prelib.c", ["-shared", "-fPIC", "-DTAG=prea", "-ldl"]),
     "libpreb.so": ("prelib.c", ["-shared", "-fPIC", "-DTAG=preb", "-ldl"]),
     "libplugin.so": ("plugin.c", ["-shared", "-fPIC"]),
@@ -225,6 +227,13 @@ def _exe(progs: Programs, name: str) -> str:
     return os.path.realpath(progs[name])
 
 
+def exe_key(exe: str) -> str:
+    """Executable path as recorded -> real path, so /usr/bin/python3 and python3.11 agree.
+    A path under /proc (e.g. a program re-executing itself through /proc/self/exe) is kept
+    as it is: resolving it here would name the test process, and the record is useless."""
+    return exe if exe.startswith("/proc/") else os.path.realpath(exe)
+
+
 def _threadfork_execs() -> int:
     return sum(1 for tid in range(6) for i in range(5) if (tid + i) % 3 == 2)
 
@@ -238,6 +247,9 @@ def _mkdir(path: Path, mode: int) -> Path:
 CASES: list[Case] = [
     Case("fork_exec_chain", lambda p, d: [str(p["forkexec"]), "3"],
          starts=lambda p: Counter({_exe(p, "forkexec"): 4})),
+    Case("fexecve", lambda p, d: [str(p["fexec"])],
+         starts=lambda p: Counter({_exe(p, "fexec"): 2}),
+         ends=lambda p: Counter({(_exe(p, "fexec"), 8): 1, (_exe(p, "fexec"), 0): 1})),
     Case("vfork", lambda p, d: [str(p["vfork"])],
          starts=lambda p: Counter({_exe(p, "vfork"): 2})),
     Case("posix_spawn", lambda p, d: [str(p["spawn"])],
@@ -303,6 +315,20 @@ CASES: list[Case] = [
          ends=lambda p: Counter({(_exe(p, "dlopen_close"), 0): 1})),
     Case("signals_interrupting_everything", lambda p, d: [str(p["itimer"])],
          ends=lambda p: Counter({(_exe(p, "itimer"), 3): 1})),
+    Case("process_title_rewritten", lambda p, d: [str(p["proctitle"]), "some", "arguments"],
+         ends=lambda p: Counter({(_exe(p, "proctitle"), 0): 1})),
+    Case("python_interpreter",
+         lambda p, d: ["/usr/bin/python3", "-I", "-c",
+                       "import json, ssl, sys, os; print(json.dumps(sorted(sys.modules)[:5]),"
+                       " os.getcwd() != '', sys.flags.isolated)"],
+         starts=lambda p: Counter({os.path.realpath("/usr/bin/python3"): 1}),
+         ends=lambda p: Counter({(os.path.realpath("/usr/bin/python3"), 0): 1})),
+    Case("shell_pipeline", lambda p, d: ["/bin/sh", "-c", "echo a b c | cat | wc -w; exit 3"],
+         starts=lambda p: Counter({os.path.realpath("/bin/sh"): 1,
+                                   os.path.realpath("/usr/bin/cat"): 1,
+                                   os.path.realpath("/usr/bin/wc"): 1}),
+         # dash leaves through _exit(): no end record is expected for it
+         ends=lambda p: Counter({(os.path.realpath("/usr/bin/wc"), 0): 1})),
     *[Case(f"threads_running_at_{mode}", (lambda m: lambda p, d: [str(p["threadexit"]), m])(mode),
            starts=lambda p: Counter({_exe(p, "threadexit"): 1}))
       for mode in ("exit", "main", "pthread_exit")],
@@ -333,7 +359,8 @@ def test_listening_daemon(case: Case, transport: str, programs: Programs,
     recs = receiver.received(0)
     assert receiver.errors == []
     assert {r.transport for r in recs} <= {transport}
-    starts = {bytes(r.msg.uuid): os.fsdecode(r.msg.exe) for r in recs if r.type == PROCESS_START}
+    starts = {bytes(r.msg.uuid): exe_key(os.fsdecode(r.msg.exe))
+              for r in recs if r.type == PROCESS_START}
     got_starts = Counter(e for e in starts.values() if e in ours or case.starts is not None)
     if case.starts is not None:
         # exactly these starts among our programs (other executables, e.g. sh, only if listed)
@@ -423,7 +450,7 @@ def test_through_ogrt_server(name: str, programs: Programs, ogrt_server: Callabl
     want_ends = case.ends(programs) if case.ends else Counter()
     n = sum(want_starts.values()) + sum(want_ends.values())
     recs = srv.records(n, timeout=15)
-    starts = {r["id"]: r["exe"] for r in recs if r["event"] == "start"}
+    starts = {r["id"]: exe_key(r["exe"]) for r in recs if r["event"] == "start"}
     progs_dir = str(programs.dir)
     got = Counter(e for e in starts.values() if e in want_starts or e.startswith(progs_dir))
     if case.starts is not None:
