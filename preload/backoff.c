@@ -19,7 +19,12 @@ static void marker_path(const struct ogrt_server *srv, char *path, size_t size)
         h ^= *p;
         h *= 1099511628211ull;
     }
-    snprintf(path, size, "/dev/shm/ogrt-backoff-%u-%016llx", (unsigned)sys_getuid(), (unsigned long long)h);
+    (void)size; /* 22 + 10 + 1 + 16 + 1 bytes at most */
+    char *p = ogrt_put_str(path, "/dev/shm/ogrt-backoff-");
+    p = ogrt_put_uint(p, (unsigned long)sys_getuid());
+    *p++ = '-';
+    p = ogrt_put_hex64(p, h);
+    *p = 0;
 }
 
 int ogrt_backoff_active(const struct ogrt_server *srv)

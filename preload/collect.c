@@ -60,6 +60,19 @@ void ogrt_random_uuid(uint8_t uuid[16])
     uuid[8] = (uint8_t)((uuid[8] & 0x3f) | 0x80);
 }
 
+/* The executable: readlink("/proc/self/exe") (the contract in protocol/ogrt.proto: symlinks
+ * resolved, the interpreter for "#!" scripts). It is the most expensive fact collected
+ * (~20 us: procfs lookups); AT_EXECFN is the fallback when /proc is not mounted. */
+static const char *executable_path(const char *cwd)
+{
+    (void)cwd;
+    long n = sys_readlink("/proc/self/exe", exe_buf, sizeof exe_buf - 1);
+    if (n <= 0)
+        return (const char *)getauxval(AT_EXECFN);
+    exe_buf[n] = 0;
+    return exe_buf;
+}
+
 static const char *copy_text(const char *v, char *small, size_t small_size)
 {
     if (!v || !*v)
@@ -94,13 +107,9 @@ void ogrt_collect_start(struct ogrt_start *s, int argc, char **argv)
 {
     ogrt_random_uuid(s->uuid);
     s->time_us = ogrt_now_us();
-    long n = sys_readlink("/proc/self/exe", exe_buf, sizeof exe_buf - 1);
-    if (n > 0) {
-        exe_buf[n] = 0;
-        s->exe = exe_buf;
-    } else {
-        s->exe = (const char *)getauxval(AT_EXECFN);
-    }
+    /* the kernel returns "(unreachable)/..." for a cwd outside the root: sent as is */
+    s->cwd = sys_getcwd(cwd_buf, sizeof cwd_buf) > 0 ? cwd_buf : NULL;
+    s->exe = executable_path(s->cwd);
     s->pid = (int32_t)sys_getpid();
     s->ppid = (int32_t)sys_getppid();
     s->uid = (uint32_t)sys_getuid();
@@ -113,8 +122,6 @@ void ogrt_collect_start(struct ogrt_start *s, int argc, char **argv)
         s->argc = argc;
         s->argv = argv;
     }
-    /* the kernel returns "(unreachable)/..." for a cwd outside the root: sent as is */
-    s->cwd = sys_getcwd(cwd_buf, sizeof cwd_buf) > 0 ? cwd_buf : NULL;
     s->n_env = 0;
     for (size_t i = 0; i < N_WHITELIST; i++) {
         const char *v = getenv(whitelist[i]);

@@ -14,7 +14,7 @@
 
 #define OGRT_NOTE_TYPE 0x4f475254u
 #define SMALL_LIBS 64
-#define SMALL_SET 2048
+#define SMALL_SET 512
 
 static struct ogrt_lib libs_small[SMALL_LIBS];
 static struct ogrt_lib *libs_arr;

@@ -41,7 +41,8 @@ typedef size_t (*encode_fn)(uint8_t *out, const void *record);
 
 static enum ogrt_send_result send_record(uint32_t type, encode_fn encode, const void *record)
 {
-    if (ogrt_backoff_active(&st.srv)) {
+    /* the start record was checked in the constructor; the end may come much later */
+    if (type == OGRT_TYPE_PROCESS_END && ogrt_backoff_active(&st.srv)) {
         ogrt_log("backing off: not sending to %s", st.srv.text);
         return OGRT_TIMEOUT;
     }
@@ -105,12 +106,17 @@ __attribute__((constructor)) static void ogrt_init(int argc, char **argv, char *
     ogrt_print_settings();
     if (!ogrt_env_true("OGRT_ACTIVE"))
         return;
+    if (!ogrt_resolve_server(&st.srv))
+        return;
+    /* Backing off: nothing will be sent, so nothing is collected either (cheapest path). */
+    if (ogrt_backoff_active(&st.srv)) {
+        ogrt_log("backing off: not sending to %s", st.srv.text);
+        return;
+    }
     struct ogrt_start s;
     memset(&s, 0, sizeof s);
     ogrt_collect_start(&s, argc, argv);
     if (ogrt_filtered(s.exe))
-        return;
-    if (!ogrt_resolve_server(&st.srv))
         return;
     st.pid = s.pid;
     st.start_us = s.time_us;

@@ -49,6 +49,11 @@ enum ogrt_send_result { OGRT_SENT = 0, OGRT_REFUSED, OGRT_TIMEOUT, OGRT_FAILED }
 enum ogrt_send_result ogrt_send_frame(const struct ogrt_server *srv, uint32_t type, const uint8_t uuid[16],
                                       uint8_t *buf, size_t payload_len);
 
+/* text without stdio: append s / n in decimal / v in 16 hex digits at p, return the new end */
+char *ogrt_put_str(char *p, const char *s);
+char *ogrt_put_uint(char *p, unsigned long n);
+char *ogrt_put_hex64(char *p, uint64_t v);
+
 /* mmap-backed memory (never malloc: the program's heap stays as it would be) */
 void *ogrt_map(size_t size);
 void ogrt_unmap(void *p, size_t size);

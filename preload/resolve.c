@@ -98,7 +98,16 @@ static int by_resolver(const char *host, int port, struct ogrt_server *srv)
 
 static int lookup(const char *host, int port, struct ogrt_server *srv)
 {
-    snprintf(srv->text, sizeof srv->text, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
+    char *t = srv->text; /* host is at most 255 bytes: fits */
+    int v6 = strchr(host, ':') != NULL;
+    if (v6)
+        *t++ = '[';
+    t = ogrt_put_str(t, host);
+    if (v6)
+        *t++ = ']';
+    *t++ = ':';
+    t = ogrt_put_uint(t, (unsigned long)port);
+    *t = 0;
     if (numeric(host, port, srv))
         return 1;
     if (!strcasecmp(host, "localhost"))

@@ -1,0 +1,104 @@
+/* Spawn-overhead driver for benchmarks/spawn_overhead.py.
+ *   spawn_overhead N PROGRAM LD_PRELOAD_VALUE [NAME=VALUE ...]
+ * posix_spawn()s PROGRAM N times without and N times with the library, interleaved
+ * (plain, preloaded, plain, ...), each timed from spawn to reaped exit. Prints one line per
+ * pair: "<plain ns> <preloaded ns>". The preloaded environment is this process's
+ * environment plus LD_PRELOAD and the extra NAME=VALUE settings.
+ *
+ *   spawn_overhead --sink PORT
+ * A minimal receiver on 127.0.0.1:PORT (TCP and UDP) that reads and discards everything:
+ * it isolates the library's own cost from the daemon's (both share the CPUs here). */
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+
+extern char **environ;
+
+static long long now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static long long run(const char *prog, char **env)
+{
+    char *argv[] = {(char *)prog, NULL};
+    pid_t pid;
+    int status;
+    long long t0 = now_ns();
+    if (posix_spawn(&pid, prog, NULL, NULL, argv, env) != 0) {
+        perror("posix_spawn");
+        exit(2);
+    }
+    if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        fprintf(stderr, "child failed\n");
+        exit(3);
+    }
+    return now_ns() - t0;
+}
+
+static int sink(int port)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((unsigned short)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int one = 1, t = socket(AF_INET, SOCK_STREAM, 0), u = socket(AF_INET, SOCK_DGRAM, 0);
+    setsockopt(t, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(t, (void *)&a, sizeof a) || listen(t, 4096) || bind(u, (void *)&a, sizeof a)) {
+        perror("sink bind");
+        return 1;
+    }
+    printf("sink ready\n");
+    fflush(stdout);
+    static char buf[1 << 16];
+    for (;;) {
+        struct pollfd p[2] = {{t, POLLIN, 0}, {u, POLLIN, 0}};
+        if (poll(p, 2, -1) < 0)
+            continue;
+        if (p[1].revents)
+            recv(u, buf, sizeof buf, 0);
+        if (p[0].revents) {
+            int c = accept(t, NULL, NULL);
+            if (c >= 0) {
+                while (read(c, buf, sizeof buf) > 0)
+                    ;
+                close(c);
+            }
+        }
+    }
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && !strcmp(argv[1], "--sink"))
+        return sink(atoi(argv[2]));
+    if (argc < 4)
+        return 1;
+    int n = atoi(argv[1]);
+    size_t envc = 0;
+    while (environ[envc])
+        envc++;
+    char **with = calloc(envc + (size_t)argc + 2, sizeof *with);
+    size_t k = 0;
+    for (size_t i = 0; i < envc; i++)
+        with[k++] = environ[i];
+    size_t lp = strlen(argv[3]) + sizeof "LD_PRELOAD=";
+    with[k] = malloc(lp);
+    snprintf(with[k++], lp, "LD_PRELOAD=%s", argv[3]);
+    for (int i = 4; i < argc; i++)
+        with[k++] = argv[i];
+    with[k] = NULL;
+    for (int i = 0; i < n; i++) {
+        long long a = run(argv[2], environ);
+        long long b = run(argv[2], with);
+        printf("%lld %lld\n", a, b);
+    }
+    return 0;
+}
