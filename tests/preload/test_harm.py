@@ -165,19 +165,16 @@ class Case:
     starts: Callable[[Programs], Counter[str]] | None = None  # expected start records by exe
     ends: Callable[[Programs], Counter[tuple[str, int | None]]] | None = None
     unresponsive: bool = True                     # also run against the silent listener
-    rlimit_stack: int | None = None               # RLIMIT_STACK for the program (bytes)
 
 
 def _run_once(case: Case, progs: Programs, env: dict[str, str], rundir: Path) -> Outcome:
     rundir.mkdir(mode=0o777)
     rundir.chmod(0o777)
     cwd = case.cwd(rundir) if case.cwd else rundir
-    close_std, delete_cwd, stack = case.close_std, case.delete_cwd, case.rlimit_stack
+    close_std, delete_cwd = case.close_std, case.delete_cwd
 
     def child_setup() -> None:
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        if stack is not None:
-            resource.setrlimit(resource.RLIMIT_STACK, (stack, stack))
         if delete_cwd:
             os.chdir(cwd)
             os.rmdir(cwd)
@@ -337,8 +334,6 @@ CASES: list[Case] = [
       for mode in ("exit", "main", "pthread_exit")],
     Case("exit_from_thread_with_minimal_stack", lambda p, d: [str(p["threadexit"]), "small_stack"],
          ends=lambda p: Counter({(_exe(p, "threadexit"), 6): 1})),
-    Case("small_stack_limit", lambda p, d: [str(p["hello"]), "x"], rlimit_stack=16 * 1024,
-         ends=lambda p: Counter({(_exe(p, "hello"), 2): 1})),
 ]
 ROOT_ONLY = {"setuid_binary", "unreadable_cwd", "process_state_as_nobody"}
 
