@@ -164,6 +164,8 @@ def open_postgresql(dsn: str) -> ReportDB:
     try:
         conn = psycopg.connect(dsn, connect_timeout=10, autocommit=True)
         conn.read_only = True
+        # reports are one-off scans: compiling them (JIT) costs more than it saves
+        conn.execute("SET jit = off")
         conn.execute("SELECT 1 FROM processes LIMIT 1").fetchall()
     except psycopg.Error as exc:
         raise ReportError(f"{_redact(dsn)}: {exc}".strip()) from exc
