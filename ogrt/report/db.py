@@ -163,7 +163,7 @@ def open_postgresql(dsn: str) -> ReportDB:
 
     try:
         conn = psycopg.connect(dsn, connect_timeout=10, autocommit=True)
-        conn.read_only = True
+        conn.execute("SET default_transaction_read_only = on")  # reports never write
         # reports are one-off scans: compiling them (JIT) costs more than it saves
         conn.execute("SET jit = off")
         conn.execute("SELECT 1 FROM processes LIMIT 1").fetchall()

@@ -16,6 +16,7 @@ from ogrt.report.render import render
 from ogrt.report.queries import Report
 from ogrt.report.timespec import TimeSpecError, parse_time, to_rfc3339
 from tests.report.helpers import report, report_json
+from tests.report.records import dataset
 
 NOW = datetime(2026, 11, 25, 12, 0, 0, tzinfo=timezone.utc)
 
@@ -129,3 +130,19 @@ def test_console_script_and_module_entry(sqlite_db: str) -> None:
         assert proc.stdout.splitlines()[0].startswith("signature,kind,path,runs")
     proc = subprocess.run([str(ogrt), "report", "--help"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "executables" in proc.stdout and "signatures" in proc.stdout
+
+
+def test_report_connections_are_read_only(sqlite_db: str, pg_db: str) -> None:
+    import sqlite3
+
+    import psycopg
+
+    from ogrt.report.db import open_db
+
+    for target, error in ((sqlite_db, sqlite3.OperationalError), (pg_db, psycopg.Error)):
+        with open_db(target) as db:
+            with pytest.raises(error):
+                db.conn.execute("DELETE FROM processes")
+        with open_db(target) as db:
+            n = db.query("SELECT COUNT(*) AS n FROM processes")[0]["n"]
+            assert n == len({r["id"] for r in dataset()})  # nothing was deleted
