@@ -1,7 +1,7 @@
 /* Spawn-overhead driver for benchmarks/spawn_overhead.py.
  *   spawn_overhead N PROGRAM LD_PRELOAD_VALUE [NAME=VALUE ...]
  * posix_spawn()s PROGRAM N times without and N times with the library, interleaved
- * (plain, preloaded, plain, ...), each timed from spawn to reaped exit. Prints one line per
+ * (plain+preloaded, preloaded+plain, ...), each timed from spawn to reaped exit. Prints one line per
  * pair: "<plain ns> <preloaded ns>". The preloaded environment is this process's
  * environment plus LD_PRELOAD and the extra NAME=VALUE settings.
  *
@@ -96,8 +96,14 @@ int main(int argc, char **argv)
         with[k++] = argv[i];
     with[k] = NULL;
     for (int i = 0; i < n; i++) {
-        long long a = run(argv[2], environ);
-        long long b = run(argv[2], with);
+        long long a, b;
+        if (i & 1) { /* alternate the order so neither side always runs second */
+            b = run(argv[2], with);
+            a = run(argv[2], environ);
+        } else {
+            a = run(argv[2], environ);
+            b = run(argv[2], with);
+        }
         printf("%lld %lld\n", a, b);
     }
     return 0;

@@ -142,3 +142,48 @@ def test_marker_of_other_server_does_not_stop_sending(preload_lib: Path, frame_r
     os.utime(other, (soon, soon))
     subprocess.run([c_program("exit_status")], env=preload_env(preload_lib, frame_receiver.port), timeout=60)
     assert len(frame_receiver.messages(2, timeout=10)) == 2
+
+
+def test_ipv6_server_from_environment(preload_lib: Path, c_program: Callable[..., Path]) -> None:
+    try:
+        recv = FrameReceiver("::1")
+    except OSError as exc:  # pragma: no cover - depends on the host
+        pytest.skip(f"no IPv6 loopback on this host: {exc}")
+    try:
+        env = preload_env(preload_lib, recv.port, OGRT_SERVER=f"[::1]:{recv.port}")
+        assert subprocess.run([c_program("exit_status"), "1"], env=env, timeout=60,
+                              capture_output=True).returncode == 1
+        got = recv.received(2, timeout=10)
+        assert [r.type for r in got] == [PROCESS_START, PROCESS_END] and got[0].peer == "::1"
+    finally:
+        recv.close()
+
+
+@pytest.mark.parametrize("value", ["127.0.0.1", "127.0.0.1:0", "127.0.0.1:99999", "[::1]", "::1:80", ":80",
+                                   "127.0.0.1:80x", "no.such.host.invalid:7971"])
+def test_bad_server_variable_is_harmless(preload_lib: Path, c_program: Callable[..., Path], value: str) -> None:
+    prog = c_program("exit_status")
+    env = preload_env(preload_lib, 1, OGRT_SERVER=value)
+    plain = subprocess.run([prog, "2"], env={k: v for k, v in env.items() if k != "LD_PRELOAD"},
+                           capture_output=True, timeout=60)
+    under = subprocess.run([prog, "2"], env=env, capture_output=True, timeout=60)
+    assert (under.returncode, under.stdout, under.stderr) == (plain.returncode, plain.stdout, plain.stderr)
+    debug = subprocess.run([prog, "2"], env=dict(env, OGRT_DEBUG="1"), capture_output=True, timeout=60)
+    assert b"OGRT_SERVER=" in debug.stderr or b"cannot resolve" in debug.stderr
+
+
+def test_server_name_from_etc_hosts(preload_lib: Path, frame_receiver: FrameReceiver,
+                                    c_program: Callable[..., Path]) -> None:
+    """A server name listed in /etc/hosts is found there (no resolver, no NSS modules loaded)."""
+    names = []
+    for line in Path("/etc/hosts").read_text().splitlines():
+        words = line.split("#")[0].split()
+        if len(words) >= 2 and words[0] == "127.0.0.1":
+            names += [w for w in words[1:] if w != "localhost"]
+    if not names:
+        pytest.skip("/etc/hosts lists no name for 127.0.0.1 besides localhost")
+    env = preload_env(preload_lib, frame_receiver.port, OGRT_SERVER=f"{names[0].upper()}:{frame_receiver.port}")
+    subprocess.run([c_program("dlopen_libs", "-ldl")], env=env, timeout=60, capture_output=True)
+    got = frame_receiver.messages(2, timeout=10)
+    assert [t for t, _ in got] == [PROCESS_START, PROCESS_END]
+    assert not any(b"libnss" in lib.path for lib in got[1][1].libs)  # nothing loaded behind the program's back
