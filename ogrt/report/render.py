@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from typing import Any, TextIO
 
 from ogrt.report.queries import Report
@@ -23,8 +24,16 @@ def cell_text(value: Any) -> str:
     return str(value)
 
 
+_RFC3339 = re.compile(r"^(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d)\.\d{6}Z$")
+
+
 def _cell(value: Any) -> str:
+    """A value as a table shows it: times to the second (UTC), long lists cut."""
     text = cell_text(value)
+    if isinstance(value, str):
+        m = _RFC3339.match(value)
+        if m:
+            return f"{m.group(1)} {m.group(2)}"
     if isinstance(value, (list, tuple)) and len(text) > MAX_CELL:
         return text[: MAX_CELL - 1] + "…"
     return text
@@ -58,13 +67,15 @@ def render_plain(report: Report, out: TextIO) -> None:
 def render_rich(report: Report, out: TextIO) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=report.title, title_justify="left")
+    # every cell is a Text: a path like "/tmp/[bold]x" is data, never rich markup
+    table = Table(title=Text(report.title), title_justify="left", show_edge=False)
     for key, header in report.columns:
-        table.add_column(header, justify="right" if _numeric(report, key) else "left",
+        table.add_column(Text(header), justify="right" if _numeric(report, key) else "left",
                          overflow="fold")
     for row in report.rows:
-        table.add_row(*(_cell(row.get(k)) for k, _ in report.columns))
+        table.add_row(*(Text(_cell(row.get(k))) for k, _ in report.columns))
     console = Console(file=out)
     console.print(table)
     if not report.rows:
