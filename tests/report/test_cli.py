@@ -113,10 +113,11 @@ def test_rich_table_on_a_terminal() -> None:
 
     out = Tty()
     rep = Report("Executables", [("executable", "Executable"), ("runs", "Runs")],
-                 [{"executable": "/usr/bin/x", "runs": 3}])
+                 [{"executable": "/usr/bin/x", "runs": 3}, {"executable": "/tmp/[red]y[/red]", "runs": 1}])
     render(rep, "table", out)
     text = out.getvalue()
     assert "Executables" in text and "/usr/bin/x" in text
+    assert "/tmp/[red]y[/red]" in text  # data, not rich markup
     assert "┃" in text or "│" in text  # box drawing: a rich table, not the plain layout
 
 
