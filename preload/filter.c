@@ -44,33 +44,59 @@ static size_t regex_len(const char *p)
     return i;
 }
 
-int ogrt_filtered(const char *exe)
+static const char filters[] = OGRT_CFG_FILTER_REGEXPS;
+
+/* Copies the next regex of the list at *p into pattern (NUL-terminated); 0 at the end. */
+static int next_regex(const char **p, char *pattern, size_t size)
 {
-    static const char filters[] = OGRT_CFG_FILTER_REGEXPS;
-    if (!filters[0] || !exe)
-        return 0;
-    const char *p = filters;
-    while (*p) {
-        size_t n = regex_len(p);
-        if (n > 0 && n < 4096) {
-            char pattern[4096];
-            regex_t re;
-            memcpy(pattern, p, n);
-            pattern[n] = 0;
-            if (regcomp(&re, pattern, REG_EXTENDED | REG_NOSUB) == 0) {
-                int hit = regexec(&re, exe, 0, NULL, 0) == 0;
-                regfree(&re);
-                if (hit) {
-                    ogrt_log("not tracked: %s matches filter '%s'", exe, pattern);
-                    return 1;
-                }
-            } else {
-                ogrt_log("filter '%s' is not a valid extended regex", pattern);
-            }
-        }
-        p += n;
-        if (*p == ':')
-            p++;
+    while (**p) {
+        size_t n = regex_len(*p);
+        const char *start = *p;
+        *p += n;
+        if (**p == ':')
+            (*p)++;
+        if (n == 0)
+            continue; /* empty entry ("a::b") */
+        if (n >= size)
+            n = size - 1; /* too long to be real: truncated, and then most likely invalid */
+        memcpy(pattern, start, n);
+        pattern[n] = 0;
+        return 1;
     }
     return 0;
+}
+
+int ogrt_filtered(const char *exe)
+{
+    char pattern[4096];
+    const char *p = filters;
+    if (!filters[0] || !exe)
+        return 0;
+    while (next_regex(&p, pattern, sizeof pattern)) {
+        regex_t re;
+        if (regcomp(&re, pattern, REG_EXTENDED | REG_NOSUB) != 0) {
+            ogrt_log("filter '%s' is not a valid extended regex", pattern);
+            continue;
+        }
+        int hit = regexec(&re, exe, 0, NULL, 0) == 0;
+        regfree(&re);
+        if (hit) {
+            ogrt_log("not tracked: %s matches filter '%s'", exe, pattern);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+const char *ogrt_filter_invalid(void)
+{
+    static char pattern[4096];
+    const char *p = filters;
+    while (next_regex(&p, pattern, sizeof pattern)) {
+        regex_t re;
+        if (regcomp(&re, pattern, REG_EXTENDED | REG_NOSUB) != 0)
+            return pattern;
+        regfree(&re);
+    }
+    return NULL;
 }

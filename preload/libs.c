@@ -168,6 +168,14 @@ size_t ogrt_libs_at_start(const struct ogrt_lib **libs, const char **exe_sig)
     return libs_n;
 }
 
+void ogrt_libs_release(void)
+{
+    if (libs_arr && libs_arr != libs_small)
+        ogrt_unmap(libs_arr, libs_cap * sizeof *libs_arr);
+    libs_arr = NULL;
+    libs_cap = libs_n = 0;
+}
+
 size_t ogrt_libs_new(const struct ogrt_lib **libs)
 {
     struct walk w = {2, 0, 0};

@@ -122,7 +122,9 @@ __attribute__((constructor)) static void ogrt_init(int argc, char **argv, char *
     st.start_us = s.time_us;
     memcpy(st.uuid, s.uuid, sizeof st.uuid);
     s.n_libs = ogrt_libs_at_start(&s.libs, &s.signature);
-    if (send_record(OGRT_TYPE_PROCESS_START, enc_start, &s) != OGRT_SENT)
+    enum ogrt_send_result r = send_record(OGRT_TYPE_PROCESS_START, enc_start, &s);
+    ogrt_libs_release();
+    if (r != OGRT_SENT)
         return;
     st.sent_start = 1;
     st.on_exit_ok = on_exit(on_exit_handler, NULL) == 0;

@@ -28,9 +28,13 @@ void ogrt_random_uuid(uint8_t uuid[16]);
 size_t ogrt_libs_at_start(const struct ogrt_lib **libs, const char **exe_sig);
 /* Shared objects loaded now that were not loaded at start. */
 size_t ogrt_libs_new(const struct ogrt_lib **libs);
+/* Frees the array returned last (when it was mmap'd). */
+void ogrt_libs_release(void);
 
 /* filter.c: FILTER_REGEXPS */
 int ogrt_filtered(const char *exe);
+/* The first regex of FILTER_REGEXPS that does not compile, or NULL (build-time check). */
+const char *ogrt_filter_invalid(void);
 
 /* resolve.c: the server address (compiled in, or OGRT_SERVER when allowed) */
 struct ogrt_server {

@@ -40,21 +40,36 @@ static int numeric(const char *host, int port, struct ogrt_server *srv)
     return 0;
 }
 
+static int hosts_lookup(int fd, char *buf, size_t size, const char *host, int port, struct ogrt_server *srv);
+
 /* Find host in /etc/hosts; on success store its first address. */
+#define HOSTS_MAX 65536 /* bytes of /etc/hosts read; mmap'd, not on the program's stack */
+
 static int from_hosts_file(const char *host, int port, struct ogrt_server *srv)
 {
-    char buf[65536];
     int fd = (int)sys_open("/etc/hosts", O_RDONLY | O_CLOEXEC, 0);
     if (fd < 0)
         return 0;
+    char *buf = ogrt_map(HOSTS_MAX);
+    if (!buf) {
+        sys_close(fd);
+        return 0;
+    }
+    int found = hosts_lookup(fd, buf, HOSTS_MAX, host, port, srv);
+    sys_close(fd);
+    ogrt_unmap(buf, HOSTS_MAX);
+    return found;
+}
+
+static int hosts_lookup(int fd, char *buf, size_t size, const char *host, int port, struct ogrt_server *srv)
+{
     long n;
     do
-        n = sys_read(fd, buf, sizeof buf - 1);
+        n = sys_read(fd, buf, size - 1);
     while (n == -EINTR);
-    sys_close(fd);
     if (n <= 0)
         return 0;
-    if ((size_t)n == sizeof buf - 1) { /* only whole lines of a longer file */
+    if ((size_t)n == size - 1) { /* only whole lines of a longer file */
         char *last = memrchr(buf, '\n', (size_t)n);
         n = last ? last - buf : 0;
     }

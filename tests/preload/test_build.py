@@ -34,7 +34,7 @@ def test_no_dynamic_symbol_defined(preload_lib: Path) -> None:
     ("SERVER_PORT", "0"), ("SERVER_PORT", "70000"), ("SERVER_PORT", "http"), ("TRANSPORT", "sctp"),
     ("SEND_CMDLINE", "maybe"), ("ALLOW_SERVER_ENV", "perhaps"), ("CONNECT_TIMEOUT_MS", "0"),
     ("CONNECT_TIMEOUT_MS", "1e3"), ("BACKOFF_SECONDS", "-1"), ("ENV_WHITELIST", "HOME,1BAD"),
-    ("JOBID_VAR", "SLURM-JOB"), ("SERVER_HOST", "a b"), ("SERVER_HOST", ""),
+    ("JOBID_VAR", "SLURM-JOB"), ("SERVER_HOST", "a b"), ("SERVER_HOST", ""), ("FILTER_REGEXPS", "^/ok$:^/bad("),
 ])
 def test_bad_value_fails_the_build_naming_it(tmp_path: Path, var: str, value: str) -> None:
     proc = make_preload(tmp_path, **{var: value})

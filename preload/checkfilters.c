@@ -1,0 +1,18 @@
+/* Build-time check (run by the Makefile): every FILTER_REGEXPS entry must compile as a
+ * POSIX extended regex, with the splitting rules the library uses at run time. */
+#include <stdio.h>
+
+#include "ogrt.h"
+
+void *ogrt_map(size_t size) { (void)size; return NULL; }
+void ogrt_unmap(void *p, size_t size) { (void)p; (void)size; }
+
+int main(void)
+{
+    const char *bad = ogrt_filter_invalid();
+    if (bad) {
+        fprintf(stderr, "preload/Makefile: bad FILTER_REGEXPS: '%s' is not a POSIX extended regex\n", bad);
+        return 1;
+    }
+    return 0;
+}
