@@ -281,3 +281,20 @@ def test_wrapper_for_cxx(tools: Path, tmp_path: Path) -> None:
     assert _run([_cc(tools), "g++", "-o", str(exe), str(src)]).returncode == 0
     assert len(signatures_in(exe)) == 1
     assert _run([str(exe)]).stdout == "stamped hello\n"
+
+
+def test_preload_install_brings_the_tools(tmp_path: Path) -> None:
+    """`make -C preload install PREFIX=DIR` installs the tools next to lib/libogrt.so."""
+    prefix = tmp_path / "prefix"
+    proc = _run(["make", "-s", "-C", str(REPO / "preload"), f"BUILDDIR={tmp_path / 'build'}",
+                 "install", f"PREFIX={prefix}"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (prefix / "lib" / "libogrt.so").is_file()
+    for tool in ("ogrt-cc", "ogrt-stamp-object"):
+        assert os.access(prefix / "bin" / tool, os.X_OK)
+    gcc = prefix / "libexec" / "ogrt" / "wrappers" / "gcc"
+    assert gcc.is_symlink() and gcc.resolve() == (prefix / "bin" / "ogrt-cc").resolve()
+    src = tmp_path / "m.c"
+    src.write_text(MAIN_C)
+    assert _run([str(prefix / "bin" / "ogrt-cc"), "gcc", "-o", str(tmp_path / "p"), str(src)]).returncode == 0
+    assert len(signatures_in(tmp_path / "p")) == 1
