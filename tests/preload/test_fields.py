@@ -158,7 +158,8 @@ def test_silent_by_default_debug_on_request(preload_lib: Path, frame_receiver: F
 def test_end_to_end_through_the_daemon(preload_lib: Path, ogrt_server: Callable[..., object],
                                        c_program: Callable[..., Path], tiny_libs: Callable[[int], list[Path]],
                                        odd_program: bytes) -> None:
-    srv = ogrt_server()
+    # batch_records = 1: each record is written at once (a partial batch waits for flush_interval)
+    srv = ogrt_server('[outputs.jsonl]\nbatch_records = 1')
     lib = tiny_libs(1)[0]
     env = preload_env(preload_lib, srv.port, OGRT_TEST_JOBID="e2e.1", OGRT_TEST_ENV_B="beta",
                       LOADEDMODULES="mod/1", SLURM_PROCID="2", PMI_RANK=None, PMIX_RANK=None,
@@ -166,7 +167,7 @@ def test_end_to_end_through_the_daemon(preload_lib: Path, ogrt_server: Callable[
     assert run([odd_program, "3", ARG_FF_FE], env).returncode == 3
     assert run([c_program("dlopen_libs", "-ldl"), lib], env).returncode == 0
     recs = srv.records(4, timeout=15)
-    assert len(recs) == 4, srv.stderr_text()
+    assert len(recs) == 4, ({k: v for k, v in srv.metrics().items() if v}, srv.stderr_text())
     starts = [r for r in recs if r["event"] == "start"]
     ends = {r["id"]: r for r in recs if r["event"] == "end"}
     odd = next(r for r in starts if r["args"][1] == "3")
