@@ -106,7 +106,8 @@ int main(int argc, char **argv, char **envp) {
     FILE *st = fopen("/proc/self/status", "r");
     char line[512];
     while (st && fgets(line, sizeof line, st))
-        if (!strncmp(line, "Threads:", 8) || !strncmp(line, "SigQ:", 5) || !strncmp(line, "NoNewPrivs:", 11))
+        if (!strncmp(line, "Threads:", 8) || !strncmp(line, "NoNewPrivs:", 11) ||
+            !strncmp(line, "SigBlk:", 7) || !strncmp(line, "SigIgn:", 7) || !strncmp(line, "SigCgt:", 7))
             fputs(line, stdout);
     if (st) fclose(st);
 
