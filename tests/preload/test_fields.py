@@ -177,6 +177,13 @@ def test_end_to_end_through_the_daemon(preload_lib: Path, ogrt_server: Callable[
     assert odd["job_id"] == "e2e.1" and odd["env"] == {"OGRT_TEST_ENV_B": "beta"}
     assert odd["modules"] == ["mod/1"] and odd["rank"] == 2 and odd["uid"] == os.getuid()
     assert ends[odd["id"]]["exit_status"] == 3
+    assert str(uuidlib.UUID(odd["id"])) == odd["id"] and odd["signature"] is None
+    assert odd["host"] == os.uname().nodename and odd["peer"] == "127.0.0.1"
+    assert odd["ppid"] == os.getpid() and odd["gid"] == os.getgid()
+    assert str(preload_lib) in [x["path"] for x in odd["libs"]]
+    end = ends[odd["id"]]
+    assert end["pid"] == odd["pid"] and end["start_time"] == odd["time"] and end["libs"] == []
+    assert end["duration"] >= 0 and end["maxrss_kb"] > 0 and end["time"] >= odd["time"]
     dl = next(r for r in starts if r is not odd)
     assert [x["path"] for x in ends[dl["id"]]["libs"]] == [str(lib)]
     assert ends[dl["id"]]["exit_status"] == 0
