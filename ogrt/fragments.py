@@ -52,14 +52,13 @@ class Reassembler:
         self._on_drop = on_drop or (lambda reason, n: None)
         self._clock = clock
         self._pending: OrderedDict[tuple[str, bytes, int], _Pending] = OrderedDict()
-        self._msg = ogrt_pb2.Fragment()
         self.bytes = 0
 
     def __len__(self) -> int:
         return len(self._pending)
 
     def add(self, payload: bytes, peer: str) -> tuple[int, bytes] | None:
-        msg = self._msg
+        msg = ogrt_pb2.Fragment()  # fresh: re-parsing one upb message grows its arena
         try:
             msg.ParseFromString(payload)
         except Exception as exc:

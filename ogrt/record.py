@@ -9,6 +9,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
 from ogrt.proto import ogrt_pb2
 from ogrt.textenc import escape
 
@@ -55,11 +57,53 @@ def rfc3339_us(time_us: int) -> str:
     return f"{prefix}.{us:06d}Z"
 
 
+# Shared objects repeat across records (the same programs load the same libraries). The
+# decoder parses with "view" classes of ProcessStart/ProcessEnd in which `libs` is
+# `repeated bytes` (same wire format: length-delimited), so each library arrives as its
+# raw SharedObject bytes; those key a cache of finished dicts, shared between records
+# (read-only by contract). Only a cache miss parses the SharedObject.
+def _view_classes() -> tuple[Any, Any]:
+    fdp = descriptor_pb2.FileDescriptorProto()
+    ogrt_pb2.DESCRIPTOR.CopyToProto(fdp)
+    fdp.name = "ogrt_libs_as_bytes.proto"
+    fdp.package = "ogrt_libs_as_bytes"
+    for msg in fdp.message_type:
+        for f in msg.field:
+            if f.name == "libs":
+                f.type = descriptor_pb2.FieldDescriptorProto.TYPE_BYTES
+                f.ClearField("type_name")
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(fdp)
+    return (message_factory.GetMessageClass(pool.FindMessageTypeByName("ogrt_libs_as_bytes.ProcessStart")),
+            message_factory.GetMessageClass(pool.FindMessageTypeByName("ogrt_libs_as_bytes.ProcessEnd")))
+
+
+ProcessStartView, ProcessEndView = _view_classes()
+
+_LIB_CACHE: dict[bytes, dict[str, str | None]] = {}
+_LIB_CACHE_MAX = 50_000
+
+
+def _lib(raw: bytes) -> dict[str, str | None]:
+    lib = ogrt_pb2.SharedObject()
+    try:
+        lib.ParseFromString(raw)
+    except Exception as exc:
+        raise RecordError("bad_payload", f"a library entry does not parse: {exc}") from None
+    if len(_LIB_CACHE) >= _LIB_CACHE_MAX:
+        _LIB_CACHE.clear()
+    d = _LIB_CACHE[raw] = {"path": escape(lib.path),
+                           "signature": escape(lib.signature) if lib.signature else None}
+    return d
+
+
 def _libs(libs: Any) -> list[dict[str, str | None]]:
-    return [
-        {"path": escape(lib.path), "signature": escape(lib.signature) if lib.signature else None}
-        for lib in libs
-    ]
+    get = _LIB_CACHE.get
+    return [get(raw) or _lib(raw) for raw in libs]
+
+
+def _texts(items: Any) -> list[str]:
+    return [a.decode() if a.isascii() and b"\\" not in a and b"\0" not in a else escape(a) for a in items]
 
 
 def _env(env: Any) -> dict[str, str]:
@@ -73,7 +117,7 @@ def _env(env: Any) -> dict[str, str]:
 UserResolver = Callable[[int], "str | None"]
 
 
-def start_record(msg: ogrt_pb2.ProcessStart, peer: str, resolve_user: UserResolver) -> dict[str, Any]:
+def start_record(msg: Any, peer: str, resolve_user: UserResolver) -> dict[str, Any]:
     uid = msg.uid
     user = resolve_user(uid)
     if user is None and msg.user:
@@ -93,17 +137,17 @@ def start_record(msg: ogrt_pb2.ProcessStart, peer: str, resolve_user: UserResolv
         "gid": msg.gid,
         "user": user,
         "exe": escape(msg.exe),
-        "args": [escape(a) for a in msg.args],
+        "args": _texts(msg.args),
         "cwd": escape(msg.cwd),
         "env": _env(msg.env),
-        "modules": [escape(m) for m in msg.modules],
+        "modules": _texts(msg.modules),
         "rank": msg.rank if msg.HasField("rank") else None,
         "libs": _libs(msg.libs),
         "signature": escape(signature) if signature else None,
     }
 
 
-def end_record(msg: ogrt_pb2.ProcessEnd, peer: str, resolve_user: UserResolver) -> dict[str, Any]:
+def end_record(msg: Any, peer: str, resolve_user: UserResolver) -> dict[str, Any]:
     uid = msg.uid
     job_id = msg.job_id
     time_us = msg.time_us
@@ -139,15 +183,14 @@ class Decoder:
 
     def __init__(self, resolve_user: UserResolver) -> None:
         self._resolve_user = resolve_user
-        self._start = ogrt_pb2.ProcessStart()
-        self._end = ogrt_pb2.ProcessEnd()
 
     def decode(self, mtype: int, payload: bytes, peer: str) -> dict[str, Any]:
+        # a new message each time: re-parsing into one upb message grows its arena forever
         if mtype == PROCESS_START:
-            msg: Any = self._start
+            msg: Any = ProcessStartView()
             build: Any = start_record
         elif mtype == PROCESS_END:
-            msg = self._end
+            msg = ProcessEndView()
             build = end_record
         else:
             raise RecordError("unknown_type", f"unknown message type {mtype}")

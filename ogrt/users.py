@@ -4,7 +4,6 @@ from __future__ import annotations
 import pwd
 import threading
 import time
-from collections import OrderedDict
 
 from ogrt.textenc import escape
 
@@ -17,22 +16,21 @@ class UserCache:
     def __init__(self, max_entries: int = 4096, ttl: float = 600.0) -> None:
         self._max = max_entries
         self._ttl = ttl
-        self._cache: OrderedDict[int, tuple[float, str | None]] = OrderedDict()
+        self._cache: dict[int, tuple[float, str | None]] = {}
         self._lock = threading.Lock()
 
     def __call__(self, uid: int) -> str | None:
         now = time.monotonic()
-        with self._lock:
-            hit = self._cache.get(uid)
-            if hit is not None and hit[0] > now:
-                return hit[1]
+        hit = self._cache.get(uid)  # a plain dict read is atomic under the GIL
+        if hit is not None and hit[0] > now:
+            return hit[1]
         try:
             name: str | None = escape(pwd.getpwuid(uid).pw_name.encode("utf-8", "surrogateescape"))
         except (KeyError, OverflowError, ValueError):
             name = None
         with self._lock:
-            self._cache[uid] = (now + self._ttl, name)
-            self._cache.move_to_end(uid)
+            self._cache.pop(uid, None)
+            self._cache[uid] = (now + self._ttl, name)  # newest last
             while len(self._cache) > self._max:
-                self._cache.popitem(last=False)
+                del self._cache[next(iter(self._cache))]
         return name
