@@ -9,7 +9,8 @@ from a pool of ~400 like /usr/lib/x86_64-linux-gnu/libssl.so.3):
 Records go through the real OutputRunner (submit() in chunks of 100, as the daemon's
 ingest does, batch_records = 1000, an in-memory queue large enough that nothing spills,
 so this measures the output and not the overload path) into each output; the time runs
-from the first submit to the end of stop() (everything persisted). PostgreSQL is a real server started in a
+from the first submit to the end of stop() (everything persisted). A process's end record
+comes 1,500 records after its start, so they land in different batches as in the daemon. PostgreSQL is a real server started in a
 temp dir (tests/fixtures/postgres.py) with fsync on; json_tcp sends to a reader process.
 
 Targets (issue 3, whole daemon): jsonl >= 50,000/s, sqlite >= 30,000/s, postgresql >= 20,000/s.
@@ -38,6 +39,9 @@ from ogrt.outputs import OUTPUT_TYPES  # noqa: E402
 from ogrt.outputs.runner import OutputRunner  # noqa: E402
 
 
+LAG = 1500
+
+
 def make_records(n: int, shape: str = "hpc", seed: int = 1) -> list[dict[str, Any]]:
     rnd = random.Random(seed)
     libpool = [f"/usr/lib/x86_64-linux-gnu/lib{name}{k}.so.{k % 4}"
@@ -45,6 +49,8 @@ def make_records(n: int, shape: str = "hpc", seed: int = 1) -> list[dict[str, An
     exes = [f"/opt/apps/code{k}/bin/solver{k}" for k in range(40)] + ["/usr/bin/python3.11"]
     out: list[dict[str, Any]] = []
     t0 = 1_795_000_000
+    starts: list[dict[str, Any]] = []
+    ends: list[dict[str, Any]] = []
     for i in range(n // 2):
         u = str(uuid.UUID(int=rnd.getrandbits(128), version=4))
         exe = rnd.choice(exes)
@@ -58,19 +64,26 @@ def make_records(n: int, shape: str = "hpc", seed: int = 1) -> list[dict[str, An
         common = {"id": u, "host": f"node{i % 200:03d}", "peer": f"10.0.{i % 200 // 250}.{i % 250}",
                   "job_id": str(100000 + i // 100), "pid": 1000 + i % 30000, "uid": 1000 + i % 500,
                   "user": f"user{i % 500}"}
-        out.append({"event": "start", **common, "time": start_t, "ppid": 1, "gid": 100,
+        starts.append({"event": "start", **common, "time": start_t, "ppid": 1, "gid": 100,
                     "exe": exe, "args": [exe, "-i", f"input{i}.dat", "--threads=4"],
                     "cwd": f"/scratch/user{i % 500}/run{i}",
                     "env": {"OMP_NUM_THREADS": "4", "SLURM_JOB_ID": str(100000 + i // 100)},
                     "modules": ["gcc/12.2.0", "openmpi/4.1.5", f"code{i % 40}/1.0"],
                     "rank": i % 64, "libs": libs,
                     "signature": None})
-        out.append({"event": "end", **common, "time": end_t, "start_time": start_t,
+        ends.append({"event": "end", **common, "time": end_t, "start_time": start_t,
                     "libs": [{"path": f"/opt/apps/plugins/p{(i + j) % 60}.so", "signature": None}
                              for j in range(late)],
                     "exit_status": 0, "duration": 5.0, "utime": 4.2, "stime": 0.3,
                     "maxrss_kb": 123456, "minflt": 1000, "majflt": 2, "inblock": 0,
                     "oublock": 8, "nvcsw": 10, "nivcsw": 3})
+    # a process ends LAG records after it started, as in a daemon's stream (so a start and
+    # its end are in different batches, and the end updates a row written before)
+    for i in range(len(starts) + LAG):
+        if i < len(starts):
+            out.append(starts[i])
+        if i >= LAG:
+            out.append(ends[i - LAG])
     return out
 
 

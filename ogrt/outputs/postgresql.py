@@ -5,8 +5,8 @@ ON CONFLICT DO NOTHING) and their ids cached; the merged process rows are COPYed
 temporary staging table and upserted into `processes` by uuid (sorted by uuid, so several
 workers never deadlock). Library and module links of processes this transaction inserted
 are COPYed straight into their tables (they cannot exist yet); links of processes that
-existed (the other half of a start/end pair, a replayed batch) are COPYed into staging
-tables and upserted.
+existed (the other half of a start/end pair, a replayed batch) are sent as arrays and
+upserted (unnest ... ON CONFLICT), in sorted order.
 A committed batch is as durable as the server's settings make a commit.
 
 The schema is created or migrated on connect, under a transaction-level advisory lock so
@@ -42,10 +42,6 @@ _COLS = ", ".join(_PROC_COLS)
 STAGING = [
     "CREATE TEMP TABLE IF NOT EXISTS ogrt_stage_proc ("
     + ", ".join(f"{c} {_TYPES[c]}" for c in _PROC_COLS) + ") ON COMMIT DELETE ROWS",
-    "CREATE TEMP TABLE IF NOT EXISTS ogrt_stage_lib (process_id bigint, library_id bigint, "
-    "late boolean) ON COMMIT DELETE ROWS",
-    "CREATE TEMP TABLE IF NOT EXISTS ogrt_stage_mod (process_id bigint, module_id bigint) "
-    "ON COMMIT DELETE ROWS",
 ]
 UPSERT_PROCESSES = (
     f"INSERT INTO processes ({_COLS}) SELECT {_COLS} FROM ogrt_stage_proc ORDER BY uuid "
@@ -53,17 +49,17 @@ UPSERT_PROCESSES = (
     + ", ".join(f"{c} = COALESCE(EXCLUDED.{c}, processes.{c})" for c in _PROC_COLS[1:])
     + " RETURNING uuid, id, (xmax = 0)"  # xmax = 0: inserted now, so it has no links yet
 )
+# links of processes that existed before this transaction: rows sent as three arrays
+# (unique per batch: merge() folds each process once), upserted in sorted order
 UPSERT_LIBS = (
     "INSERT INTO process_libraries (process_id, library_id, late) "
-    "SELECT process_id, library_id, bool_and(late) FROM ogrt_stage_lib "
-    "GROUP BY process_id, library_id ORDER BY process_id, library_id "
+    "SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::boolean[]) ORDER BY 1, 2 "
     "ON CONFLICT (process_id, library_id) DO UPDATE "
     "SET late = process_libraries.late AND EXCLUDED.late"
 )
 UPSERT_MODS = (
     "INSERT INTO process_modules (process_id, module_id) "
-    "SELECT DISTINCT process_id, module_id FROM ogrt_stage_mod "
-    "ORDER BY process_id, module_id ON CONFLICT DO NOTHING"
+    "SELECT * FROM unnest(%s::bigint[], %s::bigint[]) ORDER BY 1, 2 ON CONFLICT DO NOTHING"
 )
 
 
@@ -192,27 +188,42 @@ class PostgresOutput(Output):
         # links of processes inserted by this transaction cannot conflict: COPY them straight
         # in; links of processes that existed (the other record of a pair, a replayed batch)
         # go through a staging table and an upsert
-        for part, lib_table, mod_table in ((fresh, "process_libraries", "process_modules"),
-                                           (stale, "ogrt_stage_lib", "ogrt_stage_mod")):
-            if any(r.libs for r in part):
-                with cur.copy(f"COPY {lib_table} (process_id, library_id, late) FROM STDIN") as cp:
-                    write = cp.write_row
-                    for r in part:
-                        if r.libs:
-                            pid = pids[r.uuid][0]
-                            for k, late in r.libs.items():
-                                write((pid, lib_ids[k], late))
-                if part is stale:
-                    cur.execute(UPSERT_LIBS)
-            if any(r.modules for r in part):
-                with cur.copy(f"COPY {mod_table} (process_id, module_id) FROM STDIN") as cp:
-                    for r in part:
-                        if r.modules:
-                            pid = pids[r.uuid][0]
-                            for m in r.modules:
-                                cp.write_row((pid, mod_ids[m]))
-                if part is stale:
-                    cur.execute(UPSERT_MODS)
+        if any(r.libs for r in fresh):
+            with cur.copy("COPY process_libraries (process_id, library_id, late) FROM STDIN") as cp:
+                write = cp.write_row
+                for r in fresh:
+                    if r.libs:
+                        pid = pids[r.uuid][0]
+                        for k, late in r.libs.items():
+                            write((pid, lib_ids[k], late))
+        if any(r.modules for r in fresh):
+            with cur.copy("COPY process_modules (process_id, module_id) FROM STDIN") as cp:
+                for r in fresh:
+                    if r.modules:
+                        pid = pids[r.uuid][0]
+                        for m in r.modules:
+                            cp.write_row((pid, mod_ids[m]))
+        p_ids: list[int] = []
+        l_ids: list[int] = []
+        lates: list[bool] = []
+        for r in stale:
+            if r.libs:
+                pid = pids[r.uuid][0]
+                for k, late in r.libs.items():
+                    p_ids.append(pid)
+                    l_ids.append(lib_ids[k])
+                    lates.append(late)
+        if p_ids:
+            cur.execute(UPSERT_LIBS, (p_ids, l_ids, lates))
+        p_ids, m_ids = [], []
+        for r in stale:
+            if r.modules:
+                pid = pids[r.uuid][0]
+                for m in r.modules:
+                    p_ids.append(pid)
+                    m_ids.append(mod_ids[m])
+        if p_ids:
+            cur.execute(UPSERT_MODS, (p_ids, m_ids))
 
     def close(self) -> None:
         self._disconnect()
