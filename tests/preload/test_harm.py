@@ -15,7 +15,6 @@ import os
 import resource
 import shutil
 import socket
-import stat
 import subprocess
 import tempfile
 import threading
@@ -210,6 +209,7 @@ def compare(case: Case, progs: Programs, port: int, tmp: Path, udp: bool = False
     plain = _run_once(case, progs, without_env, tmp / "r")
     shutil.rmtree(tmp / "r", ignore_errors=True)
     traced = _run_once(case, progs, with_env, tmp / "r")
+
     def text(b: bytes) -> list[str]:
         return b.decode(errors="backslashreplace").splitlines()
 

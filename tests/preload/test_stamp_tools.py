@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.preload.programs.elfnotes import (
-    OGRT_NOTE_TYPE, section_notes, segment_notes, signatures_in)
+    OGRT_NOTE_TYPE, section_notes, signatures_in)
 
 REPO = Path(__file__).resolve().parents[2]
 TOOLS_DIR = REPO / "preload" / "tools"
