@@ -253,60 +253,70 @@ class OutputRunner:
                        "retrying in %.1f s", self.name, e, self.spool_dir, self._backoff)
 
     def _run(self) -> None:
-        assert self.spool is not None
-        spool = self.spool
         try:
             while True:
-                if not self._healthy:
+                try:
+                    self._loop()
+                    return
+                except Exception:  # e.g. the spool's disk failing: keep the output alive
+                    log.exception("output %s: writer failed; spooling what is queued and "
+                                  "restarting in 1 s", self.name)
                     with self._cond:
                         self._spill_locked([])
-                        if not self._stopping:
-                            self._cond.wait(self._backoff)
-                        self._backoff = min(self._backoff * 2, self.backoff_max)
                         if self._stopping:
-                            self._spill_locked([])
-                            break
-                    self._healthy = True
-                    continue
-                if spool.depth:
-                    if self._stopping and time.monotonic() >= self._deadline:
-                        with self._cond:
-                            self._spill_locked([])
-                        break
-                    head = spool.peek()
-                    if head is None:
-                        continue
-                    records, t = head
-                    if not self._write([(t, records)]):
-                        spool.pop()
-                    continue
-                items = self._take_batch()
-                if items is None:
-                    break
-                if not items:
-                    continue
-                if self._stopping and time.monotonic() >= self._deadline:
-                    for t, recs in items:
-                        self._to_spool(recs, t)
-                    with self._cond:
-                        self._spill_locked([])
-                    break
-                self._inflight = items
-                rest = self._write(items)
-                with self._cond:
-                    self._inflight = None
-                    if rest and not self._abandoned:
-                        self._to_spool(rest, items[0][0])
-        except Exception:
-            log.exception("output %s: writer thread crashed; spooling what is queued", self.name)
-            with self._cond:
-                self._spill_locked([])
+                            return
+                        self._cond.wait(1.0)
         finally:
             try:
                 if self._opened:
                     self.output.close()
             except Exception:
                 log.exception("output %s: error while closing", self.name)
+
+    def _loop(self) -> None:
+        assert self.spool is not None
+        spool = self.spool
+        while True:
+            if not self._healthy:
+                with self._cond:
+                    self._spill_locked([])
+                    if not self._stopping:
+                        self._cond.wait(self._backoff)
+                    self._backoff = min(self._backoff * 2, self.backoff_max)
+                    if self._stopping:
+                        self._spill_locked([])
+                        break
+                self._healthy = True
+                continue
+            if spool.depth:
+                if self._stopping and time.monotonic() >= self._deadline:
+                    with self._cond:
+                        self._spill_locked([])
+                    break
+                head = spool.peek()
+                if head is None:
+                    continue
+                records, t = head
+                if not self._write([(t, records)]):
+                    spool.pop()
+                continue
+            items = self._take_batch()
+            if items is None:
+                break
+            if not items:
+                continue
+            if self._stopping and time.monotonic() >= self._deadline:
+                for t, recs in items:
+                    self._to_spool(recs, t)
+                with self._cond:
+                    self._spill_locked([])
+                break
+            self._inflight = items
+            rest = self._write(items)
+            with self._cond:
+                self._inflight = None
+                if rest and not self._abandoned:
+                    self._to_spool(rest, items[0][0])
 
     # -- metrics -------------------------------------------------------------------
     def stats(self) -> dict[str, float]:
