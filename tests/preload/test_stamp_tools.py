@@ -290,7 +290,7 @@ def test_preload_install_brings_the_tools(tmp_path: Path) -> None:
                  "install", f"PREFIX={prefix}"])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (prefix / "lib" / "libogrt.so").is_file()
-    for tool in ("ogrt-cc", "ogrt-stamp-object"):
+    for tool in ("ogrt-cc", "ogrt-stamp-object", "ogrt-signature"):
         assert os.access(prefix / "bin" / tool, os.X_OK)
     gcc = prefix / "libexec" / "ogrt" / "wrappers" / "gcc"
     assert gcc.is_symlink() and gcc.resolve() == (prefix / "bin" / "ogrt-cc").resolve()
@@ -298,3 +298,22 @@ def test_preload_install_brings_the_tools(tmp_path: Path) -> None:
     src.write_text(MAIN_C)
     assert _run([str(prefix / "bin" / "ogrt-cc"), "gcc", "-o", str(tmp_path / "p"), str(src)]).returncode == 0
     assert len(signatures_in(tmp_path / "p")) == 1
+
+
+def test_signature_tool(tools: Path, tmp_path: Path) -> None:
+    src = tmp_path / "m.c"
+    src.write_text(MAIN_C)
+    stamped, plain = tmp_path / "with space", tmp_path / "plain"
+    assert _run([_cc(tools), "gcc", "-o", str(stamped), str(src)]).returncode == 0
+    assert _run(["gcc", "-o", str(plain), str(src)]).returncode == 0
+    tool = str(tools / "bin" / "ogrt-signature")
+    proc = _run([tool, str(stamped), str(plain)])
+    assert proc.returncode == 0 and proc.stderr == ""
+    assert proc.stdout == f"{signatures_in(stamped)[0]}\t{stamped}\n-\t{plain}\n"
+    text = tmp_path / "notelf.txt"
+    text.write_text("hello\n")
+    bad = _run([tool, str(text), str(stamped), str(tmp_path / "missing")])
+    assert bad.returncode == 1
+    assert bad.stdout == f"{signatures_in(stamped)[0]}\t{stamped}\n"
+    assert bad.stderr.count("cannot read ELF notes") == 2
+    assert _run([tool]).returncode == 2
