@@ -317,3 +317,18 @@ def test_signature_tool(tools: Path, tmp_path: Path) -> None:
     assert bad.stdout == f"{signatures_in(stamped)[0]}\t{stamped}\n"
     assert bad.stderr.count("cannot read ELF notes") == 2
     assert _run([tool]).returncode == 2
+
+
+def test_fresh_stamp_comes_first(tools: Path, tmp_path: Path) -> None:
+    """An input that already carries a stamp (a stamped object in a library, say): the
+    wrapper's fresh stamp is the first OGRT note, the one libogrt.so reports."""
+    old = str(uuid.uuid4())
+    obj = tmp_path / "old-stamp.o"
+    assert _run([str(tools / "bin" / "ogrt-stamp-object"), str(obj), old]).returncode == 0
+    src = tmp_path / "m.c"
+    src.write_text(MAIN_C)
+    exe = tmp_path / "p"
+    assert _run([_cc(tools), "gcc", "-o", str(exe), str(src), str(obj)]).returncode == 0
+    sigs = signatures_in(exe)
+    assert len(sigs) == 2 and sigs[1] == old and sigs[0] != old
+    assert _run([str(tools / "bin" / "ogrt-signature"), str(exe)]).stdout == f"{sigs[0]}\t{exe}\n"
