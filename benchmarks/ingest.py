@@ -158,8 +158,13 @@ def udp_sender(port: int, templates: list[tuple[bytes, bytes]], rate: int, secon
         u = uuids[16 * i:16 * i + 16]
         frames.append(s_head + u + s_tail)
         frames.append(e_head + u + e_tail)
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+    # several source sockets, like several compute nodes: with workers = N the kernel
+    # spreads UDP flows (by source address and port) over the workers
+    socks = []
+    for _ in range(16):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+        socks.append(s)
     dest = ("127.0.0.1", port)
     tick = 0.002
     per_tick = max(1, int(rate * tick))
@@ -171,6 +176,7 @@ def udp_sender(port: int, templates: list[tuple[bytes, bytes]], rate: int, secon
         delay = target - time.perf_counter()
         if delay > 0:
             time.sleep(delay)
+        s = socks[(k // per_tick) % len(socks)]
         for f in frames[k:k + per_tick]:
             try:
                 s.sendto(f, dest)

@@ -73,6 +73,8 @@ class UdpReceiver(threading.Thread):
             on_drop=lambda reason, n: ingest.reject(reason, "-", "incomplete fragmented record dropped", n))
         self._stop_flag = threading.Event()
         self._peers: dict[str, str] = {}
+        self._buf = bytearray(65536)  # one receive buffer; each datagram is copied out at its size
+        self._view = memoryview(self._buf)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Read what is already in the socket buffer, hand it on, then end the thread."""
@@ -102,7 +104,9 @@ class UdpReceiver(threading.Thread):
 
     def _drain(self, final: bool) -> None:
         """Read up to BATCH datagrams (final: until the buffer is empty, bounded) and flush."""
-        recv = self.sock.recvfrom
+        recv = self.sock.recvfrom_into
+        buf = self._buf
+        view = self._view
         ingest = self.ingest
         handle = self._datagram
         for _ in range(256 if final else 1):
@@ -111,10 +115,10 @@ class UdpReceiver(threading.Thread):
             empty = False
             try:
                 while n < BATCH:
-                    data, addr = recv(65536)
+                    size, addr = recv(buf)
                     n += 1
-                    nbytes += len(data)
-                    handle(data, addr[0])
+                    nbytes += size
+                    handle(view[:size].tobytes(), addr[0])
             except (BlockingIOError, InterruptedError):
                 empty = True
             except OSError as e:  # e.g. an ICMP-induced error: count it and carry on
