@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -134,13 +135,21 @@ def test_check_mode_changes_nothing_on_a_deployed_root(deployment: Deployment) -
 
 
 def test_check_mode_on_a_fresh_root_writes_nothing(deployment: Deployment) -> None:
+    """--check works before anything exists, including the system-user path (which
+    is only reported, not created)."""
     fresh = deployment.tmp / "fresh root"
+    user = "ogrt-check-mode-nobody"
     variables = {**deployment.variables, "ogrt_root": str(fresh),
+                 "ogrt_server_manage_user": True, "ogrt_server_user": user,
+                 "ogrt_server_group": user,
                  "ogrt_server_outputs": {"db": {"type": "sqlite"}}}
     check = run_playbook(deployment.tmp / "check-fresh", variables, "--check")
     assert check.returncode == 0, check.stdout[-4000:]
     assert recap(check)["changed"] > 0
+    assert "Create the daemon's system user" in "".join(changed_tasks(check))
     assert not fresh.exists()
+    with pytest.raises(KeyError):
+        pwd.getpwnam(user)
 
 
 def test_config_rejected_by_check_config_is_not_installed(deployment: Deployment) -> None:
