@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import resource
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -164,16 +165,22 @@ class Case:
     starts: Callable[[Programs], Counter[str]] | None = None  # expected start records by exe
     ends: Callable[[Programs], Counter[tuple[str, int | None]]] | None = None
     unresponsive: bool = True                     # also run against the silent listener
+    odd_signals: bool = False                     # start with SIGCHLD ignored, signals blocked
 
 
 def _run_once(case: Case, progs: Programs, env: dict[str, str], rundir: Path) -> Outcome:
     rundir.mkdir(mode=0o777)
     rundir.chmod(0o777)
     cwd = case.cwd(rundir) if case.cwd else rundir
-    close_std, delete_cwd = case.close_std, case.delete_cwd
+    close_std, delete_cwd, odd_signals = case.close_std, case.delete_cwd, case.odd_signals
 
     def child_setup() -> None:
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if odd_signals:  # inherited through exec: a library must cope and change nothing
+            signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+            signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM, signal.SIGUSR1,
+                                                      signal.SIGTERM, signal.SIGIO})
         if delete_cwd:
             os.chdir(cwd)
             os.rmdir(cwd)
@@ -307,6 +314,10 @@ CASES: list[Case] = [
          starts=lambda p: Counter({_exe(p, "cwdhome"): 1})),
     Case("process_state_at_main", lambda p, d: [str(p["startstate"])],
          ends=lambda p: Counter({(_exe(p, "startstate"), 0): 1})),
+    Case("process_state_with_inherited_signal_state", lambda p, d: [str(p["startstate"])],
+         odd_signals=True, ends=lambda p: Counter({(_exe(p, "startstate"), 0): 1})),
+    Case("fork_exec_with_sigchld_ignored", lambda p, d: [str(p["forkexec"]), "2"],
+         odd_signals=True, starts=lambda p: Counter({_exe(p, "forkexec"): 3})),
     Case("process_state_as_nobody", lambda p, d: [str(p["startstate"])], user=NOBODY,
          starts=lambda p: Counter({_exe(p, "startstate"): 1})),
     Case("buffered_stdout_pipe_and_fork", lambda p, d: [str(p["bufferorder"])],
@@ -379,10 +390,11 @@ def test_listening_daemon(case: Case, transport: str, programs: Programs,
             assert got_ends[key] == n, (key, got_ends)
 
 
+@pytest.mark.parametrize("transport", ["tcp", "udp"])
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_port_closed(case: Case, programs: Programs, tmp_path: Path) -> None:
+def test_port_closed(case: Case, transport: str, programs: Programs, tmp_path: Path) -> None:
     _needs_root(case)
-    compare(case, programs, closed_port(), tmp_path)
+    compare(case, programs, closed_port(), tmp_path, udp=transport == "udp")
 
 
 @pytest.fixture(scope="module")
