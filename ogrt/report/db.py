@@ -135,7 +135,11 @@ def open_sqlite(path: str) -> ReportDB:
         conn.execute("PRAGMA query_only = ON")
         conn.execute("SELECT 1 FROM processes LIMIT 1").fetchall()
     except sqlite3.Error as exc:
-        raise ReportError(f"{path}: not an OGRT database ({exc})") from exc
+        text = str(exc)
+        if "not a database" in text or "no such table" in text:
+            raise ReportError(f"{path}: not an OGRT database ({text})") from exc
+        raise ReportError(f"cannot read the OGRT database {path}: {text} (reading a WAL database "
+                          "needs write access to its directory or to its -shm file)") from exc
     return ReportDB(conn, Dialect("sqlite"), path)
 
 
