@@ -71,6 +71,7 @@ class Server:
         self.reuse_port = reuse_port
         self.serve_metrics_here = serve_metrics_here
         self.runners: list[tuple[str, Any]] = []
+        self.orphans: list[tuple[str, Any]] = []  # runners replaying spools of former workers
         self.users = UserCache()
         self.ratelog = RateLimitedLog(logging.getLogger("ogrt.input"))
         self.tcp: TcpReceiver | None = None
@@ -92,6 +93,25 @@ class Server:
             runner = OutputRunner(output, spool_dir, self.config.spool_max_bytes)
             runner.start()
             self.runners.append((oc.name, runner))
+            self._adopt_orphan_spools(oc, OUTPUT_TYPES, OutputRunner)
+
+    def _adopt_orphan_spools(self, oc: Any, types: Any, runner_cls: Any) -> None:
+        """Spools left by workers that no longer exist (`workers` was lowered): worker
+        index % workers replays each of them with its own runner, stopped once empty."""
+        root = Path(self.config.server.state_dir) / "spool" / oc.name
+        n = self.config.server.workers
+        try:
+            entries = [e for e in root.iterdir() if e.is_dir() and e.name.isdigit()]
+        except OSError:
+            return
+        for e in entries:
+            index = int(e.name)
+            if index >= n and index % n == self.worker_index:
+                runner = runner_cls(types[oc.type](oc.name, oc.options, self.worker_index), e,
+                                    self.config.spool_max_bytes)
+                log.info("output %s: taking over the spool of former worker %d (%s)", oc.name, index, e)
+                runner.start()
+                self.orphans.append((oc.name, runner))
 
     async def start(self) -> None:
         sc = self.config.server
@@ -136,12 +156,11 @@ class Server:
             drops = kernel_drops(self.udp.sock)
             if drops is not None:
                 gauges["ogrt_udp_kernel_drops_total"] = drops
-        for name, runner in self.runners:
-            stats = runner.stats()
-            for key, metric in RUNNER_STATS.items():
-                if key in stats:
-                    gauges[sample(metric, output=name)] = stats[key]
         snaps.append(gauges)
+        for name, runner in self.runners + self.orphans:
+            stats = runner.stats()
+            snaps.append({sample(metric, output=name): stats[key]
+                          for key, metric in RUNNER_STATS.items() if key in stats})
         return merge(snaps)
 
     async def collect_async(self) -> dict[str, float]:
@@ -159,7 +178,7 @@ class Server:
         remaining = max(1.0, sc.shutdown_timeout - (time.monotonic() - t0))
         loop = asyncio.get_running_loop()
         await asyncio.gather(*(loop.run_in_executor(None, runner.stop, remaining)
-                               for _, runner in self.runners))
+                               for _, runner in self.runners + self.orphans))
         if self._metrics_server is not None:
             self._metrics_server.close()
         log.info("stopped after draining in %.2f s", time.monotonic() - t0)

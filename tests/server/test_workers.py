@@ -65,3 +65,27 @@ def test_dead_worker_is_restarted(ogrt_server) -> None:  # type: ignore[no-untyp
     assert srv.stop() == 0
     assert len(srv.records(200, timeout=2)) == 200
     assert "restarting it" in srv.stderr_text()
+
+
+def test_spool_of_a_former_worker_is_replayed(ogrt_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Records spooled by worker 1 of 2 reach the output after a restart with workers = 1."""
+    from ogrt.outputs.spool import Spool
+
+    srv = ogrt_server(workers=1)
+    orphan = srv.state_dir / "spool" / "jsonl" / "1"
+    assert srv.stop() == 0
+    msgs = [start_msg() for _ in range(5)]
+    from ogrt.record import Decoder
+    from ogrt.users import UserCache
+    dec = Decoder(UserCache())
+    recs = [dec.decode(12, m.SerializeToString(), "127.0.0.1") for m in msgs]
+    spool = Spool(orphan, 1 << 20)
+    spool.append(recs, time.time(), sync=True)
+    spool.close()
+    srv2 = ogrt_server(f'[server]\nstate_dir = "{srv.state_dir}"\n[outputs.jsonl]\npath = "{srv.jsonl_path}"\n')
+    assert srv2.wait_metric('ogrt_output_persisted_total{output="jsonl"}', 5) == 5
+    assert srv2.stop() == 0
+    # srv2 wrote to srv's jsonl path
+    assert {r["id"] for r in srv.records(5, timeout=1)} == {str(uuidlib.UUID(bytes=m.uuid)) for m in msgs}
+    assert "spool of former worker 1" in srv2.stderr_text()
+    assert "replaying 5 spooled records" in srv2.stderr_text()
