@@ -155,7 +155,7 @@ echo "    pid $server_pid, listening on 127.0.0.1:$PORT (tcp, udp), metrics on 1
 step "building a stamped program with ogrt-cc (the stamping linker wrapper)"
 "$PREFIX/bin/ogrt-cc" gcc -O2 -o "$WORK/hello" "$REPO/demo/hello.c" >"$LOGS/stamp.log" 2>&1 \
     || { show_log "$LOGS/stamp.log"; die "ogrt-cc gcc"; }
-readelf -n "$WORK/hello" | grep -q 'OGRT' || die "ogrt-cc left no OGRT note in $WORK/hello (readelf -n)"
+readelf -n "$WORK/hello" | grep 'OGRT' >/dev/null || die "ogrt-cc left no OGRT note in $WORK/hello (readelf -n)"
 "$VENV/bin/python" - "$WORK/hello" <<'PY'
 import re, sys
 # the note's descriptor: a version byte, then the UUID text (see `readelf -n`)
