@@ -37,12 +37,17 @@ step() { printf '\n==> %s\n' "$*"; }
 die() { printf '\ndemo: FAILED: %s\n' "$*" >&2; exit 1; }
 show_log() { echo "    --- last lines of $1 ---" >&2; tail -n "${2:-25}" "$1" | sed 's/^/    | /' >&2; }
 
+# SIGTERM, then wait for the daemon to flush and exit (SIGKILL after 60 s: never hang).
 stop_daemon() {
     [ -n "$server_pid" ] || return 0
-    local pid=$server_pid rc=0
+    local pid=$server_pid rc=0 watchdog
     server_pid=""
     kill -TERM "$pid" 2>/dev/null || return 0
+    ( sleep 60; kill -KILL "$pid" 2>/dev/null ) &
+    watchdog=$!
     wait "$pid" || rc=$?
+    kill "$watchdog" 2>/dev/null || true
+    wait "$watchdog" 2>/dev/null || true
     return "$rc"
 }
 
