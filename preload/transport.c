@@ -21,7 +21,8 @@ static int64_t mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Wait for `events` on fd until deadline (monotonic ms). 1: ready, 0: timeout, -1: error. */
+/* Wait for `events` on fd until deadline (monotonic ms). 1: ready, 2: ready with an error
+ * or hang-up pending, 0: timeout, -1: error. */
 static int wait_fd(int fd, short events, int64_t deadline)
 {
     for (;;) {
@@ -31,7 +32,7 @@ static int wait_fd(int fd, short events, int64_t deadline)
         struct pollfd p = {fd, events, 0};
         long r = sys_ppoll(&p, 1, (int)left);
         if (r > 0)
-            return 1;
+            return p.revents & (POLLERR | POLLHUP) ? 2 : 1;
         if (r == 0)
             return 0;
         if (r != -EINTR)
@@ -55,8 +56,10 @@ static enum ogrt_send_result tcp_send(const struct ogrt_server *srv, const uint8
         }
         int err = 0;
         socklen_t len = sizeof err;
-        if (w < 0 || sys_getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+        if (w < 0 || (w == 2 && sys_getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0))
             goto out;
+        if (w == 2 && !err)
+            err = ECONNRESET;
         if (err) {
             res = err == ECONNREFUSED ? OGRT_REFUSED : OGRT_FAILED;
             goto out;
@@ -77,8 +80,8 @@ static enum ogrt_send_result tcp_send(const struct ogrt_server *srv, const uint8
         if (s == -EINTR)
             continue;
         if (s == -EAGAIN || s == -EWOULDBLOCK) {
-            if (wait_fd(fd, POLLOUT, mono_ms() + stall_ms) == 1)
-                continue;
+            if (wait_fd(fd, POLLOUT, mono_ms() + stall_ms) >= 1)
+                continue; /* an error shows in the next send */
             res = OGRT_TIMEOUT;
         }
         goto out;
