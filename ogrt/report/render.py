@@ -17,7 +17,8 @@ def cell_text(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, float):
-        text = f"{value:.3f}".rstrip("0").rstrip(".")
+        digits = 6 if 0 < abs(value) < 0.001 else 3  # a 400 µs process is not "0" s
+        text = f"{value:.{digits}f}".rstrip("0").rstrip(".")
         return "0" if text in ("", "-0") else text
     if isinstance(value, (list, tuple)):
         return ",".join(cell_text(v) for v in value)
