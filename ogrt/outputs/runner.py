@@ -127,9 +127,11 @@ class OutputRunner:
             if self._queued + len(records) > self.queue_limit:
                 self._spill_locked([item])
                 return
+            was_empty = not self._queue
             self._queue.append(item)
             self._queued += len(records)
-            if self._queued >= self.batch_records:
+            # wake the writer: a full batch is ready, or the flush_interval clock starts now
+            if was_empty or self._queued >= self.batch_records:
                 self._cond.notify()
 
     def _spill_locked(self, extra: list[Item]) -> None:

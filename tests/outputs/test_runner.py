@@ -98,6 +98,19 @@ def test_runner_overflow_keeps_order(tmp_path):
     assert s["latency_seconds_count"] == 3000
 
 
+def test_a_partial_batch_is_written_after_flush_interval(tmp_path):
+    out = make("jsonl", path=str(tmp_path / "r.jsonl"), batch_records=1000, flush_interval=0.05)
+    r = OutputRunner(out, tmp_path / "spool", 1 << 20)
+    r.start()
+    try:
+        for i in range(3):  # the writer sleeps with an empty queue; each submit is small
+            r.submit([R.start(i)])
+            wait_for(lambda: r.stats()["persisted"] == i + 1, what=f"record {i} written")
+    finally:
+        r.stop(5)
+    assert len((tmp_path / "r.jsonl").read_text().splitlines()) == 3
+
+
 def test_json_tcp_peer_away_and_back_spool_survives_restart(tmp_path):
     listener = LineListener()
     listener.start()
