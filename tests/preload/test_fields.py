@@ -158,8 +158,7 @@ def test_silent_by_default_debug_on_request(preload_lib: Path, frame_receiver: F
 def test_end_to_end_through_the_daemon(preload_lib: Path, ogrt_server: Callable[..., object],
                                        c_program: Callable[..., Path], tiny_libs: Callable[[int], list[Path]],
                                        odd_program: bytes) -> None:
-    # batch_records = 1: each record is written at once (a partial batch waits for flush_interval)
-    srv = ogrt_server('[outputs.jsonl]\nbatch_records = 1')
+    srv = ogrt_server()
     lib = tiny_libs(1)[0]
     env = preload_env(preload_lib, srv.port, OGRT_TEST_JOBID="e2e.1", OGRT_TEST_ENV_B="beta",
                       LOADEDMODULES="mod/1", SLURM_PROCID="2", PMI_RANK=None, PMIX_RANK=None,
