@@ -165,6 +165,7 @@ def cases() -> list[tuple[str, Callable[[ReportDB], object]]]:
         ("executables --since 7d", lambda db: queries.executables(db, F(since=week), 20)),
         (f"executables --user {p['user']}", lambda db: queries.executables(db, F(user=p["user"]), 20)),
         (f"executables --host {p['host']}", lambda db: queries.executables(db, F(host=p["host"]), 20)),
+        ("executables --path lammps", lambda db: queries.executables(db, F(), 20, "lammps")),
         ("libraries", lambda db: queries.libraries(db, F(), 20)),
         ("libraries --since 7d", lambda db: queries.libraries(db, F(since=week), 20)),
         ("libraries --path libmkl", lambda db: queries.library_users(db, F(), 20, "libmkl", "executable")),

@@ -69,7 +69,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         p.set_defaults(func=run, report_func=func)
         return p
 
-    add("executables", "most run executables: runs, users, hosts, jobs, CPU time", _executables)
+    exe = add("executables", "most run executables: runs, users, hosts, jobs, CPU time", _executables)
+    exe.add_argument("--path", metavar="PATTERN",
+                     help="only executables whose path contains PATTERN (e.g. lammps), or matches a glob (*/bin/vasp_*)")
     lib = add("libraries", "most loaded shared libraries; with --path: who loads a library", _libraries)
     lib.add_argument("--path", metavar="PATTERN",
                      help="library path substring (e.g. libmkl), or a glob over the whole path (*/libmkl_*.so*)")
@@ -97,7 +99,7 @@ def _filters(args: argparse.Namespace) -> queries.Filters:
 
 
 def _executables(db: ReportDB, args: argparse.Namespace, out: TextIO) -> None:
-    render(queries.executables(db, _filters(args), args.top), args.format, out)
+    render(queries.executables(db, _filters(args), args.top, args.path), args.format, out)
 
 
 def _libraries(db: ReportDB, args: argparse.Namespace, out: TextIO) -> None:

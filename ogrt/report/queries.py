@@ -96,8 +96,12 @@ CPU = "COALESCE(p.utime, 0) + COALESCE(p.stime, 0)"
 FAILED = "CASE WHEN p.exit_status IS NOT NULL AND p.exit_status <> 0 THEN 1 ELSE 0 END"
 
 
-def executables_sql(db: ReportDB, f: Filters, top: int) -> tuple[str, list[Any]]:
+def executables_sql(db: ReportDB, f: Filters, top: int, pattern: str | None = None) -> tuple[str, list[Any]]:
     clauses, params = f.selects(db.dialect)
+    if pattern is not None:
+        # the executables table is small: match it first, then its processes by index
+        clauses = [f"e.path {db.dialect.ilike} ? ESCAPE '{BACKSLASH}'"] + clauses
+        params = [library_pattern(pattern)] + params
     limit, lparams = _limit(top)
     sql = f"""
         SELECT e.path AS executable,
@@ -116,8 +120,8 @@ def executables_sql(db: ReportDB, f: Filters, top: int) -> tuple[str, list[Any]]
     return sql, params + lparams
 
 
-def executables(db: ReportDB, f: Filters, top: int) -> Report:
-    rows = db.query(*executables_sql(db, f, top))
+def executables(db: ReportDB, f: Filters, top: int, pattern: str | None = None) -> Report:
+    rows = db.query(*executables_sql(db, f, top, pattern))
     for row in rows:
         row["cpu_seconds"] = round(float(row["cpu_seconds"] or 0.0), 3)
     return Report(
@@ -129,7 +133,7 @@ def executables(db: ReportDB, f: Filters, top: int) -> Report:
 
 
 def library_pattern(pattern: str) -> str:
-    """A --path value as a LIKE pattern (escape char `\\`).
+    """A --path value (libraries, executables) as a LIKE pattern (escape char `\\`).
 
     Without `*` or `?` it matches anywhere in the path (`libmkl`); with them it is a
     glob over the whole path (`*/libmkl_core.so*`).

@@ -49,6 +49,12 @@ def test_executables_top_and_filters(report_db: str) -> None:
     offset = report_json("executables", "--db", report_db, "--since", "2026-11-25T09:00:00+01:00")
     assert offset == later
     assert report_json("executables", "--db", report_db, "--user", "nobody-here") == []
+    usr = report_json("executables", "--db", report_db, "--path", "/USR/bin/", "--user", "alice")
+    assert {r["executable"] for r in usr} == {"/usr/bin/bash", "/usr/bin/cat", "/usr/bin/sort",
+                                             "/usr/bin/python3.11", "/usr/bin/dash", "/usr/bin/env",
+                                             "/usr/bin/false", "/usr/bin/vim"}
+    assert [r["executable"] for r in report_json("executables", "--db", report_db, "--path", "*/s?lver")] == [
+        "/opt/app/bin/solver"]
 
 
 def test_libraries_most_loaded(report_db: str) -> None:
