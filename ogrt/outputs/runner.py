@@ -282,8 +282,12 @@ class OutputRunner:
             if not self._healthy:
                 with self._cond:
                     self._spill_locked([])
-                    if not self._stopping:
-                        self._cond.wait(self._backoff)
+                    retry_at = time.monotonic() + self._backoff
+                    while not self._stopping:  # submits wake us: keep waiting out the back-off
+                        left = retry_at - time.monotonic()
+                        if left <= 0:
+                            break
+                        self._cond.wait(left)
                     self._backoff = min(self._backoff * 2, self.backoff_max)
                     if self._stopping:
                         self._spill_locked([])

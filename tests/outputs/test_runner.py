@@ -329,3 +329,25 @@ def test_stop_with_a_hung_backend_spools_the_batch_in_flight(tmp_path):
         assert got >= {x["id"] for x in big[persisted:]}  # the batch in flight included
     finally:
         listener.stop()
+
+
+def test_backoff_is_kept_while_records_keep_coming(tmp_path):
+    """Submits wake the writer, but while the backend is down it retries only after the
+    back-off, which doubles up to reconnect_max_seconds."""
+    listener = LineListener()
+    listener.start()
+    port = listener.port
+    listener.stop()
+    out = make("json_tcp", host="127.0.0.1", port=port, batch_records=5, flush_interval=0.01,
+               reconnect_max_seconds=0.4)
+    r = OutputRunner(out, tmp_path / "spool", 1 << 30)
+    r.start()
+    t0 = time.monotonic()
+    for i in range(200):  # 200 submits over ~1 s
+        r.submit(numbered(i, i + 1))
+        time.sleep(0.005)
+    elapsed = time.monotonic() - t0
+    r.stop(2)
+    # retries at 0.1, 0.2, 0.4, 0.4, ... s: a handful, not one per submit
+    assert 1 <= r.stats()["write_errors"] <= 2 + elapsed / 0.1
+    assert r.stats()["spool_depth"] == 200
