@@ -38,31 +38,37 @@ def test_udp_transport_sends_datagrams(udp_lib: Path, frame_receiver: FrameRecei
 
 
 def big_run(lib: Path, port: int, c_program: Callable[..., Path],
-            tiny_libs: Callable[[int], list[Path]]) -> tuple[list[bytes], list[Path]]:
-    """dlopen_libs with 1,000 libraries to dlopen and a command line above 100,000 bytes."""
-    libs = tiny_libs(1000)
+            tiny_libs: Callable[[int], list[Path]]) -> tuple[list[bytes], list[Path], list[Path]]:
+    """dlopen_libs with 1,000 preloaded libraries, 1,000 more to dlopen and a command line
+    above 100,000 bytes."""
+    all_libs = tiny_libs(2000)
+    preloaded, libs = all_libs[:1000], all_libs[1000:]
     argv = [os.fsencode(c_program("dlopen_libs", "-ldl"))] + [os.fsencode(p) for p in libs]
     pad = 100_000 - sum(len(a) + 1 for a in argv)
     argv.append(b"\xff" * max(pad, 1000))
-    proc = subprocess.run(argv, env=preload_env(lib, port), capture_output=True, timeout=120)
+    env = preload_env(lib, port)
+    env["LD_PRELOAD"] = " ".join([str(lib), *map(str, preloaded)])
+    proc = subprocess.run(argv, env=env, capture_output=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout == b"loaded 1000\n"
     assert sum(len(a) for a in argv) >= 100_000 - len(argv)
-    return argv, libs
+    return argv, preloaded, libs
 
 
-def check_big(msgs: list[tuple[int, object]], argv: list[bytes], libs: list[Path]) -> None:
+def check_big(msgs: list[tuple[int, object]], argv: list[bytes], preloaded: list[Path], libs: list[Path]) -> None:
     assert [t for t, _ in msgs] == [PROCESS_START, PROCESS_END]
     start, end = msgs[0][1], msgs[1][1]
     assert list(start.args) == argv
+    start_paths = [lib.path for lib in start.libs]
+    assert [p for p in start_paths if b"libogrttiny" in p] == [os.fsencode(p) for p in preloaded]
     assert [lib.path for lib in end.libs] == [os.fsencode(p) for p in libs]
     assert end.uuid == start.uuid and end.exit_status == 0
 
 
-def test_tcp_carries_1000_libs_and_100kb_argv_whole(preload_lib: Path, frame_receiver: FrameReceiver,
+def test_tcp_carries_1000_libs_each_way_and_100kb_argv_whole(preload_lib: Path, frame_receiver: FrameReceiver,
                                                     c_program: Callable[..., Path],
                                                     tiny_libs: Callable[[int], list[Path]]) -> None:
-    argv, libs = big_run(preload_lib, frame_receiver.port, c_program, tiny_libs)
-    check_big(frame_receiver.messages(2, timeout=20), argv, libs)
+    argv, preloaded, libs = big_run(preload_lib, frame_receiver.port, c_program, tiny_libs)
+    check_big(frame_receiver.messages(2, timeout=20), argv, preloaded, libs)
     assert frame_receiver.errors == []
     assert FRAGMENT not in [f[0] for f in frame_receiver.frames()]
 
@@ -70,8 +76,8 @@ def test_tcp_carries_1000_libs_and_100kb_argv_whole(preload_lib: Path, frame_rec
 def test_udp_splits_large_records_into_fragments(udp_lib: Path, frame_receiver: FrameReceiver,
                                                  c_program: Callable[..., Path],
                                                  tiny_libs: Callable[[int], list[Path]]) -> None:
-    argv, libs = big_run(udp_lib, frame_receiver.port, c_program, tiny_libs)
-    check_big(frame_receiver.messages(2, timeout=20), argv, libs)
+    argv, preloaded, libs = big_run(udp_lib, frame_receiver.port, c_program, tiny_libs)
+    check_big(frame_receiver.messages(2, timeout=20), argv, preloaded, libs)
     assert frame_receiver.errors == []
     frames = frame_receiver.frames()
     assert all(f[0] == FRAGMENT and f[2] == "udp" for f in frames)
