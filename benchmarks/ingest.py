@@ -284,12 +284,12 @@ def _free_port(udp: bool = False) -> int:
 def output_toml(kind: str, workdir: Path, pg_dsn: str | None) -> str:
     if kind == "jsonl":
         return f'[outputs.out]\ntype = "jsonl"\npath = "{workdir / "records.jsonl"}"\nfsync = "batch"\n' \
-               'batch_records = 2000\nqueue_records = 200000\n'
+               'batch_records = 2000\n'
     if kind == "sqlite":
         return f'[outputs.out]\ntype = "sqlite"\npath = "{workdir / "ogrt.sqlite"}"\n' \
-               'batch_records = 2000\nqueue_records = 200000\n'
+               'batch_records = 2000\n'
     if kind == "postgresql":
-        return f'[outputs.out]\ntype = "postgresql"\ndsn = "{pg_dsn}"\nbatch_records = 2000\nqueue_records = 200000\n'
+        return f'[outputs.out]\ntype = "postgresql"\ndsn = "{pg_dsn}"\nbatch_records = 2000\n'
     if kind == "null":
         return '[outputs.out]\ntype = "null"\n'
     raise SystemExit(f"unknown output {kind}")

@@ -39,21 +39,21 @@ def uuid_text(raw: bytes) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-_last_sec = -1
-_last_prefix = ""
+_second: tuple[int, str] = (-1, "")  # (epoch second, its text): one object, so threads never see half
 
 
 def rfc3339_us(time_us: int) -> str:
     """Microseconds since the epoch → ``2026-11-25T12:00:00.000001Z``."""
-    global _last_sec, _last_prefix
+    global _second
     if time_us < 0 or time_us > _MAX_TIME_US:
         raise RecordError("bad_time", f"time {time_us} µs is out of range")
     sec, us = divmod(time_us, 1_000_000)
-    if sec != _last_sec:
-        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
-        _last_sec, _last_prefix = sec, prefix
+    cached = _second
+    if cached[0] == sec:
+        prefix = cached[1]
     else:
-        prefix = _last_prefix
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+        _second = (sec, prefix)
     return f"{prefix}.{us:06d}Z"
 
 

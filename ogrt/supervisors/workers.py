@@ -100,7 +100,11 @@ class Supervisor:
         finally:
             child_sock.close()
         w.reader, w.writer = await asyncio.open_unix_connection(sock=parent_sock)
-        line = await w.reader.readline()
+        try:
+            line = await asyncio.wait_for(w.reader.readline(), timeout=120)
+        except asyncio.TimeoutError:
+            log.error("worker %d did not get ready in 120 s", w.index)
+            line = b""
         if line.startswith(b"ready"):
             w.ready.set()
 
