@@ -92,13 +92,17 @@ out:
     return res;
 }
 
+/* One datagram on a non-blocking socket: a full send buffer is waited for, boundedly. */
 static int udp_datagram(int fd, const struct ogrt_server *srv, const uint8_t *p, size_t n)
 {
+    int stall_ms = OGRT_CFG_CONNECT_TIMEOUT_MS < 1000 ? 1000 : OGRT_CFG_CONNECT_TIMEOUT_MS;
     for (;;) {
         long s = sys_sendto(fd, p, n, MSG_NOSIGNAL, &srv->addr, srv->addrlen);
         if (s == (long)n)
             return 0;
         if (s == -EINTR)
+            continue;
+        if ((s == -EAGAIN || s == -EWOULDBLOCK || s == -ENOBUFS) && wait_fd(fd, POLLOUT, mono_ms() + stall_ms) >= 1)
             continue;
         return -1;
     }
@@ -107,7 +111,7 @@ static int udp_datagram(int fd, const struct ogrt_server *srv, const uint8_t *p,
 static enum ogrt_send_result udp_send(const struct ogrt_server *srv, uint32_t type, const uint8_t uuid[16],
                                       uint8_t *buf, size_t payload_len)
 {
-    int fd = (int)sys_socket(srv->addr.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    int fd = (int)sys_socket(srv->addr.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return OGRT_FAILED;
     enum ogrt_send_result res = OGRT_FAILED;
