@@ -96,13 +96,15 @@ out:
 static int udp_datagram(int fd, const struct ogrt_server *srv, const uint8_t *p, size_t n)
 {
     int stall_ms = OGRT_CFG_CONNECT_TIMEOUT_MS < 1000 ? 1000 : OGRT_CFG_CONNECT_TIMEOUT_MS;
+    int64_t deadline = mono_ms() + stall_ms; /* bounds retries even if poll says ready */
     for (;;) {
         long s = sys_sendto(fd, p, n, MSG_NOSIGNAL, &srv->addr, srv->addrlen);
         if (s == (long)n)
             return 0;
         if (s == -EINTR)
             continue;
-        if ((s == -EAGAIN || s == -EWOULDBLOCK || s == -ENOBUFS) && wait_fd(fd, POLLOUT, mono_ms() + stall_ms) >= 1)
+        if ((s == -EAGAIN || s == -EWOULDBLOCK || s == -ENOBUFS) && wait_fd(fd, POLLOUT, deadline) >= 1 &&
+            mono_ms() < deadline)
             continue;
         return -1;
     }
