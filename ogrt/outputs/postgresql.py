@@ -63,6 +63,20 @@ UPSERT_MODS = (
 )
 
 
+def _migrate(conn: psycopg.Connection[Any]) -> None:
+    """Bring a database made by an earlier schema up to date (only when needed: these
+    statements lock tables)."""
+    for (table, name) in conn.execute(
+            "SELECT conrelid::regclass::text, conname FROM pg_constraint WHERE contype = 'f' "
+            "AND conrelid IN ('process_libraries'::regclass, 'process_modules'::regclass)"
+            ).fetchall():
+        conn.execute(f'ALTER TABLE {table} DROP CONSTRAINT IF EXISTS "{name}"')
+    opts = conn.execute("SELECT reloptions FROM pg_class WHERE oid = 'processes'::regclass"
+                        ).fetchone()
+    if not opts or not opts[0] or "fillfactor=70" not in opts[0]:
+        conn.execute("ALTER TABLE processes SET (fillfactor = 70)")
+
+
 class PostgresOutput(Output):
     type_name = "postgresql"
 
@@ -101,6 +115,7 @@ class PostgresOutput(Output):
                     conn.execute(stmt)
                 if conn.execute("SELECT count(*) FROM schema_version").fetchone()[0] == 0:  # type: ignore[index]
                     conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (SCHEMA_VERSION,))
+                _migrate(conn)
             with conn.transaction():
                 for stmt in STAGING:
                     conn.execute(stmt)

@@ -56,7 +56,10 @@ CREATE TABLE IF NOT EXISTS processes (
 
 -- The two link tables carry no FOREIGN KEY constraints: the writer (ogrt/outputs) only
 -- links ids it has just read back, and per-row FK checks made link inserts 3x slower
--- (8.6 s instead of 3.3 s for 300,000 links). Earlier databases get them dropped below.
+-- (8.6 s instead of 3.3 s for 300,000 links). ogrt/outputs/postgresql.py drops them from
+-- databases made by an earlier schema, and sets fillfactor = 70 on processes: a row is
+-- written by its start record and updated once by its end record, and room on the page
+-- keeps that update HOT (no new entries in the indices of processes).
 CREATE TABLE IF NOT EXISTS process_libraries (
     process_id BIGINT NOT NULL,    -- processes (id)
     library_id BIGINT NOT NULL,    -- libraries (id)
@@ -79,13 +82,3 @@ CREATE INDEX IF NOT EXISTS process_libraries_library ON process_libraries (libra
 CREATE INDEX IF NOT EXISTS process_modules_module ON process_modules (module_id);
 CREATE INDEX IF NOT EXISTS executables_signature ON executables (signature);
 CREATE INDEX IF NOT EXISTS libraries_signature ON libraries (signature);
-
-ALTER TABLE process_libraries DROP CONSTRAINT IF EXISTS process_libraries_process_id_fkey;
-ALTER TABLE process_libraries DROP CONSTRAINT IF EXISTS process_libraries_library_id_fkey;
-ALTER TABLE process_modules DROP CONSTRAINT IF EXISTS process_modules_process_id_fkey;
-ALTER TABLE process_modules DROP CONSTRAINT IF EXISTS process_modules_module_id_fkey;
-
--- A process row is written by its start record and updated once by its end record:
--- leaving room on each page lets that update stay on the page (a HOT update, no new
--- entries in the seven indices of processes).
-ALTER TABLE processes SET (fillfactor = 70);

@@ -146,3 +146,27 @@ def test_validate_fills_defaults():
     assert v == {"type": "jsonl", "path": "/x", "rotate_bytes": 0, "fsync": "batch",
                  "batch_records": 1000, "flush_interval": 1.0, "queue_records": 0,
                  "reconnect_max_seconds": 30.0}
+
+
+def test_postgresql_migrates_an_earlier_schema(postgres):
+    """A database made by the first schema (foreign keys on the link tables) is brought
+    up to date on connect: the FK constraints go, processes gets fillfactor 70."""
+    dsn = postgres.new_database()
+    make("postgresql", dsn=dsn).open()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("ALTER TABLE processes RESET (fillfactor)")
+        for t, c, ref in (("process_libraries", "process_id", "processes"),
+                          ("process_libraries", "library_id", "libraries"),
+                          ("process_modules", "module_id", "modules")):
+            conn.execute(f"ALTER TABLE {t} ADD FOREIGN KEY ({c}) REFERENCES {ref} (id)")
+    out = make("postgresql", dsn=dsn)
+    out.open()
+    out.write(R.pairs(3))
+    out.close()
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND conrelid "
+                            "IN ('process_libraries'::regclass, 'process_modules'::regclass)"
+                            ).fetchone()[0] == 0
+        assert conn.execute("SELECT reloptions FROM pg_class WHERE oid = 'processes'::regclass"
+                            ).fetchone()[0] == ["fillfactor=70"]
+        assert conn.execute("SELECT count(*) FROM processes").fetchone()[0] == 3
