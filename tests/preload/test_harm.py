@@ -354,6 +354,49 @@ def _needs_root(case: Case) -> None:
         pytest.skip("needs root to install a setuid binary and switch to the nobody user")
 
 
+# A record reduced to what the checks need: (event, id, exe key or None, exit status or None)
+Rec = tuple[str, Any, str | None, int | None]
+
+
+def check_records(case: Case, progs: Programs, fetch: Callable[[], list[Rec]],
+                  timeout: float = 15.0) -> None:
+    """Wait until the expected records are there (or the timeout passed), give stragglers a
+    moment, then check: exactly the expected start records among our programs (and the
+    listed other executables), and the expected (exe, exit status) end records."""
+    want_starts = case.starts(progs) if case.starts else Counter()
+    want_ends = case.ends(progs) if case.ends else Counter()
+    progs_dir = str(progs.dir)
+
+    def evaluate() -> tuple[Counter[str], Counter[tuple[str, int | None]]]:
+        recs = fetch()
+        exe_of = {rid: exe for kind, rid, exe, _ in recs if kind == "start"}
+        starts = Counter(e for e in exe_of.values()
+                         if e is not None and (e in want_starts or e.startswith(progs_dir)))
+        ends = Counter((exe_of.get(rid, "?"), status) for kind, rid, _, status in recs
+                       if kind == "end")
+        return starts, ends
+
+    def done(starts: Counter[str], ends: Counter[tuple[str, int | None]]) -> bool:
+        return (case.starts is None or starts == want_starts) and \
+            all(ends[k] >= n for k, n in want_ends.items())
+
+    # Every record is sent before its process ends, so all of them are on their way once
+    # the program returned: wait for the receiver to catch up, but not long if nothing at
+    # all comes (a broken library would otherwise cost the timeout in every case).
+    t0 = time.monotonic()
+    while not done(*evaluate()):
+        waited = time.monotonic() - t0
+        if waited > timeout or (waited > 3.0 and not fetch()):
+            break
+        time.sleep(0.05)
+    time.sleep(0.1)  # more records than expected is a finding too
+    starts, ends = evaluate()
+    if case.starts is not None:
+        assert starts == want_starts
+    for key, n in want_ends.items():
+        assert ends[key] == n, (key, ends)
+
+
 @pytest.mark.parametrize("transport", ["tcp", "udp"])
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_listening_daemon(case: Case, transport: str, programs: Programs,
@@ -361,33 +404,20 @@ def test_listening_daemon(case: Case, transport: str, programs: Programs,
     _needs_root(case)
     receiver.clear()
     compare(case, programs, receiver.port, tmp_path, udp=transport == "udp")
-    if case.starts is None and case.ends is None:
-        return
-    want_starts = case.starts(programs) if case.starts else Counter()
-    want_ends = case.ends(programs) if case.ends else Counter()
-    ours = {e for e in want_starts} | {e for e, _ in want_ends}
-    n_expected = sum(want_starts.values()) + sum(want_ends.values())
-    recs = receiver.received(n_expected, timeout=10.0)
-    time.sleep(0.05)  # let stragglers in: more records than expected is a finding too
-    recs = receiver.received(0)
+
+    def fetch() -> list[Rec]:
+        out: list[Rec] = []
+        for r in receiver.received(0, timeout=0):
+            assert r.transport == transport
+            if r.type == PROCESS_START:
+                out.append(("start", bytes(r.msg.uuid), exe_key(os.fsdecode(r.msg.exe)), None))
+            elif r.type == PROCESS_END:
+                status = r.msg.exit_status if r.msg.HasField("exit_status") else None
+                out.append(("end", bytes(r.msg.uuid), None, status))
+        return out
+
+    check_records(case, programs, fetch)
     assert receiver.errors == []
-    assert {r.transport for r in recs} <= {transport}
-    starts = {bytes(r.msg.uuid): exe_key(os.fsdecode(r.msg.exe))
-              for r in recs if r.type == PROCESS_START}
-    got_starts = Counter(e for e in starts.values() if e in ours or case.starts is not None)
-    if case.starts is not None:
-        # exactly these starts among our programs (other executables, e.g. sh, only if listed)
-        ours_or_listed = set(want_starts)
-        progs_dir = str(programs.dir)
-        got = Counter({e: n for e, n in got_starts.items()
-                       if e in ours_or_listed or e.startswith(progs_dir)})
-        assert got == want_starts
-    if case.ends is not None:
-        got_ends = Counter((starts.get(bytes(r.msg.uuid), "?"), r.msg.exit_status
-                            if r.msg.HasField("exit_status") else None)
-                           for r in recs if r.type == PROCESS_END)
-        for key, n in want_ends.items():
-            assert got_ends[key] == n, (key, got_ends)
 
 
 @pytest.mark.parametrize("transport", ["tcp", "udp"])
@@ -460,17 +490,11 @@ def test_through_ogrt_server(name: str, programs: Programs, ogrt_server: Callabl
     case = next(c for c in CASES if c.name == name)
     srv = ogrt_server()
     compare(case, programs, srv.port, tmp_path)
-    want_starts = case.starts(programs) if case.starts else Counter()
-    want_ends = case.ends(programs) if case.ends else Counter()
-    n = sum(want_starts.values()) + sum(want_ends.values())
-    recs = srv.records(n, timeout=15)
-    starts = {r["id"]: exe_key(r["exe"]) for r in recs if r["event"] == "start"}
-    progs_dir = str(programs.dir)
-    got = Counter(e for e in starts.values() if e in want_starts or e.startswith(progs_dir))
-    if case.starts is not None:
-        assert got == want_starts
-    got_ends = Counter((starts.get(r["id"], "?"), r["exit_status"])
-                       for r in recs if r["event"] == "end")
-    for key, count in want_ends.items():
-        assert got_ends[key] == count, (key, got_ends)
+
+    def fetch() -> list[Rec]:
+        return [("start", r["id"], exe_key(r["exe"]), None) if r["event"] == "start"
+                else ("end", r["id"], None, r["exit_status"])
+                for r in srv.records(0, timeout=0)]
+
+    check_records(case, programs, fetch)
     assert srv.stop() == 0
