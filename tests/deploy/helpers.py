@@ -38,6 +38,7 @@ def ansible_env(tmp: Path) -> dict[str, str]:
 def run_playbook(tmp: Path, extra_vars: dict[str, Any], *args: str,
                  playbook: Path = REPO / "site.yml",
                  inventory: Path = REPO / "inventory" / "local.yml",
+                 extra_env: dict[str, str] | None = None,
                  timeout: int = 300) -> subprocess.CompletedProcess[str]:
     """Run the real ansible-playbook with extra vars (as a JSON file) and return the result."""
     tmp.mkdir(parents=True, exist_ok=True)
@@ -45,7 +46,9 @@ def run_playbook(tmp: Path, extra_vars: dict[str, Any], *args: str,
     vars_file.write_text(json.dumps(extra_vars))
     cmd = [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), str(playbook),
            "-e", f"@{vars_file}", *args]
-    return subprocess.run(cmd, cwd=REPO, env=ansible_env(tmp), capture_output=True,
+    env = ansible_env(tmp)
+    env.update(extra_env or {})
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=timeout)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.helpers import REPO
+from tests.deploy.helpers import REPO, lmod_script, run_playbook
 
 SPACK = os.environ.get("OGRT_TEST_SPACK") or shutil.which("spack")
 
@@ -39,7 +39,7 @@ EXPECTED = ["OGRT server_host: collector.example", "OGRT server_port: 7999",
 class Spack:
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
-        self.scope = tmp / "config"
+        self.scope = tmp / "config"  # a command-line scope: overrides even `repos::`
         self.scope.mkdir()
         self.env = {k: v for k, v in os.environ.items()
                     if not k.startswith(("SPACK_USER", "SPACK_DISABLE", "OGRT_", "LD_PRELOAD"))}
@@ -156,3 +156,23 @@ def test_bad_variant_values_are_rejected(installed: tuple[Spack, Path], bad: str
     assert proc.returncode != 0
     name = bad.split("=")[0]
     assert f"invalid values for variant '{name}'" in proc.stderr + proc.stdout
+
+
+def test_modulefile_role_finds_the_spack_installed_library(installed: tuple[Spack, Path],
+                                                           tmp_path: Path) -> None:
+    """roles/ogrt_modulefile with no library given asks this Spack (`spack location -i
+    ogrt`); the deployed module then preloads the Spack-built library."""
+    spack, prefix = installed
+    root = tmp_path / "root"
+    variables = {"ogrt_root": str(root), "ogrt_modulefile_library": "",
+                 "ogrt_modulefile_spack": str(SPACK),
+                 "ogrt_modulefile_spack_args": ["-C", str(spack.scope)]}
+    proc = run_playbook(tmp_path / "run", variables, "--tags", "ogrt_modulefile",
+                        extra_env=spack.env)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    lib = prefix / "lib" / "libogrt.so"
+    modulefile = root / "opt" / "modulefiles" / "ogrt" / "0.1.0.lua"
+    assert f'prepend_path("LD_PRELOAD", "{lib}", ":")' in modulefile.read_text()
+    out = lmod_script(f"module use {root / 'opt' / 'modulefiles'}", "module load ogrt",
+                      "OGRT_DEBUG_INFO=1 /bin/true")
+    assert "OGRT server_host: collector.example" in out.stdout + out.stderr, out
