@@ -90,3 +90,22 @@ def test_metrics_endpoint(ogrt_server) -> None:  # type: ignore[no-untyped-def]
         c.recv(100)
     assert srv.metrics()["ogrt_connections_total"] == 3
     assert srv.stop() == 0
+
+
+def test_dual_stack_address(ogrt_server) -> None:  # type: ignore[no-untyped-def]
+    if not socket.has_ipv6:
+        import pytest
+        pytest.skip("no IPv6 in this kernel")
+    srv = ogrt_server('[server]\naddress = "::"\n')
+    a, b = start_msg(), start_msg()
+    srv.send_tcp(frame(12, a))  # IPv4 into the dual-stack socket
+    with socket.create_connection(("::1", srv.port)) as c:
+        c.sendall(frame(12, b))
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as u:
+        c_msg = start_msg()
+        u.sendto(frame(12, c_msg), ("::1", srv.port))
+    assert srv.stop() == 0
+    peers = {r["id"]: r["peer"] for r in srv.records(3, timeout=2)}
+    assert peers[str(uuidlib.UUID(bytes=a.uuid))] == "127.0.0.1"
+    assert peers[str(uuidlib.UUID(bytes=b.uuid))] == "::1"
+    assert peers[str(uuidlib.UUID(bytes=c_msg.uuid))] == "::1"
