@@ -235,17 +235,18 @@ def library_users(db: ReportDB, f: Filters, top: int, pattern: str, by: str = "e
 def modules_sql(db: ReportDB, f: Filters, top: int) -> tuple[str, list[Any]]:
     clauses, params = f.selects(db.dialect)
     limit, lparams = _limit(top)
+    # grouped by module_id (names are unique): integer keys sort and hash cheaper than names
     sql = f"""
-        SELECT m.name AS module, COUNT(*) AS processes,
-               COUNT(DISTINCT p.uid) AS users,
-               COUNT(DISTINCT p.job_id) AS jobs,
-               MAX(p.start_time) AS last_used
-        FROM process_modules pm
-        JOIN modules m ON m.id = pm.module_id
-        JOIN processes p ON p.id = pm.process_id
-        {_where(clauses)}
-        GROUP BY m.name
-        ORDER BY processes DESC, module
+        SELECT m.name AS module, a.processes, a.users, a.jobs, a.last_used
+        FROM (SELECT pm.module_id, COUNT(*) AS processes,
+                     COUNT(DISTINCT p.uid) AS users,
+                     COUNT(DISTINCT p.job_id) AS jobs,
+                     MAX(p.start_time) AS last_used
+              FROM process_modules pm JOIN processes p ON p.id = pm.process_id
+              {_where(clauses)}
+              GROUP BY pm.module_id) a
+        JOIN modules m ON m.id = a.module_id
+        ORDER BY a.processes DESC, module
         {limit}"""
     return sql, params + lparams
 
