@@ -351,3 +351,35 @@ def test_backoff_is_kept_while_records_keep_coming(tmp_path):
     # retries at 0.1, 0.2, 0.4, 0.4, ... s: a handful, not one per submit
     assert 1 <= r.stats()["write_errors"] <= 2 + elapsed / 0.1
     assert r.stats()["spool_depth"] == 200
+
+
+def test_postgresql_two_processes_every_record_once(postgres):
+    """Two writers (as two daemon workers) upsert the same processes at once, one from the
+    start records, one from the end records, in opposite orders: no deadlock, exact rows."""
+    import subprocess
+    import sys
+
+    dsn = postgres.new_database()
+    make("postgresql", dsn=dsn).open()  # schema first, so both children race on data only
+    code = (
+        "import sys; sys.path.insert(0, %r)\n"
+        "from ogrt.outputs.postgresql import PostgresOutput\n"
+        "from tests.outputs import records as R\n"
+        "o = PostgresOutput('pg', PostgresOutput.validate('pg', {'dsn': %r}))\n"
+        "o.open()\n"
+        "recs = R.pairs(400)\n"
+        "mine = [r for r in recs if r['event'] == sys.argv[1]]\n"
+        "mine = mine if sys.argv[1] == 'start' else mine[::-1]\n"
+        "for i in range(0, len(mine), 25):\n"
+        "    o.write(mine[i:i + 25])\n"
+        "o.close()\n" % (os.getcwd(), dsn)
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", code, ev]) for ev in ("start", "end")]
+    assert [p.wait(120) for p in procs] == [0, 0]
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT count(*), count(DISTINCT uuid), count(end_time), "
+                            "count(start_time), count(executable_id) FROM processes"
+                            ).fetchone() == (400, 400, 400, 400, 400)
+        assert conn.execute("SELECT count(*), sum(late::int) FROM process_libraries"
+                            ).fetchone() == (1600, 400)
+        assert conn.execute("SELECT count(*) FROM process_modules").fetchone()[0] == 800
