@@ -166,6 +166,7 @@ class Case:
     ends: Callable[[Programs], Counter[tuple[str, int | None]]] | None = None
     unresponsive: bool = True                     # also run against the silent listener
     odd_signals: bool = False                     # start with SIGCHLD ignored, signals blocked
+    bare_env: bool = False                        # nothing but LD_PRELOAD and OGRT_* variables
 
 
 def _run_once(case: Case, progs: Programs, env: dict[str, str], rundir: Path) -> Outcome:
@@ -207,6 +208,8 @@ def compare(case: Case, progs: Programs, port: int, tmp: Path, udp: bool = False
     with_env = preload_env(lib, port, **case.env)
     if case.preload is not None:
         with_env["LD_PRELOAD"] = case.preload(progs, True).replace(str(progs.lib), str(lib))
+    if case.bare_env:
+        with_env = {k: v for k, v in with_env.items() if k == "LD_PRELOAD" or k.startswith("OGRT_")}
     without_env = dict(with_env)
     if case.preload is not None:
         without_env["LD_PRELOAD"] = case.preload(progs, False)
@@ -239,6 +242,22 @@ def exe_key(exe: str) -> str:
     A path under /proc (e.g. a program re-executing itself through /proc/self/exe) is kept
     as it is: resolving it here would name the test process, and the record is useless."""
     return exe if exe.startswith("/proc/") else os.path.realpath(exe)
+
+
+ODD_DIR = "dir with space \udcff"  # the byte 0xff (surrogateescape), not UTF-8
+
+
+def _odd_copy(progs: Programs, name: str) -> str:
+    """A copy of a program under a path with a blank and a byte that is not UTF-8."""
+    target = progs.dir / ODD_DIR / f"{name}-\udcfe"
+    if not target.exists():
+        target.parent.mkdir(mode=0o755, exist_ok=True)
+        shutil.copy(progs[name], target)
+    return str(target)
+
+
+def _exe_odd(progs: Programs, name: str) -> str:
+    return os.path.realpath(progs.dir / ODD_DIR / f"{name}-\udcfe")
 
 
 def _threadfork_execs() -> int:
@@ -304,6 +323,10 @@ CASES: list[Case] = [
          preload=lambda p, ours: f"{p['libpreb.so']} {p.lib} {p['libprea.so']}" if ours
          else f"{p['libpreb.so']} {p['libprea.so']}",
          starts=lambda p: Counter({_exe(p, "hello"): 1})),
+    Case("bare_environment", lambda p, d: [str(p["startstate"])], bare_env=True,
+         ends=lambda p: Counter({(_exe(p, "startstate"), 0): 1})),
+    Case("odd_bytes_in_path_and_args", lambda p, d: [_odd_copy(p, "hello"), "\udcff\udcfe", "a\tb"],
+         starts=lambda p: Counter({_exe_odd(p, "hello"): 1})),
     Case("missing_home", lambda p, d: [str(p["cwdhome"])], env={"HOME": None},
          starts=lambda p: Counter({_exe(p, "cwdhome"): 1})),
     Case("unreadable_cwd", lambda p, d: [str(p["cwdhome"])], user=NOBODY, env={"HOME": None},
