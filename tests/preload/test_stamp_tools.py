@@ -332,3 +332,16 @@ def test_fresh_stamp_comes_first(tools: Path, tmp_path: Path) -> None:
     sigs = signatures_in(exe)
     assert len(sigs) == 2 and sigs[1] == old and sigs[0] != old
     assert _run([str(tools / "bin" / "ogrt-signature"), str(exe)]).stdout == f"{sigs[0]}\t{exe}\n"
+
+
+def test_wrapper_never_breaks_a_link(tools: Path, tmp_path: Path) -> None:
+    """No usable TMPDIR: the link still succeeds (unstamped, with a warning)."""
+    src = tmp_path / "m.c"
+    src.write_text(MAIN_C)
+    exe = tmp_path / "p"
+    proc = _run([_cc(tools), "gcc", "-o", str(exe), str(src)],
+                env=dict(os.environ, TMPDIR=str(tmp_path / "does-not-exist")))
+    assert proc.returncode == 0
+    assert "linking without it" in proc.stderr
+    assert signatures_in(exe) == []
+    assert _run([str(exe)]).stdout == "stamped hello\n"
