@@ -2,12 +2,16 @@
 
 Every case runs a small C program (tests/preload/programs/) twice - once plain, once with the
 library active (LD_PRELOAD, OGRT_ACTIVE=1) - and compares exit status, stdout, stderr and any
-file the program writes. The library is pointed at
-  listening     a real receiver on loopback (and the records that must arrive are checked,
-                so a library that silently does nothing fails here),
+file the program writes. The library (TCP and UDP builds) is pointed at
+  listening     a real receiver on loopback; the records that must arrive are checked
+                (exact start records per executable, end records with exit statuses), so a
+                library that silently does nothing fails here,
   closed        a port nobody listens on (connect refused),
-  unresponsive  a listener with a full accept queue (SYNs unanswered: connect times out).
-The only difference between the two environments is LD_PRELOAD itself.
+  unresponsive  a listener with a full accept queue (SYNs unanswered: connect times out),
+  resetting     a listener that resets every connection (SIGPIPE/EPIPE territory),
+  ogrt server   the real daemon, for a few cases (its jsonl output is checked).
+The only difference between the two environments is LD_PRELOAD itself. Programs are
+compiled once per module into a world-readable directory (some cases run as `nobody`).
 """
 from __future__ import annotations
 
