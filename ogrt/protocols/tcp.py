@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import socket
+import sys
+import termios
 
 from ogrt.framing import FrameDecoder, FrameError
 from ogrt.pipeline import Ingest
@@ -83,6 +86,17 @@ class _Connection(asyncio.Protocol):
                 self._close("memory_limit",
                             f"incomplete frames of all connections exceed max_buffered_bytes={rx.max_buffered_bytes}")
 
+    def unread(self) -> int:
+        """Bytes the kernel holds for this connection that we have not read yet."""
+        sock = self.transport.get_extra_info("socket") if self.transport is not None else None
+        if sock is None:
+            return 0
+        try:
+            buf = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+        except OSError:
+            return 0
+        return int.from_bytes(buf, sys.byteorder)
+
     def eof_received(self) -> bool:
         return False  # close our side too
 
@@ -153,9 +167,13 @@ class TcpReceiver:
             await asyncio.sleep(interval)
             self.close_idle(self.idle_timeout, "idle_timeout")
 
-    def close_idle(self, idle: float, reason: str) -> None:
+    def close_idle(self, idle: float, reason: str, unread_too: bool = True) -> None:
+        """Close connections without data for `idle` s (with unread_too=False, only those
+        whose kernel receive buffer is empty: data waiting there is not idleness)."""
         limit = self.loop.time() - idle
         for conn in [c for c in self.connections if c.last_active <= limit]:
+            if not unread_too and conn.unread() > 0:
+                continue
             if reason == "idle_timeout" or conn.held:
                 conn._close(reason, f"no data for {idle:g} s" + (f", {conn.held} bytes of a frame held"
                                                                    if conn.held else ""))
@@ -193,7 +211,7 @@ class TcpReceiver:
         deadline = self.loop.time() + grace
         quiet = 0.3
         while self.connections and self.loop.time() < deadline:
-            self.close_idle(quiet, "shutdown_truncated")
+            self.close_idle(quiet, "shutdown_truncated", unread_too=False)
             if not self.connections:
                 break
             self.all_closed.clear()

@@ -114,9 +114,14 @@ def test_idle_connections_and_a_flood_are_bounded(ogrt_server) -> None:  # type:
         flood_ids += [str(uuidlib.UUID(bytes=m.uuid)) for m in ms]
         payloads.append(b"".join(frame(12, m) for m in ms))
 
+    errors: list[BaseException] = []
+
     def flood(data: bytes) -> None:
-        with socket.create_connection(("127.0.0.1", srv.port), source_address=("127.0.0.4", 0)) as c:
-            c.sendall(data)
+        try:
+            with socket.create_connection(("127.0.0.1", srv.port), source_address=("127.0.0.4", 0)) as c:
+                c.sendall(data)
+        except OSError as e:
+            errors.append(e)
 
     udp_frames = [frame(12, start_msg()) for _ in range(5000)]
 
@@ -139,8 +144,11 @@ def test_idle_connections_and_a_flood_are_bounded(ogrt_server) -> None:  # type:
     for s in idle:
         s.close()
     assert srv.stop() == 0
+    assert not errors
     recs = srv.records(len(flood_ids) + 10, timeout=5)
     ids = {r["id"] for r in recs}
+    missing = set(flood_ids) - ids
+    assert not missing, (len(missing), srv.stderr_text()[-3000:])
     assert {str(uuidlib.UUID(bytes=m.uuid)) for m in other} <= ids
     assert set(flood_ids) <= ids  # TCP loses nothing
     assert rss_mb < 200, f"daemon RSS {rss_mb:.0f} MB"
