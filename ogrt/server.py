@@ -171,7 +171,7 @@ class Server:
         sc = self.config.server
         t0 = time.monotonic()
         if self.tcp is not None:
-            await self.tcp.stop(grace=min(5.0, sc.shutdown_timeout / 2))
+            await self.tcp.stop(grace=sc.shutdown_timeout / 2)
         if self.udp is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.udp.stop, 10.0)
             self.udp.sock.close()
