@@ -65,6 +65,7 @@ BUILDS: dict[str, tuple[str, list[str]]] = {
     "libprea.so": ("prelib.c", ["-shared", "-fPIC", "-DTAG=prea", "-ldl"]),
     "libpreb.so": ("prelib.c", ["-shared", "-fPIC", "-DTAG=preb", "-ldl"]),
     "libplugin.so": ("plugin.c", ["-shared", "-fPIC"]),
+    "libalarm.so": ("libalarm.c", ["-shared", "-fPIC"]),
 }
 
 
@@ -73,6 +74,7 @@ class Programs:
     dir: Path       # world-readable: cases run as `nobody` use it
     lib: Path       # a copy of libogrt.so (TRANSPORT=tcp) in it
     lib_udp: Path   # and of a TRANSPORT=udp build
+    lib_nobackoff: Path  # and of a BACKOFF_SECONDS=0 build: every process waits the timeout
 
     def __getitem__(self, name: str) -> Path:
         return self.dir / name
@@ -104,8 +106,10 @@ def programs(preload_lib: Path, build_preload: Callable[..., Path]) -> Iterator[
     shutil.copy(preload_lib, lib)
     lib_udp = out / "libogrt-udp.so"
     shutil.copy(build_preload(**TEST_MAKE_VARS, TRANSPORT="udp"), lib_udp)
+    lib_nobackoff = out / "libogrt-nobackoff.so"
+    shutil.copy(build_preload(**TEST_MAKE_VARS, BACKOFF_SECONDS="0"), lib_nobackoff)
     try:
-        yield Programs(out, lib, lib_udp)
+        yield Programs(out, lib, lib_udp, lib_nobackoff)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -207,8 +211,9 @@ def _run_once(case: Case, progs: Programs, env: dict[str, str], rundir: Path) ->
     return Outcome(proc.returncode, proc.stdout, proc.stderr, files)
 
 
-def compare(case: Case, progs: Programs, port: int, tmp: Path, udp: bool = False) -> None:
-    lib = progs.lib_udp if udp else progs.lib
+def compare(case: Case, progs: Programs, port: int, tmp: Path, udp: bool = False,
+            lib: Path | None = None) -> None:
+    lib = lib or (progs.lib_udp if udp else progs.lib)
     with_env = preload_env(lib, port, **case.env)
     if case.preload is not None:
         with_env["LD_PRELOAD"] = case.preload(progs, True).replace(str(progs.lib), str(lib))
@@ -331,6 +336,14 @@ CASES: list[Case] = [
          ends=lambda p: Counter({(_exe(p, "startstate"), 0): 1})),
     Case("odd_bytes_in_path_and_args", lambda p, d: [_odd_copy(p, "hello"), "\udcff\udcfe", "a\tb"],
          starts=lambda p: Counter({_exe_odd(p, "hello"): 1})),
+    Case("eintr_storm_from_a_preload_before_ours", lambda p, d: [str(p["hello"]), "x"],
+         preload=lambda p, ours: f"{p['libalarm.so']}:{p.lib}" if ours else str(p["libalarm.so"]),
+         starts=lambda p: Counter({_exe(p, "hello"): 1}),
+         ends=lambda p: Counter({(_exe(p, "hello"), 2): 1})),
+    Case("eintr_storm_from_a_preload_after_ours", lambda p, d: [str(p["hello"]), "x"],
+         preload=lambda p, ours: f"{p.lib}:{p['libalarm.so']}" if ours else str(p["libalarm.so"]),
+         starts=lambda p: Counter({_exe(p, "hello"): 1}),
+         ends=lambda p: Counter({(_exe(p, "hello"), 2): 1})),
     Case("missing_home", lambda p, d: [str(p["cwdhome"])], env={"HOME": None},
          starts=lambda p: Counter({_exe(p, "cwdhome"): 1})),
     Case("unreadable_cwd", lambda p, d: [str(p["cwdhome"])], user=NOBODY, env={"HOME": None},
@@ -525,3 +538,19 @@ def test_through_ogrt_server(name: str, programs: Programs, ogrt_server: Callabl
 
     check_records(case, programs, fetch)
     assert srv.stop() == 0
+
+
+TIMEOUT_EVERY_TIME = [c for c in CASES if c.name in {
+    "signals_interrupting_everything", "process_state_at_main", "exit_via_exit",
+    "eintr_storm_from_a_preload_before_ours", "eintr_storm_from_a_preload_after_ours",
+    "clashing_symbol_names", "std_fds_closed", "exit_from_thread_with_minimal_stack"}]
+
+
+@pytest.mark.parametrize("case", TIMEOUT_EVERY_TIME, ids=[c.name for c in TIMEOUT_EVERY_TIME])
+def test_unresponsive_listener_without_backoff(case: Case, programs: Programs, silent_port: int,
+                                               tmp_path: Path) -> None:
+    """Back-off off: every record waits out CONNECT_TIMEOUT_MS against the silent listener -
+    with a 50 us interval timer interrupting the wait (EINTR) in some cases; the wait must
+    stay bounded and change nothing."""
+    _needs_root(case)
+    compare(case, programs, silent_port, tmp_path, lib=programs.lib_nobackoff)
