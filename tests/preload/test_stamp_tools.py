@@ -345,3 +345,27 @@ def test_wrapper_never_breaks_a_link(tools: Path, tmp_path: Path) -> None:
     assert "linking without it" in proc.stderr
     assert signatures_in(exe) == []
     assert _run([str(exe)]).stdout == "stamped hello\n"
+
+
+def test_cmake_linker_launcher(tools: Path, tmp_path: Path) -> None:
+    """CMake >= 3.21: -DCMAKE_<LANG>_LINKER_LAUNCHER=ogrt-cc stamps every program and library."""
+    if shutil.which("cmake") is None:
+        pytest.skip("cmake is not installed (it is not among the packages `make test` installs)")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "m.c").write_text("int lib_f(void);\nint main(void) { return lib_f() - 1; }\n")
+    (src / "l.c").write_text("int lib_f(void) { return 1; }\n")
+    (src / "CMakeLists.txt").write_text(
+        "cmake_minimum_required(VERSION 3.21)\nproject(t C)\nadd_library(l SHARED l.c)\n"
+        "add_executable(m m.c)\ntarget_link_libraries(m l)\n")
+    build = tmp_path / "build"
+    gen = ["-G", "Ninja"] if shutil.which("ninja") else []
+    assert _run(["cmake", "-S", str(src), "-B", str(build), *gen,
+                 f"-DCMAKE_C_LINKER_LAUNCHER={_cc(tools)}"]).returncode == 0
+    proc = _run(["cmake", "--build", str(build)])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    prog, lib = signatures_in(build / "m"), signatures_in(build / "libl.so")
+    assert len(prog) == 1 and len(lib) == 1 and prog != lib
+    objs = list(build.glob("CMakeFiles/*/*.o"))
+    assert objs and all(not any(n.name == b"OGRT" for n in section_notes(o, False)) for o in objs)
+    assert _run([str(build / "m")]).returncode == 0
