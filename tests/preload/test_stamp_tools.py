@@ -136,8 +136,8 @@ def test_wrapper_stamps_links_only(tools: Path, tmp_path: Path) -> None:
     src = d / "main prog.c"
     src.write_text(MAIN_C)
     obj, exe1, exe2, lib = d / "main prog.o", d / "my prog", d / "prog2", d / "lib x.so"
-    env = dict(os.environ, TMPDIR=str(tmp_path / "tmp"))
-    (tmp_path / "tmp").mkdir()
+    env = dict(os.environ, TMPDIR=str(tmp_path / "tmp dir"))
+    (tmp_path / "tmp dir").mkdir()
     assert _run([_cc(tools), "gcc", "-c", "-o", str(obj), str(src)], env=env).returncode == 0
     assert section_notes(obj) == [] or not any(n.name == b"OGRT" for n in section_notes(obj, False))
     assert _run([_cc(tools), "gcc", "-S", "-o", str(d / "x.s"), str(src)], env=env).returncode == 0
@@ -151,7 +151,7 @@ def test_wrapper_stamps_links_only(tools: Path, tmp_path: Path) -> None:
     assert len({s1[0], s2[0], s3[0]}) == 3, "every link gets a fresh UUID"
     assert _readelf_signatures(exe1) == s1
     assert _run([str(exe1)]).stdout == "stamped hello\n"
-    assert list((tmp_path / "tmp").iterdir()) == [], "temporary stamp files left behind"
+    assert list((tmp_path / "tmp dir").iterdir()) == [], "temporary stamp files left behind"
 
 
 def test_wrapper_language_option_and_relocatable(tools: Path, tmp_path: Path) -> None:
