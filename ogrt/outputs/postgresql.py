@@ -3,10 +3,11 @@
 Per batch, in one transaction: new executables/libraries/modules are inserted (sorted,
 ON CONFLICT DO NOTHING) and their ids cached; the merged process rows are COPYed into a
 temporary staging table and upserted into `processes` by uuid (sorted by uuid, so several
-workers never deadlock). Library and module links of processes this transaction inserted
-are COPYed straight into their tables (they cannot exist yet); links of processes that
-existed (the other half of a start/end pair, a replayed batch) are sent as arrays and
-upserted (unnest ... ON CONFLICT), in sorted order.
+workers never deadlock). Library and module links are COPYed straight into their tables:
+the process row lock taken by the upsert keeps other writers from adding links of the same
+process meanwhile, so the links already there are known exactly (none for a process this
+transaction inserted; read back for one that existed: the other half of a start/end pair,
+a replayed batch) and only the missing ones are sent.
 A committed batch is as durable as the server's settings make a commit.
 
 The schema is created or migrated on connect, under a transaction-level advisory lock so
@@ -49,17 +50,10 @@ UPSERT_PROCESSES = (
     + ", ".join(f"{c} = COALESCE(EXCLUDED.{c}, processes.{c})" for c in _PROC_COLS[1:])
     + " RETURNING uuid, id, (xmax = 0)"  # xmax = 0: inserted now, so it has no links yet
 )
-# links of processes that existed before this transaction: rows sent as three arrays
-# (unique per batch: merge() folds each process once), upserted in sorted order
-UPSERT_LIBS = (
-    "INSERT INTO process_libraries (process_id, library_id, late) "
-    "SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::boolean[]) ORDER BY 1, 2 "
-    "ON CONFLICT (process_id, library_id) DO UPDATE "
-    "SET late = process_libraries.late AND EXCLUDED.late"
-)
-UPSERT_MODS = (
-    "INSERT INTO process_modules (process_id, module_id) "
-    "SELECT * FROM unnest(%s::bigint[], %s::bigint[]) ORDER BY 1, 2 ON CONFLICT DO NOTHING"
+# a library first reported by the end record (late) and then listed by the start record
+SET_EARLY = (
+    "UPDATE process_libraries SET late = false FROM unnest(%s::bigint[], %s::bigint[]) "
+    "AS t(p, l) WHERE process_id = t.p AND library_id = t.l"
 )
 
 
@@ -198,47 +192,51 @@ class PostgresOutput(Output):
         cur.execute(UPSERT_PROCESSES)
         pids = {uuid: (ident, fresh) for uuid, ident, fresh in cur.fetchall()}
         lib_ids, mod_ids = self.libs.ids, self.mods.ids
-        fresh = [r for r in rows if pids[r.uuid][1]]
-        stale = [r for r in rows if not pids[r.uuid][1]]
-        # links of processes inserted by this transaction cannot conflict: COPY them straight
-        # in; links of processes that existed (the other record of a pair, a replayed batch)
-        # go through a staging table and an upsert
-        if any(r.libs for r in fresh):
+        # New links are COPYed straight into the link tables. No other transaction can add
+        # links of these processes before we commit: every writer upserts the process row
+        # first, which locks it. So the links a process already has are known exactly:
+        # none when this transaction inserted it (xmax = 0), else read them here.
+        have_libs: dict[tuple[int, int], bool] = {}
+        have_mods: set[tuple[int, int]] = set()
+        stale = [pids[r.uuid][0] for r in rows if not pids[r.uuid][1]]
+        if stale:
+            cur.execute("SELECT process_id, library_id, late FROM process_libraries "
+                        "WHERE process_id = ANY(%s)", (stale,))
+            have_libs = {(p, lib): late for p, lib, late in cur.fetchall()}
+            if any(r.modules for r in rows if not pids[r.uuid][1]):
+                cur.execute("SELECT process_id, module_id FROM process_modules "
+                            "WHERE process_id = ANY(%s)", (stale,))
+                have_mods = set(cur.fetchall())
+        now_early: list[tuple[int, int]] = []  # links known as late, now seen at start
+        if any(r.libs for r in rows):
             with cur.copy("COPY process_libraries (process_id, library_id, late) FROM STDIN") as cp:
                 write = cp.write_row
-                for r in fresh:
-                    if r.libs:
-                        pid = pids[r.uuid][0]
+                for r in rows:
+                    if not r.libs:
+                        continue
+                    pid = pids[r.uuid][0]
+                    if pids[r.uuid][1]:
                         for k, late in r.libs.items():
                             write((pid, lib_ids[k], late))
-        if any(r.modules for r in fresh):
+                        continue
+                    for k, late in r.libs.items():
+                        key = (pid, lib_ids[k])
+                        old = have_libs.get(key)
+                        if old is None:
+                            write((pid, key[1], late))
+                        elif old and not late:
+                            now_early.append(key)
+        if now_early:
+            cur.execute(SET_EARLY, ([p for p, _ in now_early], [lib for _, lib in now_early]))
+        if any(r.modules for r in rows):
             with cur.copy("COPY process_modules (process_id, module_id) FROM STDIN") as cp:
-                for r in fresh:
+                for r in rows:
                     if r.modules:
                         pid = pids[r.uuid][0]
                         for m in r.modules:
-                            cp.write_row((pid, mod_ids[m]))
-        p_ids: list[int] = []
-        l_ids: list[int] = []
-        lates: list[bool] = []
-        for r in stale:
-            if r.libs:
-                pid = pids[r.uuid][0]
-                for k, late in r.libs.items():
-                    p_ids.append(pid)
-                    l_ids.append(lib_ids[k])
-                    lates.append(late)
-        if p_ids:
-            cur.execute(UPSERT_LIBS, (p_ids, l_ids, lates))
-        p_ids, m_ids = [], []
-        for r in stale:
-            if r.modules:
-                pid = pids[r.uuid][0]
-                for m in r.modules:
-                    p_ids.append(pid)
-                    m_ids.append(mod_ids[m])
-        if p_ids:
-            cur.execute(UPSERT_MODS, (p_ids, m_ids))
+                            key = (pid, mod_ids[m])
+                            if key not in have_mods:
+                                cp.write_row(key)
 
     def close(self) -> None:
         self._disconnect()
