@@ -2,8 +2,8 @@
 
 One transaction (BEGIN IMMEDIATE) per batch; WAL journal. Durability: with
 `synchronous = "normal"` (default) a committed batch survives a crash of the daemon, and
-a power loss may roll back the last batches committed before it (WAL is synced at
-checkpoints); `synchronous = "full"` syncs the WAL at every commit (every batch).
+a power loss may roll back the batches committed since the last checkpoint (the WAL
+is synced at checkpoints, every ~40 MB of changes); `synchronous = "full"` syncs the WAL at every commit (every batch).
 Several writers (daemon workers) may share the file: each waits up to `busy_timeout`
 seconds for the write lock; past that the batch goes to the spool and is retried.
 """
