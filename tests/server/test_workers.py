@@ -89,3 +89,18 @@ def test_spool_of_a_former_worker_is_replayed(ogrt_server, tmp_path) -> None:  #
     assert {r["id"] for r in srv.records(5, timeout=1)} == {str(uuidlib.UUID(bytes=m.uuid)) for m in msgs}
     assert "spool of former worker 1" in srv2.stderr_text()
     assert "replaying 5 spooled records" in srv2.stderr_text()
+
+
+def test_sigterm_with_workers_loses_nothing(ogrt_server) -> None:  # type: ignore[no-untyped-def]
+    srv = ogrt_server(workers=2)
+    msgs = [start_msg() for _ in range(4000)]
+    socks = []
+    for k in range(8):
+        c = socket.create_connection(("127.0.0.1", srv.port))
+        c.sendall(b"".join(frame(12, m) for m in msgs[k::8]))
+        socks.append(c)
+    for c in socks:
+        c.close()
+    assert srv.stop() == 0
+    got = [r["id"] for r in srv.records(4000, timeout=2)]
+    assert len(got) == 4000 and set(got) == {str(uuidlib.UUID(bytes=m.uuid)) for m in msgs}
