@@ -118,3 +118,11 @@ def lmod_script(*lines: str) -> subprocess.CompletedProcess[str]:
 
 def have(program: str) -> bool:
     return shutil.which(program) is not None
+
+
+def lua_interpreter() -> str | None:
+    """A Lua interpreter (Debian's lmod depends on lua5.3, installed as lua5.3 and lua)."""
+    for name in ("lua", "lua5.3", "lua5.4", "lua5.1"):
+        if have(name):
+            return shutil.which(name)
+    return None

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.deploy.helpers import REPO, have, render
+from tests.deploy.helpers import REPO, have, lua_interpreter, render
 
 ODD_DIR = '/srv/o g"r\'t \\ %d $HOME ü'
 
@@ -121,7 +121,8 @@ def test_unit_keys_and_quoting(tmp_path: Path) -> None:
     assert "WantedBy=multi-user.target" in text
 
 
-@pytest.mark.skipif(not have("systemd-analyze"), reason="systemd-analyze is not installed")
+@pytest.mark.skipif(not have("systemd-analyze"),
+                    reason="systemd-analyze is not installed (Debian package systemd)")
 def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     """systemd's own parser accepts the unit with spaces, quotes, % and $ in its paths."""
     odd = tmp_path / 'o g"r\'t %d $HOME'
@@ -169,13 +170,13 @@ end
 def _lua_calls(modulefile: Path, tmp_path: Path) -> list[tuple[str, list[str]]]:
     stub = tmp_path / "stubs.lua"
     stub.write_text(LUA_STUBS)
-    proc = subprocess.run(["lua", str(stub), str(modulefile)], capture_output=True,
+    proc = subprocess.run([str(lua_interpreter()), str(stub), str(modulefile)],
+                          capture_output=True,
                           timeout=60)
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")
     calls = []
     for line in proc.stdout.decode().splitlines():
         name, _, rest = line.partition(" ")
-        args = [bytes(int(x) for x in []) for x in []]
         args = []
         for quoted in rest.split('" "') if rest else []:
             raw = quoted.strip('"')
@@ -192,7 +193,8 @@ def _lua_calls(modulefile: Path, tmp_path: Path) -> list[tuple[str, list[str]]]:
     return calls
 
 
-@pytest.mark.skipif(not have("lua"), reason="no lua interpreter (Debian lua5.x) installed")
+@pytest.mark.skipif(lua_interpreter() is None,
+                    reason="no Lua interpreter (Debian lua5.3, a dependency of lmod)")
 def test_modulefile_evaluates_to_the_variables(tmp_path: Path) -> None:
     help_text = 'Line "one" \\ back\nline two ü ]] [[ ]=]\n'
     lib = "/opt/sp ack/o'g\"rt\\lib/libogrt.so"
