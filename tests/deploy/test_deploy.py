@@ -232,7 +232,8 @@ def test_program_under_module_load_reaches_the_deployed_daemon(
 
 def test_module_unload_restores_ld_preload_exactly(deployment: Deployment) -> None:
     lines = [f"module use '{deployment.modulefiles}'"]
-    for i, before in enumerate([None, "a.so", "/x/a.so b.so", "/x/a.so:/y/b.so"]):
+    befores = [None, "a.so", "/x/a.so b.so", "/x/a.so:/y/b.so", f"{deployment.lib}:/x/a.so"]
+    for i, before in enumerate(befores):
         lines.append("unset LD_PRELOAD" if before is None else f"export LD_PRELOAD='{before}'")
         lines += ["module load ogrt 2>/dev/null",
                   f'echo "loaded{i}=${{LD_PRELOAD-<unset>}}|${{OGRT_ACTIVE-<unset>}}"',
@@ -247,6 +248,8 @@ def test_module_unload_restores_ld_preload_exactly(deployment: Deployment) -> No
     assert out["after2"] == "/x/a.so b.so|<unset>"
     assert out["loaded3"] == f"{lib}:/x/a.so:/y/b.so|1"
     assert out["after3"] == "/x/a.so:/y/b.so|<unset>"
+    # the library was already preloaded by the user: Lmod's reference count keeps it
+    assert out["after4"] == f"{lib}:/x/a.so|<unset>"
 
 
 def test_module_conflicts_with_xalt_and_is_the_default(deployment: Deployment,
