@@ -87,7 +87,7 @@ class Ogrt(MakefilePackage):
     variant("send_cmdline", default=True, description="Report full command lines (argv)")
     variant(
         "connect_timeout_ms",
-        default="200",
+        default="50",
         values=_valid_timeout,
         description="Longest wait (ms) for the collector before a process goes on without it",
     )

@@ -222,3 +222,30 @@ def test_inventory_and_site_are_valid_yaml() -> None:
     example = yaml.safe_load((REPO / "inventory" / "example.yml").read_text())
     assert set(example["all"]["children"]) == {"ogrt_servers", "compute", "login"}
     json.dumps(example)
+
+
+def test_role_defaults_render_a_valid_config(tmp_path: Path) -> None:
+    """ogrt.conf rendered from roles/ogrt_server's own defaults (no overrides) passes check-config."""
+    from tests.deploy.helpers import run_playbook
+    out = tmp_path / "ogrt.conf"
+    playbook = tmp_path / "render-defaults.yml"
+    playbook.write_text(f"""
+- hosts: localhost
+  gather_facts: false
+  vars_files:
+    - {REPO}/roles/ogrt_server/defaults/main.yml
+  vars:
+    ogrt_root: {json.dumps(str(tmp_path / "root"))}
+  tasks:
+    - ansible.builtin.template:
+        src: {REPO}/templates/ogrt.conf.j2
+        dest: {json.dumps(str(out))}
+        mode: "0644"
+""")
+    proc = run_playbook(tmp_path, {}, playbook=playbook)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    conf = tomllib.loads(out.read_text())
+    assert conf["outputs"]["db"]["path"] == str(tmp_path / "root" / "var/lib/ogrt/ogrt.sqlite")
+    check = subprocess.run([sys.executable, "-m", "ogrt", "check-config", str(out)],
+                           capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert check.returncode == 0, check.stdout + check.stderr
