@@ -319,6 +319,9 @@ def run_tcp(d: Daemon, templates: list[tuple[bytes, bytes]], records: int, conns
     spooled = sum(v for k, v in m.items() if k.startswith("ogrt_output_spooled_total"))
     print(f"  TCP: {int(got):,} of {total:,} records persisted in {t_done - t0:.2f} s "
           f"= {rate:,.0f} records/s, lost {int(lost)} (went through the spool: {int(spooled):,})")
+    if lost:
+        d.err.seek(0)
+        print("  daemon log (tail):\n    " + "\n    ".join(d.err.read().splitlines()[-8:]))
     return rate
 
 
