@@ -28,6 +28,9 @@ __all__ = ["Config", "ServerConfig", "MetricsConfig", "OutputConfig", "load_conf
 DEFAULT_STATE_DIR = Path("/var/lib/ogrt")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 TRANSPORTS = ("tcp", "udp")
+# outputs writing a file: without `path` they write <state_dir>/<NAME>.<suffix>
+# (`[outputs.default]`: <state_dir>/ogrt.<suffix>)
+FILE_OUTPUTS = {"sqlite": "sqlite", "jsonl": "jsonl"}
 
 
 @dataclass(frozen=True)
@@ -195,6 +198,9 @@ def _outputs(t: Any, state_dir: Path) -> tuple[OutputConfig, ...]:
         if not isinstance(type_name, str) or type_name not in OUTPUT_TYPES:
             raise ConfigError(f"{where}.type",
                               f'unknown output type "{type_name}" (known: {", ".join(sorted(OUTPUT_TYPES))})')
+        if type_name in FILE_OUTPUTS and "path" not in options:  # a file in state_dir
+            stem = "ogrt" if name == "default" else name
+            options = {**options, "path": str(state_dir / f"{stem}.{FILE_OUTPUTS[type_name]}")}
         validated = OUTPUT_TYPES[type_name].validate(name, options)
         out.append(OutputConfig(name, type_name, MappingProxyType(dict(validated))))
     return tuple(out)

@@ -25,6 +25,14 @@ def test_defaults(tmp_path: Path) -> None:
     assert load_config(None).server.state_dir == default_state_dir()
 
 
+def test_file_outputs_default_to_state_dir(tmp_path: Path) -> None:
+    c = parse_config({"server": {"state_dir": str(tmp_path)},
+                      "outputs": {"default": {"type": "sqlite"}, "lines": {"type": "jsonl"}, "db2": {"type": "sqlite"}}})
+    paths = {o.name: o.options["path"] for o in c.outputs}
+    assert paths == {"default": str(tmp_path / "ogrt.sqlite"), "lines": str(tmp_path / "lines.jsonl"),
+                     "db2": str(tmp_path / "db2.sqlite")}
+
+
 def test_full_config(tmp_path: Path) -> None:
     p = tmp_path / "ogrt.conf"
     p.write_text(f"""
@@ -69,7 +77,7 @@ type = "null"
     ({"outputs": {"x": {"type": "foo"}}}, "outputs.x.type", 'unknown output type "foo"'),
     ({"outputs": {"x": {"path": "/tmp/a"}}}, "outputs.x.type", "required"),
     ({"outputs": {"x": "jsonl"}}, "outputs.x", "must be a table"),
-    ({"outputs": {"x": {"type": "jsonl"}}}, "outputs.x.path", "required"),
+    ({"outputs": {"x": {"type": "postgresql"}}}, "outputs.x.dsn", "required"),
     ({"outputs": {"x": {"type": "jsonl", "path": "/tmp/a", "colour": 1}}}, "outputs.x.colour", "unknown key"),
 ])
 def test_bad_keys_are_named(data: dict, key: str, why: str, tmp_path: Path) -> None:
