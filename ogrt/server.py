@@ -80,6 +80,8 @@ class Server:
         self.extra_counters = Counters()
         self._metrics_server: asyncio.base_events.Server | None = None
         self.port = config.server.port
+        self.failed = False  # a receiver died: stop and exit 1 (a supervisor restarts us)
+        self.stop_event: asyncio.Event | None = None
 
     # -- start ---------------------------------------------------------------------------
     def _start_runners(self) -> None:
@@ -133,8 +135,15 @@ class Server:
             if sc.udp_rcvbuf and got < sc.udp_rcvbuf:
                 log.warning("UDP receive buffer is %d bytes, asked for %d (raise net.core.rmem_max)",
                             got, sc.udp_rcvbuf)
+            loop = asyncio.get_running_loop()
+
+            def crashed(exc: BaseException) -> None:
+                self.failed = True
+                if self.stop_event is not None:
+                    loop.call_soon_threadsafe(self.stop_event.set)
+
             self.udp = UdpReceiver(udp_sock, Ingest(sinks, self.users, "udp", self.ratelog),
-                                   sc.max_frame_bytes, sc.fragment_timeout, sc.fragment_max_bytes)
+                                   sc.max_frame_bytes, sc.fragment_timeout, sc.fragment_max_bytes, crashed)
             self.udp.start()
         if self.serve_metrics_here and self.config.metrics.address is not None:
             host, port = self.config.metrics.address
@@ -196,6 +205,7 @@ async def serve(config: Config, on_ready: Callable[[Server], None] | None = None
     stop = stop or asyncio.Event()
     install_stop_signals(stop)
     server = Server(config, worker_index, reuse_port, serve_metrics_here)
+    server.stop_event = stop
     try:
         await server.start()
     except OSError as e:
@@ -207,7 +217,7 @@ async def serve(config: Config, on_ready: Callable[[Server], None] | None = None
     await stop.wait()
     log.info("stopping: no new connections; draining and flushing every accepted record")
     await server.stop()
-    return 0
+    return 1 if server.failed else 0
 
 
 def run(config: Config) -> int:

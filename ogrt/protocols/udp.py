@@ -12,6 +12,7 @@ import os
 import select
 import socket
 import threading
+from collections.abc import Callable
 
 from ogrt.fragments import FragmentError, Reassembler
 from ogrt.framing import FrameError, parse_datagram
@@ -63,8 +64,10 @@ def kernel_drops(sock: socket.socket) -> int | None:
 
 class UdpReceiver(threading.Thread):
     def __init__(self, sock: socket.socket, ingest: Ingest, max_frame_bytes: int,
-                 fragment_timeout: float, fragment_max_bytes: int) -> None:
+                 fragment_timeout: float, fragment_max_bytes: int,
+                 on_crash: Callable[[BaseException], None] | None = None) -> None:
         super().__init__(name="ogrt-udp", daemon=True)
+        self.on_crash = on_crash
         self.sock = sock
         self.ingest = ingest
         self.max_frame_bytes = max_frame_bytes
@@ -96,9 +99,10 @@ class UdpReceiver(threading.Thread):
                     self.reassembler.expire()
                     continue
                 self._drain(final=False)
-        except Exception:  # never expected: log loudly, the supervisor/operator sees it
+        except Exception as e:  # never expected: log loudly and stop the process (exit 1)
             log.exception("UDP receiver failed")
-            raise
+            if self.on_crash is not None:
+                self.on_crash(e)
         finally:
             self.ingest.flush()
 
