@@ -123,3 +123,18 @@ def test_fragment_bounds_and_timeout() -> None:
         r.add(ogrt_pb2.Fragment(uuid=b"u" * 16, type=12, index=3, count=3, total_length=6).SerializeToString(), "p")
     with pytest.raises(FragmentError):  # more than max_frame_bytes joined
         r.add(ogrt_pb2.Fragment(uuid=b"u" * 16, type=12, index=0, count=3, total_length=MAX + 1).SerializeToString(), "p")
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.sampled_from([10, 11, 12, 13, 14, 99]), st.binary(max_size=300))
+def test_payload_decoder_only_raises_record_error(mtype: int, payload: bytes) -> None:
+    import json
+
+    from ogrt.record import Decoder, RecordError
+
+    try:
+        rec = Decoder(lambda uid: None).decode(mtype, payload, "10.0.0.1")
+    except RecordError as e:
+        assert e.reason in ("unknown_type", "bad_payload", "bad_uuid", "bad_time")
+    else:
+        json.dumps(rec)  # whatever parsed is JSON-ready text
