@@ -71,3 +71,23 @@ def test_time_format_edges() -> None:
     assert rfc3339_us(253402300799_999999) == "9999-12-31T23:59:59.999999Z"
     with pytest.raises(RecordError):
         rfc3339_us(253402300800_000000)
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from ogrt.textenc import unescape  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None)
+@given(exe=st.binary(max_size=60), args=st.lists(st.binary(max_size=30), max_size=5),
+       libs=st.lists(st.tuples(st.binary(max_size=40), st.binary(max_size=8)), max_size=5),
+       host=st.binary(max_size=20), t=st.integers(0, 253402300799_999999))
+def test_any_bytes_round_trip_through_a_record(exe, args, libs, host, t) -> None:  # type: ignore[no-untyped-def]
+    msg = ogrt_pb2.ProcessStart(uuid=UUID, time_us=t, exe=exe, args=args, hostname=host,
+                                libs=[ogrt_pb2.SharedObject(path=p, signature=s) for p, s in libs])
+    rec = json.loads(json.dumps(Decoder(_users).decode(12, msg.SerializeToString(), "p")))
+    assert unescape(rec["exe"]) == exe and [unescape(a) for a in rec["args"]] == args
+    assert unescape(rec["host"]) == host
+    assert [(unescape(lib["path"]), unescape(lib["signature"]) if lib["signature"] else b"")
+            for lib in rec["libs"]] == libs
