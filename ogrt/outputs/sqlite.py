@@ -17,28 +17,31 @@ from typing import Any
 
 from ogrt.outputs import options as opt
 from ogrt.outputs.base import Output, OutputError
-from ogrt.outputs.sqlrecords import COLUMNS, IDX, IdCache, ProcessRow, merge
+from ogrt.outputs.sqlrecords import COLUMNS, IDX, IdCache, ProcessRow, SetMembers, merge, row_sets
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: library and module sets (libsets, modsets) instead of link tables
 _CHUNK = 500  # host parameters per IN (...) lookup
 # errors caused by the records themselves (not by the database being unavailable)
 _REFUSED = (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError,
             sqlite3.ProgrammingError)
 
-_UPDATES = ", ".join(f"{c} = COALESCE(excluded.{c}, processes.{c})"
-                     for c in COLUMNS[1:] if c not in ("exe_path", "exe_signature"))
-_PROC_COLS = [c for c in COLUMNS if c not in ("exe_path", "exe_signature")] + ["executable_id"]
+#: the processes columns written per row: the record columns, then the ids the backend adds
+PROC_COLS = [c for c in COLUMNS if c not in ("exe_path", "exe_signature")] + [
+    "executable_id", "libset_id", "late_libset_id", "modset_id"]
+_UPDATES = ", ".join(f"{c} = COALESCE(excluded.{c}, processes.{c})" for c in PROC_COLS[1:])
 UPSERT_PROCESS = (
-    f"INSERT INTO processes ({', '.join(_PROC_COLS)}) VALUES ({', '.join('?' * len(_PROC_COLS))}) "
-    f"ON CONFLICT (uuid) DO UPDATE SET {_UPDATES}, "
-    f"executable_id = COALESCE(excluded.executable_id, processes.executable_id)"
+    f"INSERT INTO processes ({', '.join(PROC_COLS)}) VALUES ({', '.join('?' * len(PROC_COLS))}) "
+    f"ON CONFLICT (uuid) DO UPDATE SET {_UPDATES}"
 )
-UPSERT_LIB = (
-    "INSERT INTO process_libraries (process_id, library_id, late) VALUES (?, ?, ?) "
-    "ON CONFLICT (process_id, library_id) DO UPDATE SET late = min(late, excluded.late)"
-)
-INSERT_MOD = "INSERT OR IGNORE INTO process_modules (process_id, module_id) VALUES (?, ?)"
-_PROC_IDX = [IDX[c] for c in _PROC_COLS[:-1]]
+PROC_IDX = [IDX[c] for c in COLUMNS if c not in ("exe_path", "exe_signature")]
+SET_CACHE_LIMIT = 100_000  # set digests remembered per output (one entry: ~150 bytes)
+
+
+def schema_mismatch(found: int) -> str:
+    """The error for a database made by another schema version (no migration: unreleased)."""
+    return (f"database schema version {found}, this OGRT writes version {SCHEMA_VERSION} "
+            "(library/module sets); it does not migrate older databases: point the output "
+            "at a new database (path or dsn) and keep the old one for reading")
 
 
 def schema_statements(dialect: str) -> list[str]:
@@ -58,6 +61,7 @@ class SqliteOutput(Output):
         self.synchronous = str(self.options.get("synchronous", "normal")).upper()
         self.conn: sqlite3.Connection | None = None
         self.exes, self.libs, self.mods = IdCache(), IdCache(), IdCache()
+        self.libsets, self.modsets = IdCache(SET_CACHE_LIMIT), IdCache(SET_CACHE_LIMIT)
 
     @classmethod
     def validate(cls, name: str, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -81,13 +85,19 @@ class SqliteOutput(Output):
             conn.execute("PRAGMA foreign_keys = OFF")
             conn.execute("BEGIN IMMEDIATE")
             try:
-                for stmt in schema_statements("sqlite"):
+                stmts = schema_statements("sqlite")
+                conn.execute(stmts[0])  # schema_version: checked before anything else
+                found = [v for (v,) in conn.execute("SELECT version FROM schema_version")]
+                if found and found != [SCHEMA_VERSION]:
+                    raise OutputError(f"sqlite {self.path}: {schema_mismatch(max(found))}")
+                for stmt in stmts[1:]:
                     conn.execute(stmt)
-                if conn.execute("SELECT count(*) FROM schema_version").fetchone()[0] == 0:
+                if not found:
                     conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
+                conn.close()
                 raise
         except (sqlite3.Error, OSError) as e:
             raise OutputError(f"sqlite {self.path}: {e}") from e
@@ -124,6 +134,27 @@ class SqliteOutput(Output):
             for ident, name in cur.execute(q, chunk):
                 self.mods.stage(name, ident)
 
+    def _set_ids(self, kind: str, member: str, cache: IdCache, sets: SetMembers) -> None:
+        """Make sure every set of `sets` (digest -> member ids) has a row in `{kind}s`, its
+        members in `{kind}_members`, and a cached id."""
+        assert self.conn is not None
+        missing = cache.missing(sets)
+        if not missing:
+            return
+        cur = self.conn.cursor()
+        cur.executemany(f"INSERT OR IGNORE INTO {kind}s (digest) VALUES (?)", [(d,) for d in missing])
+        for i in range(0, len(missing), _CHUNK):
+            chunk = missing[i:i + _CHUNK]
+            q = f"SELECT id, digest FROM {kind}s WHERE digest IN ({','.join('?' * len(chunk))})"
+            for ident, digest in cur.execute(q, chunk):
+                cache.stage(digest, ident)
+        # members of a set another writer made already are there: INSERT OR IGNORE (rare:
+        # only on a cache miss)
+        ids = cache.ids
+        cur.executemany(
+            f"INSERT OR IGNORE INTO {kind}_members ({kind}_id, {member}_id) VALUES (?, ?)",
+            [(ids[d], m) for d in missing for m in sets[d]])
+
     # -- writing -------------------------------------------------------------------
     def write(self, records: Sequence[dict[str, Any]]) -> None:
         if not records:
@@ -133,7 +164,7 @@ class SqliteOutput(Output):
         conn = self.conn
         assert conn is not None
         rows = merge(records)
-        caches = (self.exes, self.libs, self.mods)
+        caches = (self.exes, self.libs, self.mods, self.libsets, self.modsets)
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -153,37 +184,23 @@ class SqliteOutput(Output):
 
     def _write_rows(self, rows: list[ProcessRow]) -> None:
         assert self.conn is not None
-        cur = self.conn.cursor()
         self._pair_ids("executables", self.exes, (k for r in rows if (k := r.exe_key)))
         self._pair_ids("libraries", self.libs, (k for r in rows for k in r.libs))
         self._module_ids(m for r in rows for m in r.modules)
-        exe_ids = self.exes.ids
+        digests, libsets, modsets = row_sets(rows, self.libs.ids, self.mods.ids)
+        self._set_ids("libset", "library", self.libsets, libsets)
+        self._set_ids("modset", "module", self.modsets, modsets)
+        exe_ids, ls_ids, ms_ids = self.exes.ids, self.libsets.ids, self.modsets.ids
         params = []
-        for r in rows:
+        for r, (start, late, mods) in zip(rows, digests):
             v = r.values
             k = r.exe_key
-            params.append([v[i] for i in _PROC_IDX] + [exe_ids[k] if k else None])
-        cur.executemany(UPSERT_PROCESS, params)
-        pids: dict[str, int] = {}
-        uuids = [r.uuid for r in rows if r.libs or r.modules]
-        for i in range(0, len(uuids), _CHUNK):
-            chunk = uuids[i:i + _CHUNK]
-            q = f"SELECT uuid, id FROM processes WHERE uuid IN ({','.join('?' * len(chunk))})"
-            pids.update(cur.execute(q, chunk))
-        lib_ids, mod_ids = self.libs.ids, self.mods.ids
-        lib_rows: list[tuple[int, int, bool]] = []
-        mod_rows: list[tuple[int, int]] = []
-        for r in rows:
-            if r.libs:
-                pid = pids[r.uuid]
-                lib_rows += [(pid, lib_ids[k], late) for k, late in r.libs.items()]
-            if r.modules:
-                pid = pids[r.uuid]
-                mod_rows += [(pid, mod_ids[m]) for m in r.modules]
-        if lib_rows:
-            cur.executemany(UPSERT_LIB, lib_rows)
-        if mod_rows:
-            cur.executemany(INSERT_MOD, mod_rows)
+            params.append([v[i] for i in PROC_IDX] + [
+                exe_ids[k] if k else None,
+                ls_ids[start] if start else None,
+                ls_ids[late] if late else None,
+                ms_ids[mods] if mods else None])
+        self.conn.cursor().executemany(UPSERT_PROCESS, params)
 
     def close(self) -> None:
         if self.conn is not None:

@@ -9,12 +9,18 @@ repetition give the same row.
 Mapping (record key → column): id → uuid, user → username, exe + signature → executable_id
 (executables.path/.signature, signature '' when null), time → start_time (start record) or
 end_time (end record), start_time (end record) → start_time, args/env → JSON text,
-libs → process_libraries (+ libraries; late = end-record libs, unless also in the start
-record), modules → process_modules (+ modules). Every other key maps to the same-named column.
+libs → libset_id (start record) and late_libset_id (end record: the libraries not also in
+the start record when both are in the batch) (+ libraries, libsets, libset_members), modules →
+modset_id (+ modules, modsets, modset_members). Every other key maps to the same-named column.
+
+Library and module sets are content-addressed: `set_digest()` of the sorted member ids is the
+set's key, so the processes of one program share one set row and its members are written once.
 """
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable, Sequence
+from hashlib import blake2b
 from typing import Any
 
 import orjson
@@ -114,8 +120,47 @@ def merge(records: Sequence[dict[str, Any]]) -> list[ProcessRow]:
     return [rows[k] for k in sorted(rows)]
 
 
+def set_digest(ids: Sequence[int]) -> bytes:
+    """The key of a set of ids: blake2b-16 of the sorted ids, packed as little-endian int64."""
+    return blake2b(struct.pack(f"<{len(ids)}q", *sorted(ids)), digest_size=16).digest()
+
+
+#: digest -> sorted member ids, of the sets a batch refers to
+SetMembers = dict[bytes, list[int]]
+
+
+def row_sets(rows: Sequence[ProcessRow], lib_ids: dict[tuple[str, str], int],
+             mod_ids: dict[str, int]) -> tuple[list[tuple[bytes | None, bytes | None, bytes | None]],
+                                               SetMembers, SetMembers]:
+    """Per row the digests of its (start libraries, late libraries, modules) sets (None: no
+    such set), and the members of every library set and module set named."""
+    libsets: SetMembers = {}
+    modsets: SetMembers = {}
+    out: list[tuple[bytes | None, bytes | None, bytes | None]] = []
+    for r in rows:
+        start = late = mods = None
+        if r.libs:
+            early_ids = [lib_ids[k] for k, is_late in r.libs.items() if not is_late]
+            late_ids = [lib_ids[k] for k, is_late in r.libs.items() if is_late]
+            if early_ids:
+                start = set_digest(early_ids)
+                if start not in libsets:
+                    libsets[start] = sorted(early_ids)
+            if late_ids:
+                late = set_digest(late_ids)
+                if late not in libsets:
+                    libsets[late] = sorted(late_ids)
+        if r.modules:
+            ids = [mod_ids[m] for m in r.modules]
+            mods = set_digest(ids)
+            if mods not in modsets:
+                modsets[mods] = sorted(ids)
+        out.append((start, late, mods))
+    return out, libsets, modsets
+
+
 class IdCache:
-    """Bounded map key → database id for executables, libraries and modules.
+    """Bounded map key → database id for executables, libraries, modules and their sets.
 
     `ids` is a plain dict (read it directly in hot loops). Ids added during a transaction
     are remembered and removed again by `rollback()`, so a rolled-back transaction leaves

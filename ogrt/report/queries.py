@@ -154,16 +154,49 @@ def library_pattern(pattern: str) -> str:
     return like
 
 
+#: the late half of the process_libraries view: a library of the late set (from the end
+#: record) that is not also in the start set (ogrt/sql/*.sql)
+NOT_AT_START = ("NOT EXISTS (SELECT 1 FROM libset_members s0 "
+                "WHERE s0.libset_id = p.libset_id AND s0.library_id = m.library_id)")
+
+
+def library_uses(columns: str, lib_from: str, lib_clauses: list[str], clauses: list[str]) -> str:
+    """One row per (process, library it loaded), like the `process_libraries` view, with
+    `columns` (over `lib_from`'s libraries `l`, m = libset_members, p = processes,
+    e = executables) and a `late` column (0/1): the view's two halves written out so the
+    libraries matched first drive the query, libset_members (library_id) → processes
+    (libset_id), instead of the whole view being built. Its parameters: the ones of
+    `lib_clauses + clauses`, twice."""
+    halves = []
+    for late, col, extra in ((0, "libset_id", []),
+                             (1, "late_libset_id", [f"p.late_libset_id IS NOT NULL", NOT_AT_START])):
+        halves.append(f"""
+            SELECT {columns}, {late} AS late
+            FROM {lib_from}
+            JOIN libset_members m ON m.library_id = l.id
+            JOIN processes p ON p.{col} = m.libset_id
+            LEFT JOIN executables e ON e.id = p.executable_id
+            {_where(lib_clauses + extra + clauses)}""")
+    return "\n            UNION ALL".join(halves)
+
+
 def libraries_sql(db: ReportDB, f: Filters, top: int) -> tuple[str, list[Any]]:
-    clauses, params = f.selects(db.dialect, "pl.process_id")
+    clauses, params = f.selects(db.dialect)
     limit, lparams = _limit(top)
-    if f.empty:
-        # counted from the (library_id) index alone: no join with 1,000,000s of processes
-        inner = "SELECT pl.library_id, COUNT(*) AS n FROM process_libraries pl GROUP BY pl.library_id"
-    else:
-        inner = f"""SELECT pl.library_id, COUNT(*) AS n FROM process_libraries pl
-                    {_where(clauses)}
-                    GROUP BY pl.library_id"""
+    # the processes are counted per library set first (the processes_libset index alone
+    # without filters), then spread over the sets' members: no row per (process, library)
+    inner = f"""
+        SELECT m.library_id, SUM(c.n) AS n
+        FROM (SELECT p.libset_id, COUNT(*) AS n FROM processes p
+              {_where(["p.libset_id IS NOT NULL"] + clauses)}
+              GROUP BY p.libset_id) c
+        JOIN libset_members m ON m.libset_id = c.libset_id
+        GROUP BY m.library_id
+        UNION ALL
+        SELECT m.library_id, COUNT(*) AS n
+        FROM processes p JOIN libset_members m ON m.libset_id = p.late_libset_id
+        {_where(["p.late_libset_id IS NOT NULL", NOT_AT_START] + clauses)}
+        GROUP BY m.library_id"""
     sql = f"""
         SELECT l.path AS library, SUM(c.n) AS processes,
                SUM(CASE WHEN l.signature <> '' THEN c.n ELSE 0 END) AS stamped
@@ -171,7 +204,7 @@ def libraries_sql(db: ReportDB, f: Filters, top: int) -> tuple[str, list[Any]]:
         GROUP BY l.path
         ORDER BY processes DESC, library
         {limit}"""
-    return sql, params + lparams
+    return sql, params + params + lparams
 
 
 def libraries(db: ReportDB, f: Filters, top: int) -> Report:
@@ -200,23 +233,24 @@ def library_users_sql(db: ReportDB, f: Filters, top: int, pattern: str, by: str)
     limit, lparams = _limit(top)
     d = db.dialect
     match = f"l.path {d.ilike} ? ESCAPE '{BACKSLASH}'"
+    uses = library_uses(
+        f"l.path AS library, {key_expr} AS k, p.executable_id AS executable_id, "
+        "COALESCE(p.username, CAST(p.uid AS TEXT)) AS u, p.job_id AS job_id, "
+        "p.start_time AS start_time", "libraries l", [match], clauses)
     sql = f"""
-        SELECT l.path AS library, {key_expr} AS "{by}",
+        SELECT x.library AS library, x.k AS "{by}",
                COUNT(*) AS processes,
-               SUM(CASE WHEN pl.late THEN 1 ELSE 0 END) AS dlopened,
-               COUNT(DISTINCT p.executable_id) AS executables,
-               {d.list_agg("COALESCE(p.username, CAST(p.uid AS TEXT))")} AS users,
-               COUNT(DISTINCT p.job_id) AS jobs,
-               MAX(p.start_time) AS last_seen
-        FROM libraries l
-        JOIN process_libraries pl ON pl.library_id = l.id
-        JOIN processes p ON p.id = pl.process_id
-        LEFT JOIN executables e ON e.id = p.executable_id
-        {_where([match] + clauses)}
-        GROUP BY l.path, {key_expr}
+               SUM(x.late) AS dlopened,
+               COUNT(DISTINCT x.executable_id) AS executables,
+               {d.list_agg("x.u")} AS users,
+               COUNT(DISTINCT x.job_id) AS jobs,
+               MAX(x.start_time) AS last_seen
+        FROM ({uses}) x
+        GROUP BY x.library, x.k
         ORDER BY processes DESC, library, "{by}"
         {limit}"""
-    return sql, [library_pattern(pattern)] + params + lparams
+    one = [library_pattern(pattern)] + params
+    return sql, one + one + lparams
 
 
 def library_users(db: ReportDB, f: Filters, top: int, pattern: str, by: str = "executable") -> Report:
@@ -238,13 +272,13 @@ def modules_sql(db: ReportDB, f: Filters, top: int) -> tuple[str, list[Any]]:
     # grouped by module_id (names are unique): integer keys sort and hash cheaper than names
     sql = f"""
         SELECT m.name AS module, a.processes, a.users, a.jobs, a.last_used
-        FROM (SELECT pm.module_id, COUNT(*) AS processes,
+        FROM (SELECT mm.module_id, COUNT(*) AS processes,
                      COUNT(DISTINCT p.uid) AS users,
                      COUNT(DISTINCT p.job_id) AS jobs,
                      MAX(p.start_time) AS last_used
-              FROM process_modules pm JOIN processes p ON p.id = pm.process_id
+              FROM processes p JOIN modset_members mm ON mm.modset_id = p.modset_id
               {_where(clauses)}
-              GROUP BY pm.module_id) a
+              GROUP BY mm.module_id) a
         JOIN modules m ON m.id = a.module_id
         ORDER BY a.processes DESC, module
         {limit}"""
@@ -300,26 +334,31 @@ def signatures_sql(db: ReportDB, f: Filters, top: int, signature: str | None) ->
     limit, lparams = _limit(top)
     users_expr = d.list_agg("COALESCE(p.username, CAST(p.uid AS TEXT))")
     hosts_expr = d.list_agg("p.host")
-    parts = []
-    all_params: list[Any] = []
-    for kind, table, join in (
-        ("executable", "executables s", "JOIN processes p ON p.executable_id = s.id"),
-        ("library", "libraries s",
-         "JOIN process_libraries pl ON pl.library_id = s.id JOIN processes p ON p.id = pl.process_id"),
-    ):
-        sig_clause = ["s.signature = ?"] if signature else ["s.signature <> ''"]
-        sig_params: list[Any] = [signature] if signature else []
-        parts.append(f"""
-            SELECT '{kind}' AS kind, s.signature AS signature, s.path AS path,
-                   COUNT(*) AS runs, {users_expr} AS users, {hosts_expr} AS hosts,
-                   COUNT(DISTINCT p.job_id) AS jobs,
-                   MIN(p.start_time) AS first_seen, MAX(p.start_time) AS last_seen
-            FROM {table} {join}
-            {_where(sig_clause + clauses)}
-            GROUP BY s.signature, s.path""")
-        all_params += sig_params + params
-    sql = "\nUNION ALL\n".join(parts) + f"\nORDER BY runs DESC, kind, signature\n{limit}"
-    return sql, all_params + lparams
+    sig_clause = ["s.signature = ?"] if signature else ["s.signature <> ''"]
+    sig_params: list[Any] = [signature] if signature else []
+    exe_part = f"""
+        SELECT 'executable' AS kind, s.signature AS signature, s.path AS path,
+               COUNT(*) AS runs, {users_expr} AS users, {hosts_expr} AS hosts,
+               COUNT(DISTINCT p.job_id) AS jobs,
+               MIN(p.start_time) AS first_seen, MAX(p.start_time) AS last_seen
+        FROM executables s JOIN processes p ON p.executable_id = s.id
+        {_where(sig_clause + clauses)}
+        GROUP BY s.signature, s.path"""
+    uses = library_uses(
+        "l.signature AS signature, l.path AS path, "
+        "COALESCE(p.username, CAST(p.uid AS TEXT)) AS u, p.host AS host, p.job_id AS job_id, "
+        "p.start_time AS start_time",
+        "libraries l", [c.replace("s.", "l.", 1) for c in sig_clause], clauses)
+    lib_part = f"""
+        SELECT 'library' AS kind, x.signature AS signature, x.path AS path,
+               COUNT(*) AS runs, {d.list_agg("x.u")} AS users, {d.list_agg("x.host")} AS hosts,
+               COUNT(DISTINCT x.job_id) AS jobs,
+               MIN(x.start_time) AS first_seen, MAX(x.start_time) AS last_seen
+        FROM ({uses}) x
+        GROUP BY x.signature, x.path"""
+    sql = exe_part + "\nUNION ALL\n" + lib_part + f"\nORDER BY runs DESC, kind, signature\n{limit}"
+    one = sig_params + params
+    return sql, one + one + one + lparams
 
 
 def signatures(db: ReportDB, f: Filters, top: int, signature: str | None = None) -> Report:

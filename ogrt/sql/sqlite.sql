@@ -24,6 +24,7 @@ CREATE TABLE IF NOT EXISTS modules (
 );
 
 -- One row per process; the start and the end record fill it (in any order).
+-- Its libraries and modules are sets (libsets, modsets below), shared by processes.
 CREATE TABLE IF NOT EXISTS processes (
     id            INTEGER PRIMARY KEY,
     uuid          TEXT NOT NULL UNIQUE,
@@ -52,28 +53,64 @@ CREATE TABLE IF NOT EXISTS processes (
     inblock       INTEGER,
     oublock       INTEGER,
     nvcsw         INTEGER,
-    nivcsw        INTEGER
+    nivcsw        INTEGER,
+    libset_id      INTEGER REFERENCES libsets (id),  -- libraries at start
+    late_libset_id INTEGER REFERENCES libsets (id),  -- libraries loaded after start (end record)
+    modset_id      INTEGER REFERENCES modsets (id)   -- modules loaded at start
 );
 
-CREATE TABLE IF NOT EXISTS process_libraries (
-    process_id INTEGER NOT NULL REFERENCES processes (id),
+-- Library sets and module sets, content-addressed: the processes of one program load
+-- the same libraries over and over, so a process row points to a set (written once)
+-- instead of owning one link row per library. digest = blake2b-16 of the sorted member
+-- ids (ogrt/outputs/sqlrecords.py, set_digest).
+CREATE TABLE IF NOT EXISTS libsets (
+    id     INTEGER PRIMARY KEY,
+    digest BLOB NOT NULL UNIQUE
+);
+
+CREATE TABLE IF NOT EXISTS libset_members (
+    libset_id  INTEGER NOT NULL REFERENCES libsets (id),
     library_id INTEGER NOT NULL REFERENCES libraries (id),
-    late       INTEGER NOT NULL DEFAULT 0,   -- 1: loaded after start (dlopen)
-    PRIMARY KEY (process_id, library_id)
+    PRIMARY KEY (libset_id, library_id)
 ) WITHOUT ROWID;
 
-CREATE TABLE IF NOT EXISTS process_modules (
-    process_id INTEGER NOT NULL REFERENCES processes (id),
-    module_id  INTEGER NOT NULL REFERENCES modules (id),
-    PRIMARY KEY (process_id, module_id)
+CREATE TABLE IF NOT EXISTS modsets (
+    id     INTEGER PRIMARY KEY,
+    digest BLOB NOT NULL UNIQUE
+);
+
+CREATE TABLE IF NOT EXISTS modset_members (
+    modset_id INTEGER NOT NULL REFERENCES modsets (id),
+    module_id INTEGER NOT NULL REFERENCES modules (id),
+    PRIMARY KEY (modset_id, module_id)
 ) WITHOUT ROWID;
+
+-- The per-process views of the sets, with the columns of the former link tables.
+-- late = 1: loaded after start (dlopen; from the end record). A library of the late set
+-- that is also in the start set is not late (the end record may arrive, alone, before
+-- its start record) and is listed once, as not late.
+CREATE VIEW IF NOT EXISTS process_libraries (process_id, library_id, late) AS
+    SELECT p.id, m.library_id, 0
+    FROM processes p JOIN libset_members m ON m.libset_id = p.libset_id
+    UNION ALL
+    SELECT p.id, m.library_id, 1
+    FROM processes p JOIN libset_members m ON m.libset_id = p.late_libset_id
+    WHERE p.late_libset_id IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM libset_members s WHERE s.libset_id = p.libset_id AND s.library_id = m.library_id);
+
+CREATE VIEW IF NOT EXISTS process_modules (process_id, module_id) AS
+    SELECT p.id, m.module_id
+    FROM processes p JOIN modset_members m ON m.modset_id = p.modset_id;
 
 CREATE INDEX IF NOT EXISTS processes_start_time ON processes (start_time);
 CREATE INDEX IF NOT EXISTS processes_job_id ON processes (job_id);
 CREATE INDEX IF NOT EXISTS processes_executable ON processes (executable_id);
 CREATE INDEX IF NOT EXISTS processes_uid ON processes (uid);
 CREATE INDEX IF NOT EXISTS processes_host ON processes (host);
-CREATE INDEX IF NOT EXISTS process_libraries_library ON process_libraries (library_id);
-CREATE INDEX IF NOT EXISTS process_modules_module ON process_modules (module_id);
 CREATE INDEX IF NOT EXISTS executables_signature ON executables (signature);
 CREATE INDEX IF NOT EXISTS libraries_signature ON libraries (signature);
+CREATE INDEX IF NOT EXISTS processes_libset ON processes (libset_id);
+CREATE INDEX IF NOT EXISTS processes_late_libset ON processes (late_libset_id) WHERE late_libset_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS processes_modset ON processes (modset_id);
+CREATE INDEX IF NOT EXISTS libset_members_library ON libset_members (library_id);
+CREATE INDEX IF NOT EXISTS modset_members_module ON modset_members (module_id);

@@ -88,7 +88,7 @@ def test_sqlite_roundtrip(tmp_path):
     _sql_roundtrip(make("sqlite", path=str(db)), lambda: sqlite3.connect(db))
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
 
 
 def test_postgresql_roundtrip(postgres):
@@ -101,7 +101,7 @@ def test_postgresql_roundtrip(postgres):
     again.close()
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT count(*) FROM processes").fetchone()[0] == 35
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
 
 
 def test_postgresql_down_raises_output_error(postgres):
@@ -148,25 +148,45 @@ def test_validate_fills_defaults():
                  "reconnect_max_seconds": 30.0}
 
 
-def test_postgresql_migrates_an_earlier_schema(postgres):
-    """A database made by the first schema (foreign keys on the link tables) is brought
-    up to date on connect: the FK constraints go, processes gets fillfactor 70."""
+def test_postgresql_refuses_an_older_schema(postgres):
+    """A database of schema version 1 (link tables) is refused with a clear error, before
+    any statement touches it; the output stays usable once pointed at a new database."""
     dsn = postgres.new_database()
-    make("postgresql", dsn=dsn).open()
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("ALTER TABLE processes RESET (fillfactor)")
-        for t, c, ref in (("process_libraries", "process_id", "processes"),
-                          ("process_libraries", "library_id", "libraries"),
-                          ("process_modules", "module_id", "modules")):
-            conn.execute(f"ALTER TABLE {t} ADD FOREIGN KEY ({c}) REFERENCES {ref} (id)")
+        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        conn.execute("INSERT INTO schema_version VALUES (1)")
+        conn.execute("CREATE TABLE process_libraries (process_id BIGINT, library_id BIGINT)")
+    out = make("postgresql", dsn=dsn)
+    with pytest.raises(OutputError, match="schema version 1, this OGRT writes version 2"):
+        out.open()
+    assert out.conn is None
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_tables WHERE tablename = 'processes'"
+                            ).fetchone()[0] == 0
+
+
+def test_sqlite_refuses_an_older_schema(tmp_path):
+    db = tmp_path / "v1.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        conn.execute("INSERT INTO schema_version VALUES (1)")
+    conn.close()
+    out = make("sqlite", path=str(db))
+    with pytest.raises(OutputError, match="schema version 1, this OGRT writes version 2"):
+        out.write(R.pairs(2))
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'processes'").fetchall() == []
+    conn.close()
+
+
+def test_postgresql_processes_fillfactor(postgres):
+    """processes keeps room on its pages, so the end record's update stays HOT."""
+    dsn = postgres.new_database()
     out = make("postgresql", dsn=dsn)
     out.open()
     out.write(R.pairs(3))
     out.close()
     with psycopg.connect(dsn) as conn:
-        assert conn.execute("SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND conrelid "
-                            "IN ('process_libraries'::regclass, 'process_modules'::regclass)"
-                            ).fetchone()[0] == 0
         assert conn.execute("SELECT reloptions FROM pg_class WHERE oid = 'processes'::regclass"
                             ).fetchone()[0] == ["fillfactor=70"]
         assert conn.execute("SELECT count(*) FROM processes").fetchone()[0] == 3
