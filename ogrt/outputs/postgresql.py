@@ -24,7 +24,7 @@ from ogrt.outputs import options as opt
 from ogrt.outputs.base import Output, OutputError
 from ogrt.outputs.sqlite import (PROC_COLS, PROC_IDX, SCHEMA_VERSION, SET_CACHE_LIMIT,
                                  schema_mismatch, schema_statements)
-from ogrt.outputs.sqlrecords import IdCache, ProcessRow, SetMembers, merge, row_sets
+from ogrt.outputs.sqlrecords import IdCache, ProcessRow, SetMembers, SetResolver, merge
 
 MIGRATE_LOCK = 0x4F47_5254_0001  # pg_advisory_xact_lock key ("OGRT" 1)
 
@@ -61,6 +61,7 @@ class PostgresOutput(Output):
         self.conn: psycopg.Connection[Any] | None = None
         self.exes, self.libs, self.mods = IdCache(), IdCache(), IdCache()
         self.libsets, self.modsets = IdCache(SET_CACHE_LIMIT), IdCache(SET_CACHE_LIMIT)
+        self.sets = SetResolver(self.libs, self.mods)
 
     @classmethod
     def validate(cls, name: str, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -176,7 +177,7 @@ class PostgresOutput(Output):
         conn = self.conn
         assert conn is not None
         rows = merge(records)
-        caches = (self.exes, self.libs, self.mods, self.libsets, self.modsets)
+        caches = (self.exes, self.libs, self.mods, self.libsets, self.modsets, *self.sets.caches)
         try:
             with conn.transaction():
                 self._write_rows(conn, rows)
@@ -195,9 +196,9 @@ class PostgresOutput(Output):
     def _write_rows(self, conn: psycopg.Connection[Any], rows: list[ProcessRow]) -> None:
         cur = conn.cursor()
         self._pair_ids(cur, "executables", self.exes, (k for r in rows if (k := r.exe_key)))
-        self._pair_ids(cur, "libraries", self.libs, (k for r in rows for k in r.libs))
-        self._module_ids(cur, (m for r in rows for m in r.modules))
-        digests, libsets, modsets = row_sets(rows, self.libs.ids, self.mods.ids)
+        self._pair_ids(cur, "libraries", self.libs, self.sets.missing_libs(rows))
+        self._module_ids(cur, self.sets.missing_modules(rows))
+        digests, libsets, modsets = self.sets.resolve(rows)
         self._set_ids(cur, "libset", "library", self.libsets, libsets)
         self._set_ids(cur, "modset", "module", self.modsets, modsets)
         exe_ids, ls_ids, ms_ids = self.exes.ids, self.libsets.ids, self.modsets.ids

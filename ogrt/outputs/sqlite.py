@@ -17,7 +17,7 @@ from typing import Any
 
 from ogrt.outputs import options as opt
 from ogrt.outputs.base import Output, OutputError
-from ogrt.outputs.sqlrecords import COLUMNS, IDX, IdCache, ProcessRow, SetMembers, merge, row_sets
+from ogrt.outputs.sqlrecords import COLUMNS, IDX, IdCache, ProcessRow, SetMembers, SetResolver, merge
 
 SCHEMA_VERSION = 2  # 2: library and module sets (libsets, modsets) instead of link tables
 _CHUNK = 500  # host parameters per IN (...) lookup
@@ -62,6 +62,7 @@ class SqliteOutput(Output):
         self.conn: sqlite3.Connection | None = None
         self.exes, self.libs, self.mods = IdCache(), IdCache(), IdCache()
         self.libsets, self.modsets = IdCache(SET_CACHE_LIMIT), IdCache(SET_CACHE_LIMIT)
+        self.sets = SetResolver(self.libs, self.mods)
 
     @classmethod
     def validate(cls, name: str, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -164,7 +165,7 @@ class SqliteOutput(Output):
         conn = self.conn
         assert conn is not None
         rows = merge(records)
-        caches = (self.exes, self.libs, self.mods, self.libsets, self.modsets)
+        caches = (self.exes, self.libs, self.mods, self.libsets, self.modsets, *self.sets.caches)
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -185,9 +186,9 @@ class SqliteOutput(Output):
     def _write_rows(self, rows: list[ProcessRow]) -> None:
         assert self.conn is not None
         self._pair_ids("executables", self.exes, (k for r in rows if (k := r.exe_key)))
-        self._pair_ids("libraries", self.libs, (k for r in rows for k in r.libs))
-        self._module_ids(m for r in rows for m in r.modules)
-        digests, libsets, modsets = row_sets(rows, self.libs.ids, self.mods.ids)
+        self._pair_ids("libraries", self.libs, self.sets.missing_libs(rows))
+        self._module_ids(self.sets.missing_modules(rows))
+        digests, libsets, modsets = self.sets.resolve(rows)
         self._set_ids("libset", "library", self.libsets, libsets)
         self._set_ids("modset", "module", self.modsets, modsets)
         exe_ids, ls_ids, ms_ids = self.exes.ids, self.libsets.ids, self.modsets.ids

@@ -9,8 +9,7 @@ repetition give the same row.
 Mapping (record key → column): id → uuid, user → username, exe + signature → executable_id
 (executables.path/.signature, signature '' when null), time → start_time (start record) or
 end_time (end record), start_time (end record) → start_time, args/env → JSON text,
-libs → libset_id (start record) and late_libset_id (end record: the libraries not also in
-the start record when both are in the batch) (+ libraries, libsets, libset_members), modules →
+libs → libset_id (start record) and late_libset_id (end record; see SetResolver.resolve) (+ libraries, libsets, libset_members), modules →
 modset_id (+ modules, modsets, modset_members). Every other key maps to the same-named column.
 
 Library and module sets are content-addressed: `set_digest()` of the sorted member ids is the
@@ -21,6 +20,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Sequence
 from hashlib import blake2b
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -38,34 +38,53 @@ IDX = {c: i for i, c in enumerate(COLUMNS)}
 TABLE_COLUMNS: tuple[str, ...] = tuple(
     c for c in COLUMNS if c not in ("exe_path", "exe_signature")) + ("executable_id",)
 
-_START = [  # (record key, column)
-    ("host", "host"), ("peer", "peer"), ("job_id", "job_id"), ("pid", "pid"),
-    ("ppid", "ppid"), ("uid", "uid"), ("gid", "gid"), ("user", "username"),
-    ("exe", "exe_path"), ("cwd", "cwd"), ("rank", "rank"), ("time", "start_time"),
-]
-_END = [
-    ("host", "host"), ("peer", "peer"), ("job_id", "job_id"), ("pid", "pid"),
-    ("uid", "uid"), ("user", "username"), ("time", "end_time"), ("start_time", "start_time"),
-    ("exit_status", "exit_status"), ("duration", "duration"), ("utime", "utime"),
-    ("stime", "stime"), ("maxrss_kb", "maxrss_kb"), ("minflt", "minflt"),
-    ("majflt", "majflt"), ("inblock", "inblock"), ("oublock", "oublock"),
-    ("nvcsw", "nvcsw"), ("nivcsw", "nivcsw"),
-]
-_START_IDX = [(k, IDX[c]) for k, c in _START]
-_END_IDX = [(k, IDX[c]) for k, c in _END]
-_I_EXE_SIG, _I_ARGS, _I_ENV = IDX["exe_signature"], IDX["args"], IDX["env"]
+_START = {  # column: record key
+    "host": "host", "peer": "peer", "job_id": "job_id", "pid": "pid", "ppid": "ppid",
+    "uid": "uid", "gid": "gid", "username": "user", "exe_path": "exe", "cwd": "cwd",
+    "rank": "rank", "start_time": "time",
+}
+_END = {
+    "host": "host", "peer": "peer", "job_id": "job_id", "pid": "pid", "uid": "uid",
+    "username": "user", "end_time": "time", "start_time": "start_time",
+    "exit_status": "exit_status", "duration": "duration", "utime": "utime", "stime": "stime",
+    "maxrss_kb": "maxrss_kb", "minflt": "minflt", "majflt": "majflt", "inblock": "inblock",
+    "oublock": "oublock", "nvcsw": "nvcsw", "nivcsw": "nivcsw",
+}
+_NONE = "\0no such key"  # a key no record has: rec.get() gives None
+#: per column, the record key that fills it (uuid: "id"): one map(rec.get, ...) per record
+_START_KEYS = ["id"] + [_START.get(c, _NONE) for c in COLUMNS[1:]]
+_END_KEYS = ["id"] + [_END.get(c, _NONE) for c in COLUMNS[1:]]
+_I_EXE_PATH, _I_EXE_SIG = IDX["exe_path"], IDX["exe_signature"]
+_I_ARGS, _I_ENV = IDX["args"], IDX["env"]
+
+#: the key of a list of library dicts: (paths, signatures), built at C speed
+LibsKey = tuple[tuple[str, ...], tuple[Any, ...]]
+_path, _sig = itemgetter("path"), itemgetter("signature")
+
+
+def libs_key(libs: Sequence[dict[str, Any]]) -> LibsKey:
+    try:
+        return tuple(map(_path, libs)), tuple(map(_sig, libs))
+    except KeyError:  # a record without "signature" keys (hand-written)
+        return tuple(lib["path"] for lib in libs), tuple(lib.get("signature") for lib in libs)
+
+
+def lib_pairs(key: LibsKey) -> list[tuple[str, str]]:
+    """The (path, signature) of each library of a libs key (signature '' when null)."""
+    return [(p, s or "") for p, s in zip(*key)]
 
 
 class ProcessRow:
-    """One process of a batch: column values, its libraries and its modules."""
+    """One process of a batch: its column values, the keys of its libraries (start record,
+    end record) and its modules."""
 
-    __slots__ = ("values", "libs", "modules")
+    __slots__ = ("values", "start_libs", "late_libs", "modules")
 
-    def __init__(self, uuid: str) -> None:
-        self.values: list[Any] = [None] * len(COLUMNS)
-        self.values[0] = uuid
-        self.libs: dict[tuple[str, str], bool] = {}  # (path, signature) -> late
-        self.modules: list[str] = []
+    def __init__(self, values: list[Any]) -> None:
+        self.values = values
+        self.start_libs: LibsKey | None = None
+        self.late_libs: LibsKey | None = None
+        self.modules: tuple[str, ...] | None = None
 
     @property
     def uuid(self) -> str:
@@ -73,50 +92,40 @@ class ProcessRow:
 
     @property
     def exe_key(self) -> tuple[str, str] | None:
-        path = self.values[IDX["exe_path"]]
+        path = self.values[_I_EXE_PATH]
         return None if path is None else (path, self.values[_I_EXE_SIG] or "")
 
 
-def _set(values: list[Any], pairs: Iterable[tuple[str, int]], rec: dict[str, Any]) -> None:
-    for key, i in pairs:
-        v = rec.get(key)
-        if v is not None:
-            values[i] = v
-
-
 def merge(records: Sequence[dict[str, Any]]) -> list[ProcessRow]:
-    """Fold a batch into one row per uuid, sorted by uuid (a fixed lock order for upserts)."""
+    """Fold a batch into one row per uuid, sorted by uuid (a fixed lock order for upserts).
+
+    A column takes the value of the record that has it (not null); when two records of a
+    process are in the batch, the later one's non-null values win.
+    """
     rows: dict[str, ProcessRow] = {}
-    no_sig = ""
     for rec in records:
-        uuid = rec["id"]
-        row = rows.get(uuid)
-        if row is None:
-            row = rows[uuid] = ProcessRow(uuid)
-        values = row.values
-        libs = row.libs
-        if rec.get("event") == "end":
-            _set(values, _END_IDX, rec)
-            for lib in rec.get("libs") or ():
-                key = (lib["path"], lib.get("signature") or no_sig)
-                if key not in libs:
-                    libs[key] = True
-        else:
-            _set(values, _START_IDX, rec)
+        is_end = rec.get("event") == "end"
+        values = list(map(rec.get, _END_KEYS if is_end else _START_KEYS))
+        if not is_end:
             values[_I_EXE_SIG] = rec.get("signature") or ""
             values[_I_ARGS] = orjson.dumps(rec.get("args") or []).decode()
             values[_I_ENV] = orjson.dumps(rec.get("env") or {}).decode()
-            start_libs = rec.get("libs")
-            if start_libs:
-                if libs:  # the end record came first: its libs stay late unless listed here
-                    libs.update(dict.fromkeys(
-                        [(lib["path"], lib.get("signature") or no_sig) for lib in start_libs], False))
-                else:
-                    row.libs = libs = dict.fromkeys(
-                        [(lib["path"], lib.get("signature") or no_sig) for lib in start_libs], False)
+        uuid = values[0]
+        row = rows.get(uuid)
+        if row is None:
+            row = rows[uuid] = ProcessRow(values)
+        else:  # the other record of the pair (or a repeat) in this batch
+            row.values = [o if n is None else n for n, o in zip(values, row.values)]
+        libs = rec.get("libs")
+        if is_end:
+            if libs:
+                row.late_libs = libs_key(libs)
+        else:
+            if libs:
+                row.start_libs = libs_key(libs)
             mods = rec.get("modules")
             if mods:
-                row.modules = list(dict.fromkeys(mods))
+                row.modules = tuple(mods)
     return [rows[k] for k in sorted(rows)]
 
 
@@ -127,52 +136,27 @@ def set_digest(ids: Sequence[int]) -> bytes:
 
 #: digest -> sorted member ids, of the sets a batch refers to
 SetMembers = dict[bytes, list[int]]
-
-
-def row_sets(rows: Sequence[ProcessRow], lib_ids: dict[tuple[str, str], int],
-             mod_ids: dict[str, int]) -> tuple[list[tuple[bytes | None, bytes | None, bytes | None]],
-                                               SetMembers, SetMembers]:
-    """Per row the digests of its (start libraries, late libraries, modules) sets (None: no
-    such set), and the members of every library set and module set named."""
-    libsets: SetMembers = {}
-    modsets: SetMembers = {}
-    out: list[tuple[bytes | None, bytes | None, bytes | None]] = []
-    for r in rows:
-        start = late = mods = None
-        if r.libs:
-            early_ids = [lib_ids[k] for k, is_late in r.libs.items() if not is_late]
-            late_ids = [lib_ids[k] for k, is_late in r.libs.items() if is_late]
-            if early_ids:
-                start = set_digest(early_ids)
-                if start not in libsets:
-                    libsets[start] = sorted(early_ids)
-            if late_ids:
-                late = set_digest(late_ids)
-                if late not in libsets:
-                    libsets[late] = sorted(late_ids)
-        if r.modules:
-            ids = [mod_ids[m] for m in r.modules]
-            mods = set_digest(ids)
-            if mods not in modsets:
-                modsets[mods] = sorted(ids)
-        out.append((start, late, mods))
-    return out, libsets, modsets
+#: a set: its digest and its sorted member ids
+SetRef = tuple[bytes, list[int]]
+#: per row, the digests of its (start libraries, late libraries, modules) sets
+RowSets = tuple["bytes | None", "bytes | None", "bytes | None"]
 
 
 class IdCache:
-    """Bounded map key → database id for executables, libraries, modules and their sets.
+    """Bounded map key → database id (or other value derived from ids) for executables,
+    libraries, modules, their sets and the set memo.
 
-    `ids` is a plain dict (read it directly in hot loops). Ids added during a transaction
+    `ids` is a plain dict (read it directly in hot loops). Entries added during a transaction
     are remembered and removed again by `rollback()`, so a rolled-back transaction leaves
     no id that does not exist; `commit()` forgets them and enforces the bound.
     """
 
     def __init__(self, limit: int = 200_000) -> None:
         self.limit = limit
-        self.ids: dict[Any, int] = {}
+        self.ids: dict[Any, Any] = {}
         self._staged: list[Any] = []
 
-    def get(self, key: Any) -> int | None:
+    def get(self, key: Any) -> Any:
         return self.ids.get(key)
 
     def missing(self, keys: Iterable[Any]) -> list[Any]:
@@ -180,7 +164,7 @@ class IdCache:
         ids = self.ids
         return sorted({k for k in keys if k not in ids})
 
-    def stage(self, key: Any, ident: int) -> None:
+    def stage(self, key: Any, ident: Any) -> None:
         if key not in self.ids:
             self._staged.append(key)
         self.ids[key] = ident
@@ -198,3 +182,89 @@ class IdCache:
     def clear(self) -> None:
         self.ids.clear()
         self._staged.clear()
+
+
+class SetResolver:
+    """Library lists and module lists → content-addressed sets (digest, sorted member ids).
+
+    A memo maps the key of a list (LibsKey; a tuple of module names) to its set, so another
+    process of the same program costs one dict lookup and no per-library work. Memo entries
+    depend on library/module ids: they are staged like IdCache entries (`caches`) and
+    dropped again when the transaction that made those ids rolls back.
+    """
+
+    def __init__(self, libs: IdCache, mods: IdCache, limit: int = 20_000) -> None:
+        self.libs, self.mods = libs, mods
+        self.lib_memo, self.mod_memo = IdCache(limit), IdCache(limit)
+
+    @property
+    def caches(self) -> tuple[IdCache, IdCache]:
+        return self.lib_memo, self.mod_memo
+
+    def missing_libs(self, rows: Sequence[ProcessRow]) -> set[tuple[str, str]]:
+        """The libraries of memo misses (their ids are needed to make the sets)."""
+        memo = self.lib_memo.ids
+        out: set[tuple[str, str]] = set()
+        for r in rows:
+            for key in (r.start_libs, r.late_libs):
+                if key is not None and key not in memo:
+                    out.update(lib_pairs(key))
+        return out
+
+    def missing_modules(self, rows: Sequence[ProcessRow]) -> set[str]:
+        memo = self.mod_memo.ids
+        out: set[str] = set()
+        for r in rows:
+            if r.modules is not None and r.modules not in memo:
+                out.update(r.modules)
+        return out
+
+    def _lib_set(self, key: LibsKey) -> SetRef:
+        ref = self.lib_memo.ids.get(key)
+        if ref is None:
+            lib_ids = self.libs.ids
+            ids = sorted({lib_ids[k] for k in lib_pairs(key)})
+            ref = (set_digest(ids), ids)
+            self.lib_memo.stage(key, ref)
+        return ref
+
+    def _mod_set(self, key: tuple[str, ...]) -> SetRef:
+        ref = self.mod_memo.ids.get(key)
+        if ref is None:
+            mod_ids = self.mods.ids
+            ids = sorted({mod_ids[m] for m in key})
+            ref = (set_digest(ids), ids)
+            self.mod_memo.stage(key, ref)
+        return ref
+
+    def resolve(self, rows: Sequence[ProcessRow]) -> tuple[list[RowSets], SetMembers, SetMembers]:
+        """Per row the digests of its sets (None: no such set), and the members of every
+        library set and module set named. Call once the ids of `missing_libs()` and
+        `missing_modules()` are cached.
+
+        The late set is the end record's libraries; when the start record is in the same
+        batch, only those not also in its start set (across batches, the view
+        `process_libraries` hides a late library that is also in the start set)."""
+        libsets: SetMembers = {}
+        modsets: SetMembers = {}
+        out: list[RowSets] = []
+        for r in rows:
+            start = late = mods = None
+            if r.start_libs is not None:
+                start, ids = self._lib_set(r.start_libs)
+                libsets[start] = ids
+            if r.late_libs is not None:
+                late, ids = self._lib_set(r.late_libs)
+                if start is not None:
+                    early = set(libsets[start])
+                    kept = [i for i in ids if i not in early]
+                    if len(kept) != len(ids):
+                        ids = kept
+                        late = set_digest(ids) if ids else None
+                if late is not None:
+                    libsets[late] = ids
+            if r.modules is not None:
+                mods, ids = self._mod_set(r.modules)
+                modsets[mods] = ids
+            out.append((start, late, mods))
+        return out, libsets, modsets
