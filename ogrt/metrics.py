@@ -24,6 +24,7 @@ METRICS: dict[str, tuple[str, str]] = {
     "ogrt_rejected_total": ("counter", "Frames, datagrams or connections rejected, by reason."),
     "ogrt_connections_total": ("counter", "TCP connections accepted."),
     "ogrt_connections_open": ("gauge", "TCP connections open now."),
+    "ogrt_tcp_read_pauses_total": ("counter", "Times TCP reading paused (<= 0.1 s) for an output's queue to drain."),
     "ogrt_fragments_pending": ("gauge", "Records waiting for more UDP fragments."),
     "ogrt_fragments_pending_bytes": ("gauge", "Bytes of UDP fragments held."),
     "ogrt_output_persisted_total": ("counter", "Records written to the output's backend."),

@@ -57,6 +57,8 @@ class _Connection(asyncio.Protocol):
             return
         rx.connections.add(self)
         rx.per_peer[self.peer] = per_peer + 1
+        if rx.paused:
+            transport.pause_reading()
         rx.ingest.counters.inc("ogrt_connections_total")
         self.last_active = rx.loop.time()
 
@@ -146,6 +148,8 @@ class TcpReceiver:
         self._sock: socket.socket | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._flush_scheduled = False
+        self.paused = False
+        self._paused_since = 0.0
 
     async def start(self, sock: socket.socket) -> None:
         self._sock = sock
@@ -160,6 +164,39 @@ class TcpReceiver:
     def _flush(self) -> None:
         self._flush_scheduled = False
         self.ingest.flush()
+        if not self.paused and self._queues_high(0.75):
+            self._pause()
+
+    # -- soft back-pressure: when an output's in-memory queue is nearly full, stop reading
+    # for a few milliseconds so its writer catches up, instead of spilling to the spool at
+    # once. Never longer than PAUSE_MAX: then reading resumes and the runner spools.
+    PAUSE_STEP = 0.005
+    PAUSE_MAX = 0.1
+
+    def _queues_high(self, fraction: float) -> bool:
+        for sink in self.ingest.sinks:
+            limit = getattr(sink, "queue_limit", 0)
+            if limit and sink.stats()["queue_depth"] > fraction * limit:
+                return True
+        return False
+
+    def _pause(self) -> None:
+        self.ingest.counters.inc("ogrt_tcp_read_pauses_total")
+        self.paused = True
+        self._paused_since = self.loop.time()
+        for conn in self.connections:
+            if conn.transport is not None:
+                conn.transport.pause_reading()
+        self.loop.call_later(self.PAUSE_STEP, self._maybe_resume)
+
+    def _maybe_resume(self) -> None:
+        if self.loop.time() - self._paused_since < self.PAUSE_MAX and self._queues_high(0.5) and not self.closing:
+            self.loop.call_later(self.PAUSE_STEP, self._maybe_resume)
+            return
+        self.paused = False
+        for conn in self.connections:
+            if conn.transport is not None and not conn.transport.is_closing():
+                conn.transport.resume_reading()
 
     async def _sweep(self) -> None:
         interval = min(1.0, self.idle_timeout / 4)
