@@ -9,6 +9,7 @@ Shape of the data (seeded, so every run builds the same database):
   2,000 executables (Zipf-like popularity), 3,000 libraries (libc & co. in every process,
   ~8 per process, MKL in ~5%), 300 modules (~3 per process), 500 users, 200 hosts,
   20,000 jobs over 30 days, 0.2% of processes stamped, 1 in 50 processes dlopen()s a library.
+  Libraries and modules are stored as sets (libsets, modsets), as the SQL outputs write them.
 
 Target (issue 5): each report over 1,000,000 processes returns in seconds (here: < 10 s).
 
@@ -36,6 +37,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from ogrt.outputs.sqlrecords import set_digest  # noqa: E402
 from ogrt.report import jobtree, queries  # noqa: E402
 from ogrt.report.db import ReportDB, open_postgresql, open_sqlite  # noqa: E402
 from ogrt.report.timespec import parse_time  # noqa: E402
@@ -51,7 +53,7 @@ def rfc3339(t: datetime) -> str:
 PROCESS_COLUMNS = ("id", "uuid", "host", "peer", "job_id", "pid", "ppid", "uid", "gid", "username",
                    "executable_id", "args", "cwd", "env", "rank", "start_time", "end_time", "exit_status",
                    "duration", "utime", "stime", "maxrss_kb", "minflt", "majflt", "inblock", "oublock",
-                   "nvcsw", "nivcsw")
+                   "nvcsw", "nivcsw", "libset_id", "late_libset_id", "modset_id")
 N_JOBS = 20000
 
 
@@ -90,34 +92,50 @@ def tables(n: int, seed: int = 5) -> list[tuple[str, tuple[str, ...], object]]:
                    f"user{job_user[j]}", exe, json.dumps([f"prog{exe}", "-i", "input.dat"]), "/scratch",
                    "{}", None, rfc3339(t), rfc3339(t + timedelta(seconds=duration)),
                    1 if i % 97 == 0 else 0, duration, duration * 0.9, duration * 0.05, 20480,
-                   1000, 0, 0, 0, 10, 5)
+                   1000, 0, 0, 0, 10, 5) + process_sets(i + 1)
 
-    def library_rows():
-        for i in range(1, n + 1):
-            chosen = {1, 2, 3}
-            if i % 20 == 0:
-                chosen |= {4, 5}
-            k = exe_choice[i - 1]
-            for d in range(5):  # the executable's own dependencies
-                chosen.add(6 + (k * 7 + d * 13) % (n_lib - 5))
-            late = 6 + (i * 31) % (n_lib - 5) if i % 50 == 0 else None
-            for lib in sorted(chosen):
-                yield (i, lib, False)
-            if late is not None and late not in chosen:
-                yield (i, late, True)
+    # libraries and modules are content-addressed sets (schema version 2), as the SQL
+    # outputs write them: processes of one program share one set
+    libsets: dict[tuple[int, ...], int] = {}
+    modsets: dict[tuple[int, ...], int] = {}
 
-    def module_rows():
-        for i in range(1, n + 1):
-            for m in sorted({1 + (i // 40) % n_mod, 1 + (i // 40 * 7) % n_mod, 1 + (i // 40 * 13) % n_mod}):
-                yield (i, m)
+    def set_id(sets: dict[tuple[int, ...], int], members: set[int]) -> int:
+        key = tuple(sorted(members))
+        if key not in sets:
+            sets[key] = len(sets) + 1
+        return sets[key]
+
+    def process_sets(i: int) -> tuple[int, int | None, int]:
+        chosen = {1, 2, 3}
+        if i % 20 == 0:
+            chosen |= {4, 5}
+        k = exe_choice[i - 1]
+        for d in range(5):  # the executable's own dependencies
+            chosen.add(6 + (k * 7 + d * 13) % (n_lib - 5))
+        late = 6 + (i * 31) % (n_lib - 5) if i % 50 == 0 else None
+        late_id = set_id(libsets, {late}) if late is not None and late not in chosen else None
+        mods = {1 + (i // 40) % n_mod, 1 + (i // 40 * 7) % n_mod, 1 + (i // 40 * 13) % n_mod}
+        return set_id(libsets, chosen), late_id, set_id(modsets, mods)
+
+    def set_rows(sets: dict[tuple[int, ...], int]):
+        for members, ident in sets.items():
+            yield (ident, set_digest(members))
+
+    def member_rows(sets: dict[tuple[int, ...], int]):
+        for members, ident in sets.items():
+            for m in members:
+                yield (ident, m)
 
     return [
         ("executables", ("id", "path", "signature"), iter(exes)),
         ("libraries", ("id", "path", "signature"), iter(libs)),
         ("modules", ("id", "name"), iter(mods)),
         ("processes", PROCESS_COLUMNS, process_rows()),
-        ("process_libraries", ("process_id", "library_id", "late"), library_rows()),
-        ("process_modules", ("process_id", "module_id"), module_rows()),
+        # after processes: the sets are collected while its rows are generated
+        ("libsets", ("id", "digest"), set_rows(libsets)),
+        ("libset_members", ("libset_id", "library_id"), member_rows(libsets)),
+        ("modsets", ("id", "digest"), set_rows(modsets)),
+        ("modset_members", ("modset_id", "module_id"), member_rows(modsets)),
     ]
 
 

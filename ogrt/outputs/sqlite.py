@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
 from typing import Any
@@ -79,7 +80,7 @@ class SqliteOutput(Output):
             conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
                                    check_same_thread=False)
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-            conn.execute("PRAGMA journal_mode = WAL")
+            self._wal(conn)
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
             # checkpoint the WAL every ~40 MB instead of ~4 MB: fewer fsyncs (~10 % faster)
             conn.execute("PRAGMA wal_autocheckpoint = 10000")
@@ -103,6 +104,20 @@ class SqliteOutput(Output):
         except (sqlite3.Error, OSError) as e:
             raise OutputError(f"sqlite {self.path}: {e}") from e
         self.conn = conn
+
+    def _wal(self, conn: sqlite3.Connection) -> None:
+        """Switch to WAL. Two writers opening a new file at once: the switch needs an
+        exclusive lock and SQLite answers "database is locked" at once (no busy wait, to
+        avoid a deadlock), so retry until busy_timeout."""
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
 
     # -- id lookups ----------------------------------------------------------------
     def _pair_ids(self, table: str, cache: IdCache, keys: Iterable[tuple[str, str]]) -> None:
