@@ -281,17 +281,17 @@ def _free_port(udp: bool = False) -> int:
                     continue
 
 
-def output_toml(kind: str, workdir: Path, pg_dsn: str | None) -> str:
+def output_toml(kind: str, workdir: Path, pg_dsn: str | None, batch: int) -> str:
+    """The output under test, with its default options except batch_records when given."""
+    extra = f"batch_records = {batch}\n" if batch else ""
     if kind == "jsonl":
-        return f'[outputs.out]\ntype = "jsonl"\npath = "{workdir / "records.jsonl"}"\nfsync = "batch"\n' \
-               'batch_records = 2000\n'
+        return f'[outputs.out]\ntype = "jsonl"\npath = "{workdir / "records.jsonl"}"\nfsync = "batch"\n{extra}'
     if kind == "sqlite":
-        return f'[outputs.out]\ntype = "sqlite"\npath = "{workdir / "ogrt.sqlite"}"\n' \
-               'batch_records = 2000\n'
+        return f'[outputs.out]\ntype = "sqlite"\npath = "{workdir / "ogrt.sqlite"}"\n{extra}'
     if kind == "postgresql":
-        return f'[outputs.out]\ntype = "postgresql"\ndsn = "{pg_dsn}"\nbatch_records = 2000\n'
+        return f'[outputs.out]\ntype = "postgresql"\ndsn = "{pg_dsn}"\n{extra}'
     if kind == "null":
-        return '[outputs.out]\ntype = "null"\n'
+        return f'[outputs.out]\ntype = "null"\n{extra}'
     raise SystemExit(f"unknown output {kind}")
 
 
@@ -351,6 +351,7 @@ def main() -> int:
     ap.add_argument("--udp-seconds", type=float, default=5.0)
     ap.add_argument("--udp-output", default="jsonl", help="output used for the UDP run ('' to skip)")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--batch-records", type=int, default=0, help="outputs' batch_records (0: their default)")
     args = ap.parse_args()
 
     print("capturing frames from the preload library ...")
@@ -390,7 +391,7 @@ def main() -> int:
             workdir = Path(tempfile.mkdtemp(prefix=f"ogrt-bench-{kind}-"))
             dsn = pg.new_database("bench") if (pg is not None and kind == "postgresql") else None
             print(f"output {kind} (workers = {args.workers}):")
-            d = Daemon(workdir, output_toml(kind, workdir, dsn), args.workers)
+            d = Daemon(workdir, output_toml(kind, workdir, dsn, args.batch_records), args.workers)
             try:
                 if do_tcp:
                     results[f"tcp {kind} records/s"] = run_tcp(d, templates, args.records, args.tcp_connections)
