@@ -50,6 +50,8 @@ _END = {
     "maxrss_kb": "maxrss_kb", "minflt": "minflt", "majflt": "majflt", "inblock": "inblock",
     "oublock": "oublock", "nvcsw": "nvcsw", "nivcsw": "nivcsw",
 }
+#: the processes columns an end record fills
+END_COLUMNS: tuple[str, ...] = tuple(_END)
 _NONE = "\0no such key"  # a key no record has: rec.get() gives None
 #: per column, the record key that fills it (uuid: "id"): one map(rec.get, ...) per record
 _START_KEYS = ["id"] + [_START.get(c, _NONE) for c in COLUMNS[1:]]
@@ -78,10 +80,11 @@ class ProcessRow:
     """One process of a batch: its column values, the keys of its libraries (start record,
     end record) and its modules."""
 
-    __slots__ = ("values", "start_libs", "late_libs", "modules")
+    __slots__ = ("values", "start_libs", "late_libs", "modules", "has_start")
 
     def __init__(self, values: list[Any]) -> None:
         self.values = values
+        self.has_start = False  # a start record of the process is in the batch
         self.start_libs: LibsKey | None = None
         self.late_libs: LibsKey | None = None
         self.modules: tuple[str, ...] | None = None
@@ -121,6 +124,7 @@ def merge(records: Sequence[dict[str, Any]]) -> list[ProcessRow]:
             if libs:
                 row.late_libs = libs_key(libs)
         else:
+            row.has_start = True
             if libs:
                 row.start_libs = libs_key(libs)
             mods = rec.get("modules")
