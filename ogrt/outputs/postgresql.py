@@ -102,9 +102,11 @@ class PostgresOutput(Output):
             found = [v for (v,) in conn.execute("SELECT version FROM schema_version")]
             if found and found != [SCHEMA_VERSION]:
                 raise OutputError(f"postgresql {self.name}: {schema_mismatch(max(found))}")
-            for stmt in stmts[1:]:
-                conn.execute(stmt)
             if not found:
+                # only a new database gets DDL: CREATE INDEX IF NOT EXISTS locks its table
+                # even when the index exists, and would deadlock with a worker writing
+                for stmt in stmts[1:]:
+                    conn.execute(stmt)
                 conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (SCHEMA_VERSION,))
         with conn.transaction():
             for stmt in STAGING:
