@@ -6,6 +6,11 @@ a power loss may roll back the batches committed since the last checkpoint (the 
 is synced at checkpoints, every ~40 MB of changes); `synchronous = "full"` syncs the WAL at every commit (every batch).
 Several writers (daemon workers) may share the file: each waits up to `busy_timeout`
 seconds for the write lock; past that the batch goes to the spool and is retried.
+
+Per batch: new executables/libraries/modules and new library/module sets (with their
+members) are inserted and their ids cached (ogrt/outputs/sqlrecords.py); then each process
+is one upsert of its `processes` row, which points to its sets. A database of another
+schema version is refused (OutputError: the runner keeps the records in its spool).
 """
 from __future__ import annotations
 
