@@ -194,10 +194,11 @@ class SetResolver:
     A memo maps the key of a list (LibsKey; a tuple of module names) to its set, so another
     process of the same program costs one dict lookup and no per-library work. Memo entries
     depend on library/module ids: they are staged like IdCache entries (`caches`) and
-    dropped again when the transaction that made those ids rolls back.
+    dropped again when the transaction that made those ids rolls back. Bounded by `limit`
+    lists (an entry of 60 libraries: ~3 KB; cleared when full, like IdCache).
     """
 
-    def __init__(self, libs: IdCache, mods: IdCache, limit: int = 20_000) -> None:
+    def __init__(self, libs: IdCache, mods: IdCache, limit: int = 5_000) -> None:
         self.libs, self.mods = libs, mods
         self.lib_memo, self.mod_memo = IdCache(limit), IdCache(limit)
 
