@@ -4,8 +4,10 @@
 Two shapes of realistic records (args, env, modules, rusage; ~40 executables, libraries
 from a pool of ~400 like /usr/lib/x86_64-linux-gnu/libssl.so.3):
   python  like the issue's load generator (python3 importing ssl, sqlite3, ctypes):
-          4 libraries at start, 24 late (dlopen) libraries at the end: 14 links/record
-  hpc     an MPI code: 60 libraries at start, 0-2 late ones at the end: 30 links/record
+          4 libraries at start, 24 late (dlopen) libraries at the end: 14 per record
+  hpc     an MPI code: 60 libraries at start, 0-2 late ones at the end: 30 per record
+A process's start libraries are a random window of the pool (~340 distinct sets, not
+tied to its executable), so the SQL outputs' library sets are reused but not trivially.
 Records go through the real OutputRunner (submit() in chunks of 100, as the daemon's
 ingest does, batch_records = 1000, an in-memory queue large enough that nothing spills,
 so this measures the output and not the overload path) into each output; the time runs
