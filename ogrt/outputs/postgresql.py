@@ -22,7 +22,7 @@ import psycopg
 
 from ogrt.outputs import options as opt
 from ogrt.outputs.base import Output, OutputError
-from ogrt.outputs.sqlite import (PROC_COLS, PROC_IDX, SCHEMA_VERSION, SET_CACHE_LIMIT,
+from ogrt.outputs.sqlite import (PICK_VALUES, PROC_COLS, SCHEMA_VERSION, SET_CACHE_LIMIT,
                                  schema_mismatch, schema_statements)
 from ogrt.outputs.sqlrecords import IdCache, ProcessRow, SetMembers, SetResolver, merge
 
@@ -204,16 +204,17 @@ class PostgresOutput(Output):
         self._set_ids(cur, "libset", "library", self.libsets, libsets)
         self._set_ids(cur, "modset", "module", self.modsets, modsets)
         exe_ids, ls_ids, ms_ids = self.exes.ids, self.libsets.ids, self.modsets.ids
+        pick = PICK_VALUES
         with cur.copy(f"COPY ogrt_stage_proc ({_COLS}) FROM STDIN") as cp:
             write = cp.write_row
             for r, (start, late, mods) in zip(rows, digests):
                 v = r.values
                 k = r.exe_key
-                write([v[i] for i in PROC_IDX] + [
+                write(pick(v) + (
                     exe_ids[k] if k else None,
                     ls_ids[start] if start else None,
                     ls_ids[late] if late else None,
-                    ms_ids[mods] if mods else None])
+                    ms_ids[mods] if mods else None))
         cur.execute(UPSERT_PROCESSES)
 
     def close(self) -> None:

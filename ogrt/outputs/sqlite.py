@@ -19,6 +19,7 @@ import sqlite3
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
+from operator import itemgetter
 from typing import Any
 
 from ogrt.outputs import options as opt
@@ -40,6 +41,8 @@ UPSERT_PROCESS = (
     f"ON CONFLICT (uuid) DO UPDATE SET {_UPDATES}"
 )
 PROC_IDX = [IDX[c] for c in COLUMNS if c not in ("exe_path", "exe_signature")]
+#: ProcessRow.values -> the tuple of the record columns of PROC_COLS (at C speed)
+PICK_VALUES = itemgetter(*PROC_IDX)
 #: indexed columns an end record also carries (same values as its start record's)
 _SHARED_INDEXED = ("host", "job_id", "uid", "start_time")
 #: a row with no start record in the batch. SQLite rewrites every index whose column is in
@@ -249,16 +252,17 @@ class SqliteOutput(Output):
         self._set_ids("libset", "library", self.libsets, libsets)
         self._set_ids("modset", "module", self.modsets, modsets)
         exe_ids, ls_ids, ms_ids = self.exes.ids, self.libsets.ids, self.modsets.ids
-        with_start: list[list[Any]] = []
-        end_only: list[list[Any]] = []
+        pick = PICK_VALUES
+        with_start: list[tuple[Any, ...]] = []
+        end_only: list[tuple[Any, ...]] = []
         for r, (start, late, mods) in zip(rows, digests):
             v = r.values
             k = r.exe_key
-            (with_start if r.has_start else end_only).append([v[i] for i in PROC_IDX] + [
+            (with_start if r.has_start else end_only).append(pick(v) + (
                 exe_ids[k] if k else None,
                 ls_ids[start] if start else None,
                 ls_ids[late] if late else None,
-                ms_ids[mods] if mods else None])
+                ms_ids[mods] if mods else None))
         cur = self.conn.cursor()
         if with_start:
             cur.executemany(UPSERT_PROCESS, with_start)
