@@ -16,9 +16,10 @@ spools the batch and retries); the next write reconnects.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psycopg
+if TYPE_CHECKING:  # psycopg costs ~23 MB per process: imported only where a postgresql output is used
+    import psycopg
 
 from ogrt.outputs import options as opt
 from ogrt.outputs.base import Output, OutputError
@@ -70,6 +71,7 @@ class PostgresOutput(Output):
             "connect_timeout": opt.Key((int, float), 10.0, opt.positive),
             "statement_timeout": opt.Key((int, float), 300.0, opt.positive),
         })
+        import psycopg
         try:
             psycopg.conninfo.conninfo_to_dict(out["dsn"])
         except psycopg.ProgrammingError as e:
@@ -78,6 +80,7 @@ class PostgresOutput(Output):
 
     # -- connection ----------------------------------------------------------------
     def open(self) -> None:
+        import psycopg
         self._disconnect()
         try:
             conn = psycopg.connect(
@@ -113,6 +116,7 @@ class PostgresOutput(Output):
                 conn.execute(stmt)
 
     def _disconnect(self) -> None:
+        import psycopg
         if self.conn is not None:
             try:
                 self.conn.close()
@@ -172,6 +176,7 @@ class PostgresOutput(Output):
 
     # -- writing -------------------------------------------------------------------
     def write(self, records: Sequence[dict[str, Any]]) -> None:
+        import psycopg
         if not records:
             return
         if self.conn is None or self.conn.closed:
