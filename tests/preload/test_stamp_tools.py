@@ -277,7 +277,7 @@ def test_wrapper_for_cxx(tools: Path, tmp_path: Path) -> None:
     src.write_text('#include <iostream>\nint main() { std::cout << "stamped hello" << std::endl; }\n')
     exe = tmp_path / "cxx"
     if shutil.which("g++") is None:
-        pytest.skip("g++ is not installed (Debian package g++)")
+        pytest.skip("g++ is not installed (Debian package g++; `make test` installs it)")
     assert _run([_cc(tools), "g++", "-o", str(exe), str(src)]).returncode == 0
     assert len(signatures_in(exe)) == 1
     assert _run([str(exe)]).stdout == "stamped hello\n"
@@ -350,7 +350,7 @@ def test_wrapper_never_breaks_a_link(tools: Path, tmp_path: Path) -> None:
 def test_cmake_linker_launcher(tools: Path, tmp_path: Path) -> None:
     """CMake >= 3.21: -DCMAKE_<LANG>_LINKER_LAUNCHER=ogrt-cc stamps every program and library."""
     if shutil.which("cmake") is None:
-        pytest.skip("cmake is not installed (it is not among the packages `make test` installs)")
+        pytest.skip("cmake is not installed (Debian package cmake; `make test` installs it)")
     src = tmp_path / "src"
     src.mkdir()
     (src / "m.c").write_text("int lib_f(void);\nint main(void) { return lib_f() - 1; }\n")
