@@ -32,7 +32,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.fixtures.preload import closed_port, make_preload  # noqa: E402
+from tests.fixtures.preload import closed_port, make_preload, unresponsive_listener  # noqa: E402
 
 
 def build(tmp: Path) -> tuple[Path, Path, Path]:
@@ -145,30 +145,14 @@ def main() -> int:
             sink.wait()
         ok &= report("port closed", *measure(driver, tcp_lib, closed_port(), args.pairs), 1.08)
 
-        lst = socket.socket()
-        lst.bind(("127.0.0.1", 0))
-        lst.listen(0)
-        uport = lst.getsockname()[1]
-        fillers = []
-        for _ in range(8):
-            c = socket.socket()
-            c.setblocking(False)
-            try:
-                c.connect(("127.0.0.1", uport))
-            except BlockingIOError:
-                pass
-            fillers.append(c)
-            time.sleep(0.01)
-        marker = backoff_marker(uport)
-        marker.unlink(missing_ok=True)
-        try:
-            ok &= report("unresponsive", *measure(driver, tcp_lib, uport, args.unresponsive_pairs), 1.15,
-                         total=True)
-        finally:
+        with unresponsive_listener() as uport:
+            marker = backoff_marker(uport)
             marker.unlink(missing_ok=True)
-            for c in fillers:
-                c.close()
-            lst.close()
+            try:
+                ok &= report("unresponsive", *measure(driver, tcp_lib, uport, args.unresponsive_pairs),
+                             1.15, total=True)
+            finally:
+                marker.unlink(missing_ok=True)
     finally:
         if daemon is not None:
             daemon.terminate()

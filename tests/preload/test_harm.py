@@ -33,7 +33,8 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures.preload import TEST_MAKE_VARS, FrameReceiver, closed_port, preload_env
+from tests.fixtures.preload import (TEST_MAKE_VARS, FrameReceiver, closed_port, preload_env,
+                                    unresponsive_listener)
 
 PROGRAMS_DIR = Path(__file__).resolve().parent / "programs"
 NOBODY = 65534
@@ -125,28 +126,9 @@ def receiver() -> Iterator[FrameReceiver]:
 
 @pytest.fixture(scope="module")
 def silent_port() -> Iterator[int]:
-    """One loopback port for the module whose listener never accepts and whose accept queue
-    is full: connect() to it hangs in SYN_SENT until the library's timeout."""
-    lst = socket.socket()
-    lst.bind(("127.0.0.1", 0))
-    lst.listen(0)
-    port = lst.getsockname()[1]
-    fillers = []
-    for _ in range(8):
-        c = socket.socket()
-        c.setblocking(False)
-        try:
-            c.connect(("127.0.0.1", port))
-        except BlockingIOError:
-            pass
-        fillers.append(c)
-        time.sleep(0.01)
-    try:
+    """One unresponsive loopback port for the module (see `unresponsive_listener`)."""
+    with unresponsive_listener() as port:
         yield port
-    finally:
-        for c in fillers:
-            c.close()
-        lst.close()
 
 
 # --- running a program twice ---------------------------------------------------------------
