@@ -12,7 +12,7 @@
 #include "ogrt.h"
 #include "sys.h"
 
-static void marker_path(const struct ogrt_server *srv, char *path, size_t size)
+static void marker_path(const struct ogrt_server *srv, uid_t uid, char *path, size_t size)
 {
     uint64_t h = 1469598103934665603ull;
     for (const unsigned char *p = (const unsigned char *)srv->text; *p; p++) {
@@ -21,21 +21,21 @@ static void marker_path(const struct ogrt_server *srv, char *path, size_t size)
     }
     (void)size; /* 22 + 10 + 1 + 16 + 1 bytes at most */
     char *p = ogrt_put_str(path, "/dev/shm/ogrt-backoff-");
-    p = ogrt_put_uint(p, (unsigned long)sys_getuid());
+    p = ogrt_put_uint(p, (unsigned long)uid);
     *p++ = '-';
     p = ogrt_put_hex64(p, h);
     *p = 0;
 }
 
-int ogrt_backoff_active(const struct ogrt_server *srv)
+int ogrt_backoff_active(const struct ogrt_server *srv, uid_t uid)
 {
     char path[128];
     struct stat st;
     struct timespec now;
-    if (OGRT_CFG_BACKOFF_SECONDS == 0)
+    if (OGRT_CFG_BACKOFF_SECONDS == 0 || OGRT_CFG_TRANSPORT_UDP)
         return 0;
-    marker_path(srv, path, sizeof path);
-    if (sys_lstat(path, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != (uid_t)sys_getuid())
+    marker_path(srv, uid, path, sizeof path);
+    if (sys_lstat(path, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != uid)
         return 0;
     clock_gettime(CLOCK_REALTIME, &now);
     if (st.st_mtim.tv_sec > now.tv_sec + OGRT_CFG_BACKOFF_SECONDS) /* clock stepped back: ignore */
@@ -43,18 +43,18 @@ int ogrt_backoff_active(const struct ogrt_server *srv)
     return st.st_mtim.tv_sec > now.tv_sec;
 }
 
-void ogrt_backoff_start(const struct ogrt_server *srv)
+void ogrt_backoff_start(const struct ogrt_server *srv, uid_t uid)
 {
     char path[128];
     struct stat st;
     struct timespec now;
     if (OGRT_CFG_BACKOFF_SECONDS == 0)
         return;
-    marker_path(srv, path, sizeof path);
+    marker_path(srv, uid, path, sizeof path);
     int fd = (int)sys_open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0600);
     if (fd < 0)
         return;
-    if (sys_fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == (uid_t)sys_getuid()) {
+    if (sys_fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == uid) {
         clock_gettime(CLOCK_REALTIME, &now);
         struct timespec t[2] = {{now.tv_sec + OGRT_CFG_BACKOFF_SECONDS, 0}, {now.tv_sec + OGRT_CFG_BACKOFF_SECONDS, 0}};
         sys_futimens(fd, t);

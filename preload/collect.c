@@ -112,7 +112,6 @@ void ogrt_collect_start(struct ogrt_start *s, int argc, char **argv)
     s->exe = executable_path(s->cwd);
     s->pid = (int32_t)sys_getpid();
     s->ppid = (int32_t)sys_getppid();
-    s->uid = (uint32_t)sys_getuid();
     s->gid = (uint32_t)sys_getgid();
     s->user = getenv("USER");
     s->hostname = sys_uname(&uts) == 0 ? uts.nodename : NULL;
@@ -138,12 +137,12 @@ void ogrt_collect_start(struct ogrt_start *s, int argc, char **argv)
 
 static int64_t tv_us(struct timeval tv) { return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec; }
 
-void ogrt_collect_end(struct ogrt_end *e)
+void ogrt_collect_end(struct ogrt_end *e, int32_t pid, uint32_t uid)
 {
     struct rusage ru;
     e->time_us = ogrt_now_us();
-    e->pid = (int32_t)sys_getpid();
-    e->uid = (uint32_t)sys_getuid();
+    e->pid = pid;
+    e->uid = uid;
     e->hostname = uts.nodename[0] ? uts.nodename : NULL;
     e->job_id = jobid;
     if (sys_getrusage(&ru) == 0) {

@@ -19,12 +19,15 @@ static struct {
     int on_exit_ok;   /* on_exit registered: the destructor leaves the end to it */
     int end_claimed;  /* once-flag of the end record (atomic) */
     pid_t pid;
+    uid_t uid;
     uint8_t uuid[16];
     int64_t start_us;
     struct ogrt_server srv;
 } st;
 
 static uint8_t small_buf[16384];
+
+#define RECHECK_BACKOFF_US 1000000 /* end records of processes older than this check the marker */
 
 void *ogrt_map(size_t size)
 {
@@ -41,8 +44,11 @@ typedef size_t (*encode_fn)(uint8_t *out, const void *record);
 
 static enum ogrt_send_result send_record(uint32_t type, encode_fn encode, const void *record)
 {
-    /* the start record was checked in the constructor; the end may come much later */
-    if (type == OGRT_TYPE_PROCESS_END && ogrt_backoff_active(&st.srv)) {
+    /* The constructor checked the back-off marker for the start record. A marker that
+     * another process created meanwhile matters only to a process that ran a while: a
+     * short one (the common case) sends its end record without a second look. */
+    if (type == OGRT_TYPE_PROCESS_END && ogrt_now_us() - st.start_us >= RECHECK_BACKOFF_US &&
+        ogrt_backoff_active(&st.srv, st.uid)) {
         ogrt_log("backing off: not sending to %s", st.srv.text);
         return OGRT_TIMEOUT;
     }
@@ -64,7 +70,7 @@ static enum ogrt_send_result send_record(uint32_t type, encode_fn encode, const 
         break;
     case OGRT_TIMEOUT:
         ogrt_log("server %s did not answer within %d ms", st.srv.text, OGRT_CFG_CONNECT_TIMEOUT_MS);
-        ogrt_backoff_start(&st.srv);
+        ogrt_backoff_start(&st.srv, st.uid);
         break;
     default:
         ogrt_log("could not send to %s", st.srv.text);
@@ -88,7 +94,7 @@ static void send_end(int has_exit, int status)
     e.start_time_us = st.start_us;
     e.has_exit = has_exit;
     e.exit_status = status;
-    ogrt_collect_end(&e);
+    ogrt_collect_end(&e, st.pid, (uint32_t)st.uid);
     e.n_libs = ogrt_libs_new(&e.libs);
     send_record(OGRT_TYPE_PROCESS_END, enc_end, &e);
 }
@@ -108,13 +114,15 @@ __attribute__((constructor)) static void ogrt_init(int argc, char **argv, char *
         return;
     if (!ogrt_resolve_server(&st.srv))
         return;
+    st.uid = (uid_t)sys_getuid();
     /* Backing off: nothing will be sent, so nothing is collected either (cheapest path). */
-    if (ogrt_backoff_active(&st.srv)) {
+    if (ogrt_backoff_active(&st.srv, st.uid)) {
         ogrt_log("backing off: not sending to %s", st.srv.text);
         return;
     }
     struct ogrt_start s;
     memset(&s, 0, sizeof s);
+    s.uid = (uint32_t)st.uid;
     ogrt_collect_start(&s, argc, argv);
     if (ogrt_filtered(s.exe))
         return;

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 #include "config.h"
 #include "encode.h"
@@ -18,8 +19,10 @@ void ogrt_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void ogrt_print_settings(void);
 
 /* collect.c: process facts for the start and end records */
+/* s->uid is set by the caller (one getuid per process) */
 void ogrt_collect_start(struct ogrt_start *s, int argc, char **argv);
-void ogrt_collect_end(struct ogrt_end *e);
+/* pid and uid are those of the start record (the caller has checked the pid is unchanged) */
+void ogrt_collect_end(struct ogrt_end *e, int32_t pid, uint32_t uid);
 int64_t ogrt_now_us(void);
 void ogrt_random_uuid(uint8_t uuid[16]);
 
@@ -44,9 +47,10 @@ struct ogrt_server {
 };
 int ogrt_resolve_server(struct ogrt_server *srv);
 
-/* backoff.c: shared marker /dev/shm/ogrt-backoff-<uid>-<hash of server> */
-int ogrt_backoff_active(const struct ogrt_server *srv);
-void ogrt_backoff_start(const struct ogrt_server *srv);
+/* backoff.c: shared marker /dev/shm/ogrt-backoff-<uid>-<hash of server>; uid: getuid().
+ * Only a TCP connect timeout creates a marker, so UDP builds never look for one. */
+int ogrt_backoff_active(const struct ogrt_server *srv, uid_t uid);
+void ogrt_backoff_start(const struct ogrt_server *srv, uid_t uid);
 
 /* transport.c: send one frame; buf holds OGRT_FRAME_HEADER free bytes then the payload */
 enum ogrt_send_result { OGRT_SENT = 0, OGRT_REFUSED, OGRT_TIMEOUT, OGRT_FAILED };
