@@ -8,6 +8,7 @@ modify them.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -33,6 +34,7 @@ class Ingest:
         self.ratelog = ratelog
         self.max_pending = max_pending
         self.pending: list[dict[str, Any]] = []
+        self.room_wait = 0.0  # see flush()
         self._decode = Decoder(resolve_user).decode
         self._k_frames = sample("ogrt_received_frames_total", transport=transport)
         self._k_bytes = sample("ogrt_received_bytes_total", transport=transport)
@@ -95,11 +97,20 @@ class Ingest:
         self.ratelog.warning(reason, "rejected (%s) from %s over %s: %s", reason, peer, self.transport, detail)
 
     def flush(self) -> None:
+        """Hand the pending records to every sink. With room_wait > 0 (only for a thread
+        that may block, never the event loop) first wait up to that long for queue room in
+        sinks that offer wait_room(), so a busy output is not made to spill to its spool."""
         batch = self.pending
         if not batch:
             return
         self.pending = []
         sinks = self.sinks
+        if self.room_wait > 0:
+            deadline = time.monotonic() + self.room_wait
+            for sink in sinks:
+                wait_room = getattr(sink, "wait_room", None)
+                if wait_room is not None:
+                    wait_room(len(batch), max(0.0, deadline - time.monotonic()))
         if len(sinks) == 1:
             sinks[0].submit(batch)
         else:

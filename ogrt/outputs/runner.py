@@ -63,7 +63,9 @@ class OutputRunner:
         self.spool_dir = Path(spool_dir)
         self.spool_max_bytes = int(spool_max_bytes)
         self.spool: Spool | None = None
-        self._cond = threading.Condition()
+        lock = threading.RLock()
+        self._cond = threading.Condition(lock)  # the writer waits here for records
+        self._room = threading.Condition(lock)  # wait_room() callers wait here for queue space
         self._queue: deque[Item] = deque()
         self._queued = 0
         self._stopping = False
@@ -100,6 +102,7 @@ class OutputRunner:
             self._stopping = True
             self._deadline = time.monotonic() + max(0.0, timeout)
             self._cond.notify_all()
+            self._room.notify_all()
         if self._thread is not None:
             self._thread.join(timeout + 1.0)
             if self._thread.is_alive():
@@ -134,11 +137,31 @@ class OutputRunner:
             if was_empty or self._queued >= self.batch_records:
                 self._cond.notify()
 
+    def wait_room(self, n: int, timeout: float) -> bool:
+        """Block up to `timeout` s until `n` more records fit in the queue without a spill.
+
+        For a receiver that has its own buffer to lean on (the UDP thread: the kernel's
+        receive buffer): waiting costs nothing, while a spill costs a write and a re-read
+        of every record. Returns at once (False) when the output is failing, stopping or
+        replaying its spool; True when there is room.
+        """
+        deadline = time.monotonic() + timeout
+        with self._room:
+            while self._queued and self._queued + n > self.queue_limit:
+                if not self._healthy or self._stopping or (self.spool is not None and self.spool.depth):
+                    return False
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._room.wait(left)
+            return True
+
     def _spill_locked(self, extra: list[Item]) -> None:
         """Move the whole queue, then `extra`, to the spool tail (caller holds _cond)."""
         items = list(self._queue) + extra
         self._queue.clear()
         self._queued = 0
+        self._room.notify_all()
         for t, recs in items:
             self._to_spool(recs, t, sync=False)
         self._cond.notify_all()  # a writer waiting for a batch must replay the spool now
@@ -191,6 +214,7 @@ class OutputRunner:
                 items.append(item)
                 n += len(item[1])
             self._queued -= n
+            self._room.notify_all()
             return items
 
     def _write(self, items: list[Item]) -> list[dict[str, Any]]:
