@@ -17,8 +17,13 @@
 static const char *const whitelist[] = OGRT_CFG_ENV_WHITELIST_INIT;
 #define N_WHITELIST (sizeof whitelist / sizeof whitelist[0] - 1)
 
-static char exe_buf[PATH_MAX + 1];
-static char cwd_buf[PATH_MAX + 1];
+/* Paths go to small static buffers first, a PATH_MAX buffer is mapped only for longer
+ * ones: every page the library touches costs a page fault (~2-3 us in a VM), so the data
+ * of a common process stays within one or two pages (see ogrt_collect_release). */
+#define PATH_SMALL 512
+static char exe_small[PATH_SMALL];
+static char cwd_small[PATH_SMALL];
+static char *exe_big, *cwd_big; /* PATH_MAX + 1 bytes, mmap'd */
 static struct utsname uts;
 static char jobid_small[256];
 static const char *jobid; /* a copy: the program may change its environment before exit */
@@ -63,14 +68,37 @@ void ogrt_random_uuid(uint8_t uuid[16])
 /* The executable: readlink("/proc/self/exe") (the contract in protocol/ogrt.proto: symlinks
  * resolved, the interpreter for "#!" scripts). It is the most expensive fact collected
  * (~20 us: procfs lookups); AT_EXECFN is the fallback when /proc is not mounted. */
-static const char *executable_path(const char *cwd)
+static const char *executable_path(void)
 {
-    (void)cwd;
-    long n = sys_readlink("/proc/self/exe", exe_buf, sizeof exe_buf - 1);
+    char *buf = exe_small;
+    size_t size = sizeof exe_small;
+    long n = sys_readlink("/proc/self/exe", buf, size - 1);
+    if (n == (long)size - 1 && (exe_big = ogrt_map(PATH_MAX + 1))) { /* maybe truncated */
+        buf = exe_big;
+        size = PATH_MAX + 1;
+        n = sys_readlink("/proc/self/exe", buf, size - 1);
+    }
     if (n <= 0)
         return (const char *)getauxval(AT_EXECFN);
-    exe_buf[n] = 0;
-    return exe_buf;
+    buf[n] = 0;
+    return buf;
+}
+
+static const char *current_dir(void)
+{
+    /* the kernel returns "(unreachable)/..." for a cwd outside the root: sent as is */
+    if (sys_getcwd(cwd_small, sizeof cwd_small) > 0)
+        return cwd_small;
+    if (!(cwd_big = ogrt_map(PATH_MAX + 1)))
+        return NULL;
+    return sys_getcwd(cwd_big, PATH_MAX + 1) > 0 ? cwd_big : NULL;
+}
+
+void ogrt_collect_release(void)
+{
+    ogrt_unmap(exe_big, PATH_MAX + 1);
+    ogrt_unmap(cwd_big, PATH_MAX + 1);
+    exe_big = cwd_big = NULL;
 }
 
 static const char *copy_text(const char *v, char *small, size_t small_size)
@@ -107,9 +135,8 @@ void ogrt_collect_start(struct ogrt_start *s, int argc, char **argv)
 {
     ogrt_random_uuid(s->uuid);
     s->time_us = ogrt_now_us();
-    /* the kernel returns "(unreachable)/..." for a cwd outside the root: sent as is */
-    s->cwd = sys_getcwd(cwd_buf, sizeof cwd_buf) > 0 ? cwd_buf : NULL;
-    s->exe = executable_path(s->cwd);
+    s->cwd = current_dir();
+    s->exe = executable_path();
     s->pid = (int32_t)sys_getpid();
     s->ppid = (int32_t)sys_getppid();
     s->gid = (uint32_t)sys_getgid();

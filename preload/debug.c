@@ -13,8 +13,12 @@
 #include "ogrt.h"
 #include "sys.h"
 
-int ogrt_debug_on;
-static int silent;
+/* In .data, not .bss: the constructor writes them in every process, and .data shares a page
+ * the loader has already written (relocations), whereas the first write to a .bss page costs
+ * a page fault. */
+#define OGRT_HOT __attribute__((section(".data")))
+int ogrt_debug_on OGRT_HOT;
+static int silent OGRT_HOT;
 
 int ogrt_env_true(const char *name)
 {

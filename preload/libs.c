@@ -13,8 +13,9 @@
 #include "ogrt.h"
 
 #define OGRT_NOTE_TYPE 0x4f475254u
-#define SMALL_LIBS 64
-#define SMALL_SET 512
+/* Static room for a common process (few pages touched); more objects use mmap. */
+#define SMALL_LIBS 48
+#define SMALL_SET 64
 
 static struct ogrt_lib libs_small[SMALL_LIBS];
 static struct ogrt_lib *libs_arr;

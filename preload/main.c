@@ -25,7 +25,9 @@ static struct {
     struct ogrt_server srv;
 } st;
 
-static uint8_t small_buf[16384];
+/* Records up to this size are encoded in place; larger ones in an mmap'd buffer. Small,
+ * so that the library's static data of a common process spans few pages. */
+static uint8_t small_buf[2048];
 
 #define RECHECK_BACKOFF_US 1000000 /* end records of processes older than this check the marker */
 
@@ -124,14 +126,17 @@ __attribute__((constructor)) static void ogrt_init(int argc, char **argv, char *
     memset(&s, 0, sizeof s);
     s.uid = (uint32_t)st.uid;
     ogrt_collect_start(&s, argc, argv);
-    if (ogrt_filtered(s.exe))
+    if (ogrt_filtered(s.exe)) {
+        ogrt_collect_release();
         return;
+    }
     st.pid = s.pid;
     st.start_us = s.time_us;
     memcpy(st.uuid, s.uuid, sizeof st.uuid);
     s.n_libs = ogrt_libs_at_start(&s.libs, &s.signature);
     enum ogrt_send_result r = send_record(OGRT_TYPE_PROCESS_START, enc_start, &s);
     ogrt_libs_release();
+    ogrt_collect_release();
     if (r != OGRT_SENT)
         return;
     st.sent_start = 1;

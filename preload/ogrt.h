@@ -21,6 +21,8 @@ void ogrt_print_settings(void);
 /* collect.c: process facts for the start and end records */
 /* s->uid is set by the caller (one getuid per process) */
 void ogrt_collect_start(struct ogrt_start *s, int argc, char **argv);
+/* Unmaps the buffers of paths longer than the static ones (after the start record is sent). */
+void ogrt_collect_release(void);
 /* pid and uid are those of the start record (the caller has checked the pid is unchanged) */
 void ogrt_collect_end(struct ogrt_end *e, int32_t pid, uint32_t uid);
 int64_t ogrt_now_us(void);
