@@ -32,12 +32,13 @@ int ogrt_backoff_active(const struct ogrt_server *srv, uid_t uid)
     char path[128];
     struct stat st;
     struct timespec now;
-    if (OGRT_CFG_BACKOFF_SECONDS == 0 || OGRT_CFG_TRANSPORT_UDP)
+    if (!OGRT_BACKOFF_ENABLED)
         return 0;
     marker_path(srv, uid, path, sizeof path);
     if (sys_lstat(path, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != uid)
         return 0;
-    clock_gettime(CLOCK_REALTIME, &now);
+    if (sys_clock_gettime(CLOCK_REALTIME, &now) != 0)
+        return 0;
     if (st.st_mtim.tv_sec > now.tv_sec + OGRT_CFG_BACKOFF_SECONDS) /* clock stepped back: ignore */
         return 0;
     return st.st_mtim.tv_sec > now.tv_sec;
@@ -55,7 +56,8 @@ void ogrt_backoff_start(const struct ogrt_server *srv, uid_t uid)
     if (fd < 0)
         return;
     if (sys_fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == uid) {
-        clock_gettime(CLOCK_REALTIME, &now);
+        if (sys_clock_gettime(CLOCK_REALTIME, &now) != 0)
+            now.tv_sec = 0;
         struct timespec t[2] = {{now.tv_sec + OGRT_CFG_BACKOFF_SECONDS, 0}, {now.tv_sec + OGRT_CFG_BACKOFF_SECONDS, 0}};
         sys_futimens(fd, t);
         ogrt_log("server %s unresponsive: backing off for %d s (%s)", srv->text, OGRT_CFG_BACKOFF_SECONDS, path);

@@ -32,7 +32,8 @@ static struct ogrt_env env_buf[N_WHITELIST + 1];
 int64_t ogrt_now_us(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
+    if (sys_clock_gettime(CLOCK_REALTIME, &ts) != 0)
+        return 0;
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
@@ -50,8 +51,8 @@ void ogrt_random_uuid(uint8_t uuid[16])
         got += r;
     }
     if (got < 16) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
+        struct timespec ts = {0, 0};
+        sys_clock_gettime(CLOCK_MONOTONIC, &ts);
         uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^ ((uint64_t)sys_getpid() << 17) ^
                      (uint64_t)(uintptr_t)&ts ^ (uint64_t)ogrt_now_us();
         for (int i = 0; i < 16; i++) {

@@ -49,7 +49,7 @@ static enum ogrt_send_result send_record(uint32_t type, encode_fn encode, const 
     /* The constructor checked the back-off marker for the start record. A marker that
      * another process created meanwhile matters only to a process that ran a while: a
      * short one (the common case) sends its end record without a second look. */
-    if (type == OGRT_TYPE_PROCESS_END && ogrt_now_us() - st.start_us >= RECHECK_BACKOFF_US &&
+    if (OGRT_BACKOFF_ENABLED && type == OGRT_TYPE_PROCESS_END && ogrt_now_us() - st.start_us >= RECHECK_BACKOFF_US &&
         ogrt_backoff_active(&st.srv, st.uid)) {
         ogrt_log("backing off: not sending to %s", st.srv.text);
         return OGRT_TIMEOUT;

@@ -51,6 +51,7 @@ int ogrt_resolve_server(struct ogrt_server *srv);
 
 /* backoff.c: shared marker /dev/shm/ogrt-backoff-<uid>-<hash of server>; uid: getuid().
  * Only a TCP connect timeout creates a marker, so UDP builds never look for one. */
+#define OGRT_BACKOFF_ENABLED (OGRT_CFG_BACKOFF_SECONDS > 0 && !OGRT_CFG_TRANSPORT_UDP)
 int ogrt_backoff_active(const struct ogrt_server *srv, uid_t uid);
 void ogrt_backoff_start(const struct ogrt_server *srv, uid_t uid);
 

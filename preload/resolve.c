@@ -20,18 +20,42 @@
 #include "ogrt.h"
 #include "sys.h"
 
+/* Dotted-quad IPv4 as inet_pton accepts it (4 decimal parts 0..255, no leading zeros),
+ * parsed here: calling into libc would fault in one more of its code pages per process. */
+static int parse_ipv4(const char *p, struct in_addr *out)
+{
+    uint32_t a = 0;
+    for (int part = 0; part < 4; part++) {
+        if (part && *p++ != '.')
+            return 0;
+        if (*p < '0' || *p > '9' || (p[0] == '0' && p[1] >= '0' && p[1] <= '9'))
+            return 0;
+        unsigned v = 0;
+        for (int k = 0; *p >= '0' && *p <= '9'; k++, p++) {
+            v = v * 10 + (unsigned)(*p - '0');
+            if (k > 2 || v > 255)
+                return 0;
+        }
+        a = a << 8 | v;
+    }
+    if (*p)
+        return 0;
+    out->s_addr = htonl(a);
+    return 1;
+}
+
 static int numeric(const char *host, int port, struct ogrt_server *srv)
 {
     struct sockaddr_in *a4 = (struct sockaddr_in *)&srv->addr;
     struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&srv->addr;
     memset(&srv->addr, 0, sizeof srv->addr);
-    if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+    if (parse_ipv4(host, &a4->sin_addr)) {
         a4->sin_family = AF_INET;
         a4->sin_port = htons((uint16_t)port);
         srv->addrlen = sizeof *a4;
         return 1;
     }
-    if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+    if (strchr(host, ':') && inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
         a6->sin6_family = AF_INET6;
         a6->sin6_port = htons((uint16_t)port);
         srv->addrlen = sizeof *a6;
@@ -155,10 +179,11 @@ static int parse_server_env(const char *v, char *host, size_t hostsize, int *por
     if (hl == 0 || hl >= hostsize)
         return 0;
     host[hl] = 0;
-    char *end;
-    errno = 0;
-    long p = strtol(colon + 1, &end, 10);
-    if (errno || *end || end == colon + 1 || p < 1 || p > 65535)
+    long p = 0;
+    const char *d = colon + 1;
+    for (; *d >= '0' && *d <= '9' && p <= 65535; d++)
+        p = p * 10 + (*d - '0');
+    if (*d || d == colon + 1 || p < 1 || p > 65535)
         return 0;
     *port = (int)p;
     return 1;

@@ -16,8 +16,8 @@
 
 static int64_t mono_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    struct timespec ts = {0, 0};
+    sys_clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
@@ -46,10 +46,9 @@ static enum ogrt_send_result tcp_send(const struct ogrt_server *srv, const uint8
     if (fd < 0)
         return OGRT_FAILED;
     enum ogrt_send_result res = OGRT_FAILED;
-    int64_t deadline = mono_ms() + OGRT_CFG_CONNECT_TIMEOUT_MS;
     long r = sys_connect(fd, &srv->addr, srv->addrlen);
     if (r == -EINPROGRESS || r == -EINTR) {
-        int w = wait_fd(fd, POLLOUT, deadline);
+        int w = wait_fd(fd, POLLOUT, mono_ms() + OGRT_CFG_CONNECT_TIMEOUT_MS);
         if (w == 0) {
             res = OGRT_TIMEOUT;
             goto out;
@@ -96,16 +95,19 @@ out:
 static int udp_datagram(int fd, const struct ogrt_server *srv, const uint8_t *p, size_t n)
 {
     int stall_ms = OGRT_CFG_CONNECT_TIMEOUT_MS < 1000 ? 1000 : OGRT_CFG_CONNECT_TIMEOUT_MS;
-    int64_t deadline = mono_ms() + stall_ms; /* bounds retries even if poll says ready */
+    int64_t deadline = 0; /* set at the first full buffer; bounds retries even if poll says ready */
     for (;;) {
         long s = sys_sendto(fd, p, n, MSG_NOSIGNAL, &srv->addr, srv->addrlen);
         if (s == (long)n)
             return 0;
         if (s == -EINTR)
             continue;
-        if ((s == -EAGAIN || s == -EWOULDBLOCK || s == -ENOBUFS) && wait_fd(fd, POLLOUT, deadline) >= 1 &&
-            mono_ms() < deadline)
-            continue;
+        if (s == -EAGAIN || s == -EWOULDBLOCK || s == -ENOBUFS) {
+            if (!deadline)
+                deadline = mono_ms() + stall_ms;
+            if (wait_fd(fd, POLLOUT, deadline) >= 1 && mono_ms() < deadline)
+                continue;
+        }
         return -1;
     }
 }
