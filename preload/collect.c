@@ -17,12 +17,9 @@
 static const char *const whitelist[] = OGRT_CFG_ENV_WHITELIST_INIT;
 #define N_WHITELIST (sizeof whitelist / sizeof whitelist[0] - 1)
 
-/* Paths go to small static buffers first, a PATH_MAX buffer is mapped only for longer
- * ones: every page the library touches costs a page fault (~2-3 us in a VM), so the data
- * of a common process stays within one or two pages (see ogrt_collect_release). */
-#define PATH_SMALL 512
-static char exe_small[PATH_SMALL];
-static char cwd_small[PATH_SMALL];
+/* Paths go to the caller's small buffers first, a PATH_MAX buffer is mapped only for longer
+ * ones: every page the library touches costs a page fault (~2-3 us in a VM), so the static
+ * data of a common process stays within one page (see ogrt_collect_release). */
 static char *exe_big, *cwd_big; /* PATH_MAX + 1 bytes, mmap'd */
 static struct utsname uts;
 static char jobid_small[256];
@@ -69,10 +66,10 @@ void ogrt_random_uuid(uint8_t uuid[16])
 /* The executable: readlink("/proc/self/exe") (the contract in protocol/ogrt.proto: symlinks
  * resolved, the interpreter for "#!" scripts). It is the most expensive fact collected
  * (~20 us: procfs lookups); AT_EXECFN is the fallback when /proc is not mounted. */
-static const char *executable_path(void)
+static const char *executable_path(char *small, size_t small_size)
 {
-    char *buf = exe_small;
-    size_t size = sizeof exe_small;
+    char *buf = small;
+    size_t size = small_size;
     long n = sys_readlink("/proc/self/exe", buf, size - 1);
     if (n == (long)size - 1 && (exe_big = ogrt_map(PATH_MAX + 1))) { /* maybe truncated */
         buf = exe_big;
@@ -85,11 +82,11 @@ static const char *executable_path(void)
     return buf;
 }
 
-static const char *current_dir(void)
+static const char *current_dir(char *small, size_t small_size)
 {
     /* the kernel returns "(unreachable)/..." for a cwd outside the root: sent as is */
-    if (sys_getcwd(cwd_small, sizeof cwd_small) > 0)
-        return cwd_small;
+    if (sys_getcwd(small, small_size) > 0)
+        return small;
     if (!(cwd_big = ogrt_map(PATH_MAX + 1)))
         return NULL;
     return sys_getcwd(cwd_big, PATH_MAX + 1) > 0 ? cwd_big : NULL;
@@ -132,12 +129,12 @@ static int parse_rank(int32_t *rank)
     return 0;
 }
 
-void ogrt_collect_start(struct ogrt_start *s, int argc, char **argv)
+void ogrt_collect_start(struct ogrt_start *s, int argc, char **argv, struct ogrt_path_bufs *bufs)
 {
     ogrt_random_uuid(s->uuid);
     s->time_us = ogrt_now_us();
-    s->cwd = current_dir();
-    s->exe = executable_path();
+    s->cwd = current_dir(bufs->cwd, sizeof bufs->cwd);
+    s->exe = executable_path(bufs->exe, sizeof bufs->exe);
     s->pid = (int32_t)sys_getpid();
     s->ppid = (int32_t)sys_getppid();
     s->gid = (uint32_t)sys_getgid();

@@ -25,9 +25,11 @@ static struct {
     struct ogrt_server srv;
 } st;
 
-/* Records up to this size are encoded in place; larger ones in an mmap'd buffer. Small,
- * so that the library's static data of a common process spans few pages. */
-static uint8_t small_buf[2048];
+/* End records up to this size are encoded in place, larger ones (many objects dlopen'ed) in
+ * an mmap'd buffer: small, so that the library's static data stays within one page. The
+ * start record uses a buffer on the constructor's stack (START_BUF). */
+static uint8_t small_buf[768];
+#define START_BUF 3072
 
 #define RECHECK_BACKOFF_US 1000000 /* end records of processes older than this check the marker */
 
@@ -44,7 +46,9 @@ void ogrt_unmap(void *p, size_t size)
 
 typedef size_t (*encode_fn)(uint8_t *out, const void *record);
 
-static enum ogrt_send_result send_record(uint32_t type, encode_fn encode, const void *record)
+/* small/small_size: where a record that fits is encoded */
+static enum ogrt_send_result send_record(uint32_t type, encode_fn encode, const void *record, uint8_t *small,
+                                         size_t small_size)
 {
     /* The constructor checked the back-off marker for the start record. A marker that
      * another process created meanwhile matters only to a process that ran a while: a
@@ -56,12 +60,12 @@ static enum ogrt_send_result send_record(uint32_t type, encode_fn encode, const 
     }
     size_t payload = encode(NULL, record);
     size_t total = OGRT_FRAME_HEADER + payload;
-    uint8_t *buf = total <= sizeof small_buf ? small_buf : ogrt_map(total);
+    uint8_t *buf = total <= small_size ? small : ogrt_map(total);
     if (!buf)
         return OGRT_FAILED;
     encode(buf + OGRT_FRAME_HEADER, record);
     enum ogrt_send_result r = ogrt_send_frame(&st.srv, type, st.uuid, buf, payload);
-    if (buf != small_buf)
+    if (buf != small)
         ogrt_unmap(buf, total);
     switch (r) {
     case OGRT_SENT:
@@ -98,7 +102,7 @@ static void send_end(int has_exit, int status)
     e.exit_status = status;
     ogrt_collect_end(&e, st.pid, (uint32_t)st.uid);
     e.n_libs = ogrt_libs_new(&e.libs);
-    send_record(OGRT_TYPE_PROCESS_END, enc_end, &e);
+    send_record(OGRT_TYPE_PROCESS_END, enc_end, &e, small_buf, sizeof small_buf);
 }
 
 static void on_exit_handler(int status, void *arg)
@@ -123,9 +127,11 @@ __attribute__((constructor)) static void ogrt_init(int argc, char **argv, char *
         return;
     }
     struct ogrt_start s;
+    struct ogrt_path_bufs paths;
+    uint8_t start_buf[START_BUF];
     memset(&s, 0, sizeof s);
     s.uid = (uint32_t)st.uid;
-    ogrt_collect_start(&s, argc, argv);
+    ogrt_collect_start(&s, argc, argv, &paths);
     if (ogrt_filtered(s.exe)) {
         ogrt_collect_release();
         return;
@@ -134,7 +140,7 @@ __attribute__((constructor)) static void ogrt_init(int argc, char **argv, char *
     st.start_us = s.time_us;
     memcpy(st.uuid, s.uuid, sizeof st.uuid);
     s.n_libs = ogrt_libs_at_start(&s.libs, &s.signature);
-    enum ogrt_send_result r = send_record(OGRT_TYPE_PROCESS_START, enc_start, &s);
+    enum ogrt_send_result r = send_record(OGRT_TYPE_PROCESS_START, enc_start, &s, start_buf, sizeof start_buf);
     ogrt_libs_release();
     ogrt_collect_release();
     if (r != OGRT_SENT)

@@ -19,8 +19,14 @@ void ogrt_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void ogrt_print_settings(void);
 
 /* collect.c: process facts for the start and end records */
-/* s->uid is set by the caller (one getuid per process) */
-void ogrt_collect_start(struct ogrt_start *s, int argc, char **argv);
+/* Room for the paths of the start record, on the constructor's stack (pages the loader has
+ * already touched); longer paths go to mapped PATH_MAX buffers. */
+struct ogrt_path_bufs {
+    char cwd[512];
+    char exe[512];
+};
+/* s->uid is set by the caller (one getuid per process); s->cwd and s->exe may point into bufs */
+void ogrt_collect_start(struct ogrt_start *s, int argc, char **argv, struct ogrt_path_bufs *bufs);
 /* Unmaps the buffers of paths longer than the static ones (after the start record is sent). */
 void ogrt_collect_release(void);
 /* pid and uid are those of the start record (the caller has checked the pid is unchanged) */
