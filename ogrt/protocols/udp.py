@@ -13,6 +13,7 @@ import select
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable
 
 from ogrt.fragments import FragmentError, Reassembler
@@ -26,6 +27,8 @@ log = logging.getLogger("ogrt.udp")
 
 FRAGMENT = 14
 BATCH = 2048
+FEW = 64  # a drain that found fewer datagrams than this ...
+GATHER = 0.005  # ... is followed by a pause this long (s) before the next poll
 ROOM_WAIT = 0.2  # s; the default 32 MiB buffer holds ~0.5 s of 50,000 records/s
 # Python's socket module lacks SO_RCVBUFFORCE (Linux: 33); without it a privileged daemon
 # silently got rmem_max (often 4 MiB), not the udp_rcvbuf it asked for
@@ -99,12 +102,16 @@ class UdpReceiver(threading.Thread):
         try:
             while True:
                 if stopping():
+                    self.ingest.room_wait = 0.0  # stop() waits for us: spill rather than wait
                     self._drain(final=True)
                     break
                 if not poller.poll(200):
                     self.reassembler.expire()
                     continue
-                self._drain(final=False)
+                if self._drain(final=False) < FEW:
+                    # a trickle: let datagrams gather in the kernel buffer for a moment
+                    # instead of waking (poll, recv, flush, hand-over) for each one
+                    time.sleep(GATHER)
         except Exception as e:  # never expected: log loudly and stop the process (exit 1)
             log.exception("UDP receiver failed")
             if self.on_crash is not None:
@@ -112,11 +119,13 @@ class UdpReceiver(threading.Thread):
         finally:
             self.ingest.flush()
 
-    def _drain(self, final: bool) -> None:
-        """Read up to BATCH datagrams (final: until the buffer is empty, bounded) and flush."""
+    def _drain(self, final: bool) -> int:
+        """Read up to BATCH datagrams (final: until the buffer is empty, bounded), flush;
+        return how many were read."""
         recv = self.sock.recvfrom
         ingest = self.ingest
         handle = self._datagram
+        total = 0
         for _ in range(256 if final else 1):
             nbytes = 0
             n = 0
@@ -133,8 +142,10 @@ class UdpReceiver(threading.Thread):
                 ingest.reject("socket_error", "-", str(e))
             ingest.received(nbytes, n)
             ingest.flush()
+            total += n
             if empty:
-                return
+                break
+        return total
 
     def _datagram(self, data: bytes, host: str) -> None:
         peer = self._peers.get(host)
