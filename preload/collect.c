@@ -63,11 +63,108 @@ void ogrt_random_uuid(uint8_t uuid[16])
     uuid[8] = (uint8_t)((uuid[8] & 0x3f) | 0x80);
 }
 
-/* The executable: readlink("/proc/self/exe") (the contract in protocol/ogrt.proto: symlinks
- * resolved, the interpreter for "#!" scripts). It is the most expensive fact collected
- * (~20 us: procfs lookups); AT_EXECFN is the fallback when /proc is not mounted. */
-static const char *executable_path(char *small, size_t small_size)
+static int same_text(const char *a, const char *b)
 {
+    while (*a && *a == *b)
+        a++, b++;
+    return *a == *b;
+}
+
+static int has_prefix(const char *s, const char *prefix)
+{
+    while (*prefix)
+        if (*s++ != *prefix++)
+            return 0;
+    return 1;
+}
+
+#define RESOLVE_ROOM 512 /* bytes of the path being resolved and of one link target */
+
+/* The physical absolute path of fn (relative to cwd) into out, resolving each component's
+ * symlinks with readlink(2) as the kernel's lookup does; 0 when that is not certain (a
+ * component unreadable, a path or link longer than the small buffers, too many links). */
+static int resolve_path(const char *fn, const char *cwd, char *out, size_t outsize)
+{
+    char rest[RESOLVE_ROOM], target[RESOLVE_ROOM];
+    size_t n = strnlen(fn, sizeof rest);
+    if (n >= sizeof rest)
+        return 0;
+    memcpy(rest, fn, n + 1);
+    size_t len = 0; /* out[0..len) is resolved: "" (the root) or "/a/b" */
+    if (rest[0] != '/') {
+        if (!cwd || cwd[0] != '/') /* "(unreachable)/...": outside the root */
+            return 0;
+        len = strnlen(cwd, outsize);
+        if (len >= outsize)
+            return 0;
+        memcpy(out, cwd, len);
+        if (len == 1)
+            len = 0;
+    }
+    char *p = rest;
+    int links = 0;
+    for (;;) {
+        while (*p == '/')
+            p++;
+        if (!*p)
+            break;
+        const char *c = p;
+        while (*p && *p != '/')
+            p++;
+        size_t cl = (size_t)(p - c);
+        if (cl == 1 && c[0] == '.')
+            continue;
+        if (cl == 2 && c[0] == '.' && c[1] == '.') {
+            while (len && out[len - 1] != '/')
+                len--;
+            if (len)
+                len--;
+            continue;
+        }
+        if (len + 1 + cl >= outsize)
+            return 0;
+        out[len] = '/';
+        memmove(out + len + 1, c, cl);
+        out[len + 1 + cl] = 0;
+        long t = sys_readlink(out, target, sizeof target - 1);
+        if (t == -EINVAL) { /* not a symlink */
+            len += 1 + cl;
+            continue;
+        }
+        if (t <= 0 || t >= (long)sizeof target - 1 || ++links > 40)
+            return 0;
+        /* the link target followed by what is left of the path */
+        size_t remain = strlen(p);
+        if ((size_t)t + remain + 1 > sizeof rest)
+            return 0;
+        memmove(rest + t, p, remain + 1);
+        memcpy(rest, target, (size_t)t);
+        p = rest;
+        if (target[0] == '/')
+            len = 0; /* a relative target resolves from the link's directory: len unchanged */
+    }
+    if (!len)
+        return 0;
+    out[len] = 0;
+    return 1;
+}
+
+/* The executable, as readlink("/proc/self/exe") names it (the contract in
+ * protocol/ogrt.proto: symlinks resolved, the interpreter for "#!" scripts). Reading procfs
+ * costs ~15 us in a fresh process (its /proc/<pid> entries are built, then torn down at
+ * exit), so the path given to execve (AT_EXECFN) is resolved instead, component by
+ * component, whenever that is sure to name the same file: not for an interpreted program
+ * (a "#!" script or binfmt_misc: the kernel inserts that path as argv[1] or argv[2], so any
+ * such match goes to procfs), nor for fexecve/execveat paths under /dev/fd or /proc.
+ * AT_EXECFN alone is the last resort when /proc is not mounted. */
+static const char *executable_path(char *small, size_t small_size, const char *cwd, int argc, char **argv)
+{
+    const char *fn = (const char *)getauxval(AT_EXECFN);
+    int interpreted = fn && argv && ((argc > 1 && argv[1] && same_text(argv[1], fn)) ||
+                                     (argc > 2 && argv[2] && same_text(argv[2], fn)));
+    if (fn && *fn && !interpreted && !has_prefix(fn, "/proc/") && !has_prefix(fn, "/dev/fd/") &&
+        resolve_path(fn, cwd, small, small_size))
+        return small;
     char *buf = small;
     size_t size = small_size;
     long n = sys_readlink("/proc/self/exe", buf, size - 1);
@@ -77,7 +174,7 @@ static const char *executable_path(char *small, size_t small_size)
         n = sys_readlink("/proc/self/exe", buf, size - 1);
     }
     if (n <= 0)
-        return (const char *)getauxval(AT_EXECFN);
+        return fn;
     buf[n] = 0;
     return buf;
 }
@@ -134,7 +231,7 @@ void ogrt_collect_start(struct ogrt_start *s, int argc, char **argv, struct ogrt
     ogrt_random_uuid(s->uuid);
     s->time_us = ogrt_now_us();
     s->cwd = current_dir(bufs->cwd, sizeof bufs->cwd);
-    s->exe = executable_path(bufs->exe, sizeof bufs->exe);
+    s->exe = executable_path(bufs->exe, sizeof bufs->exe, s->cwd, argc, argv);
     s->pid = (int32_t)sys_getpid();
     s->ppid = (int32_t)sys_getppid();
     s->gid = (uint32_t)sys_getgid();
