@@ -148,7 +148,7 @@ def tcp_sender(port: int, data: bytes, ready: mp.Barrier, go: mp.Event) -> None:
 
 
 def udp_sender(port: int, templates: list[tuple[bytes, bytes]], rate: int, seconds: float,
-               result: mp.Queue) -> None:  # type: ignore[type-arg]
+               result: mp.Queue, sources: int = 16) -> None:  # type: ignore[type-arg]
     (s_head, s_tail), (e_head, e_tail) = templates
     total = int(rate * seconds)
     pairs = total // 2
@@ -161,7 +161,9 @@ def udp_sender(port: int, templates: list[tuple[bytes, bytes]], rate: int, secon
     # several source sockets, like several compute nodes: with workers = N the kernel
     # spreads UDP flows (by source address and port) over the workers
     socks = []
-    for _ in range(16):
+    # (the kernel hashes each source to one worker: with few sources the split is uneven,
+    # e.g. 10:6 of 16, so the busiest worker gets more than 1/N of the load)
+    for _ in range(sources):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
         socks.append(s)
@@ -325,10 +327,11 @@ def run_tcp(d: Daemon, templates: list[tuple[bytes, bytes]], records: int, conns
     return rate
 
 
-def run_udp(d: Daemon, templates: list[tuple[bytes, bytes]], rate: int, seconds: float) -> float:
+def run_udp(d: Daemon, templates: list[tuple[bytes, bytes]], rate: int, seconds: float,
+            sources: int = 16) -> float:
     base = d.persisted()
     q: mp.Queue = mp.Queue()  # type: ignore[type-arg]
-    p = mp.Process(target=udp_sender, args=(d.port, templates, rate, seconds, q))
+    p = mp.Process(target=udp_sender, args=(d.port, templates, rate, seconds, q, sources))
     p.start()
     sent, errors, elapsed = q.get(timeout=seconds * 10 + 60)
     p.join(30)
@@ -350,6 +353,8 @@ def main() -> int:
     ap.add_argument("--udp-rate", type=int, default=50_000)
     ap.add_argument("--udp-seconds", type=float, default=5.0)
     ap.add_argument("--udp-output", default="jsonl", help="output used for the UDP run ('' to skip)")
+    ap.add_argument("--udp-sources", type=int, default=16,
+                    help="UDP source sockets (sending nodes); the kernel spreads them over the workers")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--batch-records", type=int, default=0, help="outputs' batch_records (0: their default)")
     args = ap.parse_args()
@@ -396,7 +401,8 @@ def main() -> int:
                 if do_tcp:
                     results[f"tcp {kind} records/s"] = run_tcp(d, templates, args.records, args.tcp_connections)
                 if do_udp:
-                    results[f"udp {kind} % persisted"] = run_udp(d, templates, args.udp_rate, args.udp_seconds)
+                    results[f"udp {kind} % persisted"] = run_udp(d, templates, args.udp_rate, args.udp_seconds,
+                                                                       args.udp_sources)
                 rss = d.peak_rss_mb()
                 peak = max(peak, rss)
                 print(f"  peak RSS of the daemon (all processes): {rss:.0f} MB")
