@@ -29,7 +29,7 @@ FRAGMENT = 14
 BATCH = 2048
 FEW = 64  # a drain that found fewer datagrams than this ...
 GATHER = 0.005  # ... is followed by a pause this long (s) before the next poll
-ROOM_WAIT = 0.2  # s; the default 32 MiB buffer holds ~0.5 s of 50,000 records/s
+ROOM_WAIT = 0.2  # s, at most; the default 32 MiB buffer (64 MiB in the kernel's count) holds ~0.4 s
 # Python's socket module lacks SO_RCVBUFFORCE (Linux: 33); without it a privileged daemon
 # silently got rmem_max (often 4 MiB), not the udp_rcvbuf it asked for
 SO_RCVBUFFORCE: int | None = getattr(socket, "SO_RCVBUFFORCE", 33 if sys.platform.startswith("linux") else None)
@@ -84,7 +84,12 @@ class UdpReceiver(threading.Thread):
             on_drop=lambda reason, n: ingest.reject(reason, "-", "incomplete fragmented record dropped", n))
         # the kernel's receive buffer holds datagrams while we wait for an output queue to
         # have room: far cheaper than spilling records to the spool and reading them back
-        ingest.room_wait = ROOM_WAIT
+        # (at most the time to fill half the buffer at ~50,000 datagrams/s of ~3 KB kernel size)
+        try:
+            rcvbuf = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        except OSError:
+            rcvbuf = 0
+        ingest.room_wait = min(ROOM_WAIT, rcvbuf / 300e6)
         self._stop_flag = threading.Event()
         self._peers: dict[str, str] = {}
 
