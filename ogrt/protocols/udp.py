@@ -29,7 +29,7 @@ FRAGMENT = 14
 BATCH = 2048
 FEW = 64  # a drain that found fewer datagrams than this ...
 GATHER = 0.005  # ... is followed by a pause this long (s) before the next poll
-ROOM_WAIT = 0.2  # s, at most; the default 32 MiB buffer (64 MiB in the kernel's count) holds ~0.4 s
+ROOM_WAIT = 0.02  # s, at most: smooths a writer's hiccup; a writer that stays behind (fsync-bound) must spill, not stall us
 # Python's socket module lacks SO_RCVBUFFORCE (Linux: 33); without it a privileged daemon
 # silently got rmem_max (often 4 MiB), not the udp_rcvbuf it asked for
 SO_RCVBUFFORCE: int | None = getattr(socket, "SO_RCVBUFFORCE", 33 if sys.platform.startswith("linux") else None)
