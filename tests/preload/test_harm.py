@@ -117,11 +117,8 @@ def programs(preload_lib: Path, build_preload: Callable[..., Path]) -> Iterator[
 
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[FrameReceiver]:
-    recv = FrameReceiver()
-    try:
+    with FrameReceiver() as recv:
         yield recv
-    finally:
-        recv.close()
 
 
 @pytest.fixture(scope="module")
