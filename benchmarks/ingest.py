@@ -148,7 +148,7 @@ def tcp_sender(port: int, data: bytes, ready: mp.Barrier, go: mp.Event) -> None:
 
 
 def udp_sender(port: int, templates: list[tuple[bytes, bytes]], rate: int, seconds: float,
-               result: mp.Queue, sources: int = 16) -> None:  # type: ignore[type-arg]
+               result: mp.Queue, sources: int = 1024) -> None:  # type: ignore[type-arg]
     (s_head, s_tail), (e_head, e_tail) = templates
     total = int(rate * seconds)
     pairs = total // 2
@@ -158,15 +158,18 @@ def udp_sender(port: int, templates: list[tuple[bytes, bytes]], rate: int, secon
         u = uuids[16 * i:16 * i + 16]
         frames.append(s_head + u + s_tail)
         frames.append(e_head + u + e_tail)
-    # several source sockets, like several compute nodes: with workers = N the kernel
-    # spreads UDP flows (by source address and port) over the workers
+    # The library opens a fresh UDP socket for every record, so every record arrives from
+    # its own source port and the kernel (SO_REUSEPORT hashes source address and port)
+    # spreads records, not nodes, over the workers. The sender mimics that by sending each
+    # record from the next socket of a large pool (a socket per record would cost the
+    # shared machine a socket() and close() per record). With few sources the split is
+    # uneven (e.g. 10:6 of 16) and one worker gets more than 1/N of the load.
     socks = []
-    # (the kernel hashes each source to one worker: with few sources the split is uneven,
-    # e.g. 10:6 of 16, so the busiest worker gets more than 1/N of the load)
     for _ in range(sources):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
         socks.append(s)
+    nsocks = len(socks)
     dest = ("127.0.0.1", port)
     tick = 0.002
     per_tick = max(1, int(rate * tick))
@@ -178,10 +181,9 @@ def udp_sender(port: int, templates: list[tuple[bytes, bytes]], rate: int, secon
         delay = target - time.perf_counter()
         if delay > 0:
             time.sleep(delay)
-        s = socks[(k // per_tick) % len(socks)]
-        for f in frames[k:k + per_tick]:
+        for i, f in enumerate(frames[k:k + per_tick], k):
             try:
-                s.sendto(f, dest)
+                socks[i % nsocks].sendto(f, dest)
                 sent += 1
             except OSError:
                 errors += 1
@@ -328,7 +330,7 @@ def run_tcp(d: Daemon, templates: list[tuple[bytes, bytes]], records: int, conns
 
 
 def run_udp(d: Daemon, templates: list[tuple[bytes, bytes]], rate: int, seconds: float,
-            sources: int = 16) -> float:
+            sources: int = 1024) -> float:
     base = d.persisted()
     q: mp.Queue = mp.Queue()  # type: ignore[type-arg]
     p = mp.Process(target=udp_sender, args=(d.port, templates, rate, seconds, q, sources))
@@ -353,8 +355,9 @@ def main() -> int:
     ap.add_argument("--udp-rate", type=int, default=50_000)
     ap.add_argument("--udp-seconds", type=float, default=5.0)
     ap.add_argument("--udp-output", default="jsonl", help="output used for the UDP run ('' to skip)")
-    ap.add_argument("--udp-sources", type=int, default=16,
-                    help="UDP source sockets (sending nodes); the kernel spreads them over the workers")
+    ap.add_argument("--udp-sources", type=int, default=1024,
+                    help="UDP source sockets, each record from the next one (the library sends each "
+                         "record from a fresh socket); the kernel spreads sources over the workers")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--batch-records", type=int, default=0, help="outputs' batch_records (0: their default)")
     args = ap.parse_args()
