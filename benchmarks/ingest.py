@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
+import shutil
 import socket
 import struct
 import subprocess
@@ -78,6 +79,7 @@ def capture_frames() -> list[tuple[int, bytes]] | None:
     subprocess.run(["python3", "-c", "import ssl, sqlite3, ctypes"], env=env, check=False)
     t.join(5)
     srv.close()
+    shutil.rmtree(build, ignore_errors=True)
     return frames or None
 
 
@@ -414,6 +416,7 @@ def main() -> int:
                 if code != 0:
                     d.err.seek(0)
                     print(f"  daemon exit code {code}:\n{d.err.read()[-2000:]}")
+                shutil.rmtree(workdir, ignore_errors=True)  # a 20 s UDP run leaves ~1 GB of records
     finally:
         if pg is not None:
             pg.destroy()
