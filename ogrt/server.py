@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ogrt.config import Config
+from ogrt.memory import tune_allocator
 from ogrt.metrics import RUNNER_STATS, Counters, merge, sample, serve_metrics
 from ogrt.pipeline import Ingest
 from ogrt.protocols.tcp import TcpReceiver
@@ -204,6 +205,7 @@ async def serve(config: Config, on_ready: Callable[[Server], None] | None = None
                 stop: asyncio.Event | None = None) -> int:
     stop = stop or asyncio.Event()
     install_stop_signals(stop)
+    tune_allocator()
     server = Server(config, worker_index, reuse_port, serve_metrics_here)
     server.stop_event = stop
     try:
