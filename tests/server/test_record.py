@@ -91,3 +91,25 @@ def test_any_bytes_round_trip_through_a_record(exe, args, libs, host, t) -> None
     assert unescape(rec["host"]) == host
     assert [(unescape(lib["path"]), unescape(lib["signature"]) if lib["signature"] else b"")
             for lib in rec["libs"]] == libs
+
+
+def test_reused_messages_keep_no_state_between_records() -> None:
+    """The decoder parses into the same messages again (REUSE_PARSES): nothing of one
+    record may show in the next, also across a payload that does not parse."""
+    from ogrt.record import REUSE_PARSES
+    d = Decoder(_users)
+    full = ogrt_pb2.ProcessStart(uuid=UUID, rank=3, job_id=b"j1", signature=b"s", args=[b"a"], env=[b"X=1"],
+                                 modules=[b"m/1"], libs=[ogrt_pb2.SharedObject(path=b"/l.so")]).SerializeToString()
+    bare = ogrt_pb2.ProcessStart(uuid=UUID).SerializeToString()
+    end_full = ogrt_pb2.ProcessEnd(uuid=UUID, exit_status=2, libs=[ogrt_pb2.SharedObject(path=b"/x.so")]).SerializeToString()
+    end_bare = ogrt_pb2.ProcessEnd(uuid=UUID).SerializeToString()
+    for i in range(2 * REUSE_PARSES + 3):
+        assert d.decode(12, full, "p")["rank"] == 3
+        with pytest.raises(RecordError):
+            d.decode(12, b"\xff\xff\xff", "p")
+        rec = d.decode(12, bare, "p")
+        assert (rec["rank"], rec["job_id"], rec["signature"], rec["args"], rec["env"], rec["modules"],
+                rec["libs"]) == (None, None, None, [], {}, [], []), i
+        assert d.decode(13, end_full, "p")["exit_status"] == 2
+        end = d.decode(13, end_bare, "p")
+        assert end["exit_status"] is None and end["libs"] == []
