@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from operator import itemgetter
 from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
@@ -14,7 +15,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from ogrt.proto import ogrt_pb2
 from ogrt.textenc import escape
 
-__all__ = ["RecordError", "uuid_text", "rfc3339_us", "start_record", "end_record", "Decoder"]
+__all__ = ["RecordError", "LibList", "uuid_text", "rfc3339_us", "start_record", "end_record", "Decoder"]
 
 PROCESS_START = 12
 PROCESS_END = 13
@@ -79,8 +80,21 @@ def _view_classes() -> tuple[Any, Any]:
 
 ProcessStartView, ProcessEndView = _view_classes()
 
-_LIB_CACHE: dict[bytes, dict[str, str | None]] = {}
-_LIB_CACHE_MAX = 50_000
+class LibList(list):  # type: ignore[type-arg]
+    """A record's "libs": one list object shared by the records that name the same
+    libraries (read-only, like the dicts in it), with ``key`` = (paths, signatures),
+    from which the SQL outputs find the library set without walking the list again."""
+
+    __slots__ = ("key",)
+    key: tuple[tuple[str, ...], tuple[str | None, ...]]
+
+
+# Both caches are bounded by the bytes of their keys (a payload is untrusted: one library
+# entry may be as large as a frame), and emptied when full.
+_LIB_CACHE: dict[bytes, dict[str, str | None]] = {}  # SharedObject bytes -> its dict
+_LIST_CACHE: dict[tuple[bytes, ...], LibList] = {}  # all of a record's SharedObject bytes -> its list
+CACHE_MAX_BYTES = 8 << 20  # per cache
+_cache_bytes = [0, 0]  # key bytes held by _LIB_CACHE, _LIST_CACHE
 
 
 def _lib(raw: bytes) -> dict[str, str | None]:
@@ -89,19 +103,36 @@ def _lib(raw: bytes) -> dict[str, str | None]:
         lib.ParseFromString(raw)
     except Exception as exc:
         raise RecordError("bad_payload", f"a library entry does not parse: {exc}") from None
-    if len(_LIB_CACHE) >= _LIB_CACHE_MAX:
+    d = {"path": escape(lib.path), "signature": escape(lib.signature) if lib.signature else None}
+    if _cache_bytes[0] + len(raw) > CACHE_MAX_BYTES:
         _LIB_CACHE.clear()
-    d = _LIB_CACHE[raw] = {"path": escape(lib.path),
-                           "signature": escape(lib.signature) if lib.signature else None}
+        _cache_bytes[0] = 0
+    _LIB_CACHE[raw] = d
+    _cache_bytes[0] += len(raw)
     return d
 
 
-def _libs(libs: Any) -> list[dict[str, str | None]]:
-    raws = libs[:]  # one call into upb for the whole list (iterating costs ~0.2 µs an item)
+_path = itemgetter("path")
+_signature = itemgetter("signature")
+
+
+def _libs(libs: Any) -> LibList:
+    raws = tuple(libs[:])  # one call into upb for the whole list (iterating costs ~0.2 µs an item)
+    found = _LIST_CACHE.get(raws)
+    if found is not None:
+        return found
     out = list(map(_LIB_CACHE.get, raws))
     if None in out:
         out = [d or _lib(raw) for d, raw in zip(out, raws)]
-    return out  # type: ignore[return-value]
+    lst = LibList(out)
+    lst.key = (tuple(map(_path, out)), tuple(map(_signature, out)))
+    size = sum(map(len, raws))
+    if _cache_bytes[1] + size > CACHE_MAX_BYTES:
+        _LIST_CACHE.clear()
+        _cache_bytes[1] = 0
+    _LIST_CACHE[raws] = lst
+    _cache_bytes[1] += size
+    return lst
 
 
 _decode = bytes.decode

@@ -65,6 +65,9 @@ _path, _sig = itemgetter("path"), itemgetter("signature")
 
 
 def libs_key(libs: Sequence[dict[str, Any]]) -> LibsKey:
+    key = getattr(libs, "key", None)  # a decoded record's LibList carries it (ogrt/record.py)
+    if key is not None:
+        return key  # type: ignore[no-any-return]
     try:
         return tuple(map(_path, libs)), tuple(map(_sig, libs))
     except KeyError:  # a record without "signature" keys (hand-written)

@@ -113,3 +113,21 @@ def test_reused_messages_keep_no_state_between_records() -> None:
         assert d.decode(13, end_full, "p")["exit_status"] == 2
         end = d.decode(13, end_bare, "p")
         assert end["exit_status"] is None and end["libs"] == []
+
+
+def test_library_lists_are_shared_keyed_and_bounded() -> None:
+    from ogrt import record
+    from ogrt.outputs.sqlrecords import libs_key
+    d = Decoder(_users)
+    libs = [ogrt_pb2.SharedObject(path=b"/lib/a.so"), ogrt_pb2.SharedObject(path=b"/lib/\xff.so", signature=b"s")]
+    payload = ogrt_pb2.ProcessEnd(uuid=UUID, libs=libs).SerializeToString()
+    a, b = d.decode(13, payload, "p")["libs"], d.decode(13, payload, "p")["libs"]
+    assert a is b and a == [{"path": "/lib/a.so", "signature": None}, {"path": "/lib/\\xff.so", "signature": "s"}]
+    assert libs_key(a) == (("/lib/a.so", "/lib/\\xff.so"), (None, "s")) == libs_key([dict(x) for x in a])
+    # untrusted input: large unique library entries never hold more than the bound
+    big = b"/" + b"x" * 200_000
+    for i in range(100):
+        p = ogrt_pb2.ProcessEnd(uuid=UUID, libs=[ogrt_pb2.SharedObject(path=big + str(i).encode())])
+        d.decode(13, p.SerializeToString(), "p")
+        assert record._cache_bytes[0] <= record.CACHE_MAX_BYTES and record._cache_bytes[1] <= record.CACHE_MAX_BYTES
+        assert sum(map(len, record._LIB_CACHE)) <= record.CACHE_MAX_BYTES
