@@ -58,6 +58,12 @@ _START_KEYS = ["id"] + [_START.get(c, _NONE) for c in COLUMNS[1:]]
 _END_KEYS = ["id"] + [_END.get(c, _NONE) for c in COLUMNS[1:]]
 _I_EXE_PATH, _I_EXE_SIG = IDX["exe_path"], IDX["exe_signature"]
 _I_ARGS, _I_ENV = IDX["args"], IDX["env"]
+#: the columns only an end record fills: one contiguous block of COLUMNS
+_END_ONLY = [i for i, c in enumerate(COLUMNS) if c in _END and c not in _START and c != "uuid"]
+_END_BLOCK = slice(_END_ONLY[0], _END_ONLY[-1] + 1)
+assert _END_ONLY == list(range(_END_BLOCK.start, _END_BLOCK.stop))
+#: the columns both records fill (uuid aside)
+_SHARED = [i for i, c in enumerate(COLUMNS) if c in _END and c in _START]
 
 #: the key of a list of library dicts: (paths, signatures), built at C speed
 LibsKey = tuple[tuple[str, ...], tuple[Any, ...]]
@@ -83,11 +89,12 @@ class ProcessRow:
     """One process of a batch: its column values, the keys of its libraries (start record,
     end record) and its modules."""
 
-    __slots__ = ("values", "start_libs", "late_libs", "modules", "has_start")
+    __slots__ = ("values", "start_libs", "late_libs", "modules", "has_start", "has_end")
 
     def __init__(self, values: list[Any]) -> None:
         self.values = values
         self.has_start = False  # a start record of the process is in the batch
+        self.has_end = False  # an end record of the process is in the batch
         self.start_libs: LibsKey | None = None
         self.late_libs: LibsKey | None = None
         self.modules: tuple[str, ...] | None = None
@@ -120,10 +127,18 @@ def merge(records: Sequence[dict[str, Any]]) -> list[ProcessRow]:
         row = rows.get(uuid)
         if row is None:
             row = rows[uuid] = ProcessRow(values)
-        else:  # the other record of the pair (or a repeat) in this batch
+        elif is_end and not row.has_end:  # the usual pair: the end after its start
+            old = row.values
+            old[_END_BLOCK] = values[_END_BLOCK]  # all null in a row without an end record
+            for i in _SHARED:
+                v = values[i]
+                if v is not None:
+                    old[i] = v
+        else:  # a start after its end, or a repeat, in this batch
             row.values = [o if n is None else n for n, o in zip(values, row.values)]
         libs = rec.get("libs")
         if is_end:
+            row.has_end = True
             if libs:
                 row.late_libs = libs_key(libs)
         else:
@@ -204,6 +219,7 @@ class SetResolver:
     def __init__(self, libs: IdCache, mods: IdCache, limit: int = 5_000) -> None:
         self.libs, self.mods = libs, mods
         self.lib_memo, self.mod_memo = IdCache(limit), IdCache(limit)
+        self._late_memo: dict[tuple[bytes, bytes], tuple[bytes | None, list[int]]] = {}
 
     @property
     def caches(self) -> tuple[IdCache, IdCache]:
@@ -245,6 +261,22 @@ class SetResolver:
             self.mod_memo.stage(key, ref)
         return ref
 
+    def _late_only(self, start: bytes, late: bytes, start_ids: list[int],
+                   late_ids: list[int]) -> tuple[bytes | None, list[int]]:
+        """The late set without the members of the start set. Sets are named by the digest
+        of their members, so the answer depends on the two digests only: memoized."""
+        memo = self._late_memo
+        found = memo.get((start, late))
+        if found is None:
+            early = set(start_ids)
+            kept = [i for i in late_ids if i not in early]
+            found = (late, late_ids) if len(kept) == len(late_ids) else (
+                set_digest(kept) if kept else None, kept)
+            if len(memo) >= self.lib_memo.limit:
+                memo.clear()
+            memo[(start, late)] = found
+        return found
+
     def resolve(self, rows: Sequence[ProcessRow]) -> tuple[list[RowSets], SetMembers, SetMembers]:
         """Per row the digests of its sets (None: no such set), and the members of every
         library set and module set named. Call once the ids of `missing_libs()` and
@@ -264,11 +296,7 @@ class SetResolver:
             if r.late_libs is not None:
                 late, ids = self._lib_set(r.late_libs)
                 if start is not None:
-                    early = set(libsets[start])
-                    kept = [i for i in ids if i not in early]
-                    if len(kept) != len(ids):
-                        ids = kept
-                        late = set_digest(ids) if ids else None
+                    late, ids = self._late_only(start, late, libsets[start], ids)
                 if late is not None:
                     libsets[late] = ids
             if r.modules is not None:
