@@ -134,13 +134,28 @@ def open_sqlite(path: str) -> ReportDB:
         conn = sqlite3.connect(f"file:{_uri_path(path)}?mode=rw", uri=True, timeout=30)
         conn.execute("PRAGMA query_only = ON")
         conn.execute("SELECT 1 FROM processes LIMIT 1").fetchall()
+        versions = [v for (v,) in conn.execute("SELECT version FROM schema_version")]
     except sqlite3.Error as exc:
         text = str(exc)
         if "not a database" in text or "no such table" in text:
             raise ReportError(f"{path}: not an OGRT database ({text})") from exc
         raise ReportError(f"cannot read the OGRT database {path}: {text} (reading a WAL database "
                           "needs write access to its directory or to its -shm file)") from exc
+    _check_version(versions, path, conn)
     return ReportDB(conn, Dialect("sqlite"), path)
+
+
+def _check_version(versions: list[int], where: str, conn: Any) -> None:
+    """Reports read the schema the outputs write (SCHEMA_VERSION); refuse any other."""
+    from ogrt.outputs.sqlite import SCHEMA_VERSION
+
+    if versions == [SCHEMA_VERSION]:
+        return
+    conn.close()
+    found = max(versions) if versions else "unknown"
+    raise ReportError(f"{where}: database schema version {found}; this ogrt reads version "
+                      f"{SCHEMA_VERSION} (library/module sets) and does not convert older "
+                      "databases: report from it with the ogrt release that wrote it")
 
 
 def _uri_path(path: str) -> str:
@@ -171,8 +186,10 @@ def open_postgresql(dsn: str) -> ReportDB:
         # reports are one-off scans: compiling them (JIT) costs more than it saves
         conn.execute("SET jit = off")
         conn.execute("SELECT 1 FROM processes LIMIT 1").fetchall()
+        versions = [v for (v,) in conn.execute("SELECT version FROM schema_version")]
     except psycopg.Error as exc:
         raise ReportError(f"{_redact(dsn)}: {exc}".strip()) from exc
+    _check_version(versions, _redact(dsn), conn)
     return ReportDB(conn, Dialect("postgresql"), _redact(dsn))
 
 

@@ -147,3 +147,17 @@ def test_report_connections_are_read_only(sqlite_db: str, pg_db: str) -> None:
         with open_db(target) as db:
             n = db.query("SELECT COUNT(*) AS n FROM processes")[0]["n"]
             assert n == len({r["id"] for r in dataset()})  # nothing was deleted
+
+
+def test_a_database_of_another_schema_version_is_named(sqlite_db: str, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+    import sqlite3
+
+    old = tmp_path / "v1.sqlite"
+    shutil.copy(sqlite_db, old)
+    with sqlite3.connect(old) as conn:
+        conn.execute("UPDATE schema_version SET version = 1")
+    assert report("executables", "--db", str(old))[0] == 2
+    err = capsys.readouterr().err
+    assert "schema version 1" in err and "reads version 2" in err
