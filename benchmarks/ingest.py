@@ -343,9 +343,11 @@ def run_udp(d: Daemon, templates: list[tuple[bytes, bytes]], rate: int, seconds:
     got = n - base
     m = d.metrics()
     drops = m.get("ogrt_udp_kernel_drops_total", 0)
+    spooled = sum(v for k, v in m.items() if k.startswith("ogrt_output_spooled_total"))
     pct = 100.0 * got / sent if sent else 0.0
     print(f"  UDP: offered {sent / elapsed:,.0f} records/s for {elapsed:.1f} s; {int(got):,} of {sent:,} "
-          f"persisted = {pct:.2f}% (kernel drops {int(drops)}, send errors {errors})")
+          f"persisted = {pct:.2f}% (kernel drops {int(drops)}, send errors {errors}, "
+          f"went through the spool: {int(spooled):,})")
     return pct
 
 
