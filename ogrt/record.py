@@ -80,6 +80,7 @@ def _view_classes() -> tuple[Any, Any]:
 
 ProcessStartView, ProcessEndView = _view_classes()
 
+
 class LibList(list):  # type: ignore[type-arg]
     """A record's "libs": one list object shared by the records that name the same
     libraries (read-only, like the dicts in it), with ``key`` = (paths, signatures),
@@ -89,12 +90,13 @@ class LibList(list):  # type: ignore[type-arg]
     key: tuple[tuple[str, ...], tuple[str | None, ...]]
 
 
-# Both caches are bounded by the bytes of their keys (a payload is untrusted: one library
-# entry may be as large as a frame), and emptied when full.
+# Both caches are bounded by bytes, not entries (a payload is untrusted: one library entry may
+# be as large as a frame), and emptied when full. A library entry is counted as twice its
+# bytes plus 256 (its dict and two strings); a list as the bytes of its entries.
 _LIB_CACHE: dict[bytes, dict[str, str | None]] = {}  # SharedObject bytes -> its dict
 _LIST_CACHE: dict[tuple[bytes, ...], LibList] = {}  # all of a record's SharedObject bytes -> its list
 CACHE_MAX_BYTES = 8 << 20  # per cache
-_cache_bytes = [0, 0]  # key bytes held by _LIB_CACHE, _LIST_CACHE
+_cache_bytes = [0, 0]  # bytes counted in _LIB_CACHE, _LIST_CACHE (approximate across threads)
 
 
 def _lib(raw: bytes) -> dict[str, str | None]:
@@ -104,11 +106,12 @@ def _lib(raw: bytes) -> dict[str, str | None]:
     except Exception as exc:
         raise RecordError("bad_payload", f"a library entry does not parse: {exc}") from None
     d = {"path": escape(lib.path), "signature": escape(lib.signature) if lib.signature else None}
-    if _cache_bytes[0] + len(raw) > CACHE_MAX_BYTES:
+    cost = 2 * len(raw) + 256
+    if _cache_bytes[0] + cost > CACHE_MAX_BYTES:
         _LIB_CACHE.clear()
         _cache_bytes[0] = 0
     _LIB_CACHE[raw] = d
-    _cache_bytes[0] += len(raw)
+    _cache_bytes[0] += cost
     return d
 
 
