@@ -426,8 +426,8 @@ def main() -> int:
     for k, v in results.items():
         print(f"  {k:32s} {v:>12,.1f}")
     print(f"  {'peak RSS MB':32s} {peak:>12,.1f}")
-    print(f"  (targets: jsonl >= 50,000/s, sqlite >= 30,000/s, postgresql >= 20,000/s, UDP >= 99% at 50,000/s, "
-          f"RSS <= 200 MB; anchor: OGRT's Go server ~27,000/s over UDP)")
+    print("  (targets: jsonl >= 50,000/s, sqlite >= 30,000/s, postgresql >= 20,000/s, UDP >= 99% at 50,000/s, "
+          "RSS <= 200 MB; anchor: OGRT's Go server ~27,000/s over UDP)")
     return 0
 
 

@@ -169,7 +169,7 @@ def library_uses(columns: str, lib_from: str, lib_clauses: list[str], clauses: l
     `lib_clauses + clauses`, twice."""
     halves = []
     for late, col, extra in ((0, "libset_id", []),
-                             (1, "late_libset_id", [f"p.late_libset_id IS NOT NULL", NOT_AT_START])):
+                             (1, "late_libset_id", ["p.late_libset_id IS NOT NULL", NOT_AT_START])):
         halves.append(f"""
             SELECT {columns}, {late} AS late
             FROM {lib_from}
