@@ -25,7 +25,6 @@ import argparse
 import random
 import resource
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile

@@ -208,7 +208,7 @@ def test_program_under_module_load_reaches_the_deployed_daemon(
     proc = lmod_script(
         f"module use '{deployment.modulefiles}'",
         "module load ogrt",
-        f'echo "LD_PRELOAD=$LD_PRELOAD OGRT_ACTIVE=$OGRT_ACTIVE"',
+        'echo "LD_PRELOAD=$LD_PRELOAD OGRT_ACTIVE=$OGRT_ACTIVE"',
         f"{JOB_VAR}=job-4242 /bin/echo {marker}",
     )
     assert proc.returncode == 0, proc.stderr

@@ -8,7 +8,6 @@ from __future__ import annotations
 import importlib
 import inspect
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import pytest

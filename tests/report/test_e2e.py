@@ -11,8 +11,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.fixtures.preload import PRELOAD_DIR, preload_env
 
 REPO = Path(__file__).resolve().parents[2]
