@@ -15,7 +15,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from ogrt.proto import ogrt_pb2
 from ogrt.textenc import escape
 
-__all__ = ["RecordError", "LibList", "uuid_text", "rfc3339_us", "start_record", "end_record", "Decoder"]
+__all__ = ["RecordError", "LibList", "libs_key", "uuid_text", "rfc3339_us", "start_record", "end_record", "Decoder"]
 
 PROCESS_START = 12
 PROCESS_END = 13
@@ -115,8 +115,18 @@ def _lib(raw: bytes) -> dict[str, str | None]:
     return d
 
 
-_path = itemgetter("path")
-_signature = itemgetter("signature")
+_path, _signature = itemgetter("path"), itemgetter("signature")
+
+
+def libs_key(libs: Any) -> tuple[tuple[str, ...], tuple[str | None, ...]]:
+    """(paths, signatures) of a list of library dicts: a LibList's own key, else built."""
+    key = getattr(libs, "key", None)
+    if key is not None:
+        return key  # type: ignore[no-any-return]
+    try:
+        return tuple(map(_path, libs)), tuple(map(_signature, libs))
+    except KeyError:  # a record without "signature" keys (hand-written, or from elsewhere)
+        return tuple(lib["path"] for lib in libs), tuple(lib.get("signature") for lib in libs)
 
 
 def _libs(libs: Any) -> LibList:
@@ -128,7 +138,7 @@ def _libs(libs: Any) -> LibList:
     if None in out:
         out = [d or _lib(raw) for d, raw in zip(out, raws)]
     lst = LibList(out)
-    lst.key = (tuple(map(_path, out)), tuple(map(_signature, out)))
+    lst.key = libs_key(out)
     size = sum(map(len, raws))
     if _cache_bytes[1] + size > CACHE_MAX_BYTES:
         _LIST_CACHE.clear()

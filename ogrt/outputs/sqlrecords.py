@@ -20,10 +20,11 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Sequence
 from hashlib import blake2b
-from operator import itemgetter
 from typing import Any
 
 import orjson
+
+from ogrt.record import libs_key
 
 #: `processes` columns written from records, in the order of ProcessRow.values
 #: ("exe_path" and "exe_signature" become executable_id in the backend)
@@ -65,19 +66,8 @@ assert _END_ONLY == list(range(_END_BLOCK.start, _END_BLOCK.stop))
 #: the columns both records fill (uuid aside)
 _SHARED = [i for i, c in enumerate(COLUMNS) if c in _END and c in _START]
 
-#: the key of a list of library dicts: (paths, signatures), built at C speed
+#: the key of a list of library dicts: (paths, signatures), see ogrt.record.libs_key
 LibsKey = tuple[tuple[str, ...], tuple[Any, ...]]
-_path, _sig = itemgetter("path"), itemgetter("signature")
-
-
-def libs_key(libs: Sequence[dict[str, Any]]) -> LibsKey:
-    key = getattr(libs, "key", None)  # a decoded record's LibList carries it (ogrt/record.py)
-    if key is not None:
-        return key  # type: ignore[no-any-return]
-    try:
-        return tuple(map(_path, libs)), tuple(map(_sig, libs))
-    except KeyError:  # a record without "signature" keys (hand-written)
-        return tuple(lib["path"] for lib in libs), tuple(lib.get("signature") for lib in libs)
 
 
 def lib_pairs(key: LibsKey) -> list[tuple[str, str]]:

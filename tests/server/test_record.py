@@ -117,7 +117,7 @@ def test_reused_messages_keep_no_state_between_records() -> None:
 
 def test_library_lists_are_shared_keyed_and_bounded() -> None:
     from ogrt import record
-    from ogrt.outputs.sqlrecords import libs_key
+    from ogrt.record import libs_key
     d = Decoder(_users)
     libs = [ogrt_pb2.SharedObject(path=b"/lib/a.so"), ogrt_pb2.SharedObject(path=b"/lib/\xff.so", signature=b"s")]
     payload = ogrt_pb2.ProcessEnd(uuid=UUID, libs=libs).SerializeToString()
