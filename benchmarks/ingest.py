@@ -301,6 +301,10 @@ def output_toml(kind: str, workdir: Path, pg_dsn: str | None, batch: int) -> str
     raise SystemExit(f"unknown output {kind}")
 
 
+def _spooled(metrics: dict[str, float]) -> float:
+    return sum(v for k, v in metrics.items() if k.startswith("ogrt_output_spooled_total"))
+
+
 def run_tcp(d: Daemon, templates: list[tuple[bytes, bytes]], records: int, conns: int) -> float:
     pairs_each = records // 2 // conns
     streams = [build_stream(templates, pairs_each, k) for k in range(conns)]
@@ -322,7 +326,7 @@ def run_tcp(d: Daemon, templates: list[tuple[bytes, bytes]], records: int, conns
     lost = total - got
     rate = got / (t_done - t0)
     m = d.metrics()
-    spooled = sum(v for k, v in m.items() if k.startswith("ogrt_output_spooled_total"))
+    spooled = _spooled(m)
     print(f"  TCP: {int(got):,} of {total:,} records persisted in {t_done - t0:.2f} s "
           f"= {rate:,.0f} records/s, lost {int(lost)} (went through the spool: {int(spooled):,})")
     if lost:
@@ -334,6 +338,7 @@ def run_tcp(d: Daemon, templates: list[tuple[bytes, bytes]], records: int, conns
 def run_udp(d: Daemon, templates: list[tuple[bytes, bytes]], rate: int, seconds: float,
             sources: int = 1024) -> float:
     base = d.persisted()
+    spooled_before = _spooled(d.metrics())
     q: mp.Queue = mp.Queue()  # type: ignore[type-arg]
     p = mp.Process(target=udp_sender, args=(d.port, templates, rate, seconds, q, sources))
     p.start()
@@ -343,7 +348,7 @@ def run_udp(d: Daemon, templates: list[tuple[bytes, bytes]], rate: int, seconds:
     got = n - base
     m = d.metrics()
     drops = m.get("ogrt_udp_kernel_drops_total", 0)
-    spooled = sum(v for k, v in m.items() if k.startswith("ogrt_output_spooled_total"))
+    spooled = _spooled(m) - spooled_before
     pct = 100.0 * got / sent if sent else 0.0
     print(f"  UDP: offered {sent / elapsed:,.0f} records/s for {elapsed:.1f} s; {int(got):,} of {sent:,} "
           f"persisted = {pct:.2f}% (kernel drops {int(drops)}, send errors {errors}, "
