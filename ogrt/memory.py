@@ -4,8 +4,8 @@ Every record allocates and frees a few KB (orjson grows its output buffer by rea
 batch is joined into one buffer of ~1 MB). With glibc's defaults a freed block at the top
 of a heap is given back to the kernel as soon as more than 128 KB are free there, and the
 next allocation faults the same pages in again, zero-filled: measured at 50,000 UDP
-records/s into jsonl, ~110,000 page faults/s and a quarter of the workers' CPU in the
-kernel. Keeping up to TRIM_THRESHOLD free at the top of each heap, and serving blocks up to
+records/s into jsonl, ~110,000 page faults/s and a fifth of the workers' CPU spent on
+them (perf). Keeping up to TRIM_THRESHOLD free at the top of each heap, and serving blocks up to
 MMAP_THRESHOLD from the heap instead of fresh mmap()s, brings that to ~1,000/s.
 The cost: up to TRIM_THRESHOLD per heap (the main one and one per thread) stays resident
 after a burst. Measured at 80,000-100,000 UDP records/s offered (overload): with 64 MiB the
