@@ -90,13 +90,30 @@ class LibList(list):  # type: ignore[type-arg]
     key: tuple[tuple[str, ...], tuple[str | None, ...]]
 
 
-# Both caches are bounded by bytes, not entries (a payload is untrusted: one library entry may
-# be as large as a frame), and emptied when full. A library entry is counted as twice its
-# bytes plus 256 (its dict and two strings); a list as the bytes of its entries.
-_LIB_CACHE: dict[bytes, dict[str, str | None]] = {}  # SharedObject bytes -> its dict
-_LIST_CACHE: dict[tuple[bytes, ...], LibList] = {}  # all of a record's SharedObject bytes -> its list
+class _BoundedCache(dict):  # type: ignore[type-arg]
+    """A dict bounded by a count of bytes, not entries (a payload is untrusted: one library
+    entry may be as large as a frame), emptied when an entry would take it past
+    CACHE_MAX_BYTES. `bytes` is approximate when two receiving threads put at once."""
+
+    __slots__ = ("bytes",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bytes = 0
+
+    def put(self, key: Any, value: Any, cost: int) -> None:
+        if self.bytes + cost > CACHE_MAX_BYTES:
+            self.clear()
+            self.bytes = 0
+        self[key] = value
+        self.bytes += cost
+
+
 CACHE_MAX_BYTES = 8 << 20  # per cache
-_cache_bytes = [0, 0]  # bytes counted in _LIB_CACHE, _LIST_CACHE (approximate across threads)
+#: SharedObject bytes -> its dict; counted as twice its bytes plus 256 (the dict, two strings)
+_LIB_CACHE = _BoundedCache()
+#: all of a record's SharedObject bytes -> its LibList; counted as the bytes of its entries
+_LIST_CACHE = _BoundedCache()
 
 
 def _lib(raw: bytes) -> dict[str, str | None]:
@@ -106,12 +123,7 @@ def _lib(raw: bytes) -> dict[str, str | None]:
     except Exception as exc:
         raise RecordError("bad_payload", f"a library entry does not parse: {exc}") from None
     d = {"path": escape(lib.path), "signature": escape(lib.signature) if lib.signature else None}
-    cost = 2 * len(raw) + 256
-    if _cache_bytes[0] + cost > CACHE_MAX_BYTES:
-        _LIB_CACHE.clear()
-        _cache_bytes[0] = 0
-    _LIB_CACHE[raw] = d
-    _cache_bytes[0] += cost
+    _LIB_CACHE.put(raw, d, 2 * len(raw) + 256)
     return d
 
 
@@ -139,12 +151,7 @@ def _libs(libs: Any) -> LibList:
         out = [d or _lib(raw) for d, raw in zip(out, raws)]
     lst = LibList(out)
     lst.key = libs_key(out)
-    size = sum(map(len, raws))
-    if _cache_bytes[1] + size > CACHE_MAX_BYTES:
-        _LIST_CACHE.clear()
-        _cache_bytes[1] = 0
-    _LIST_CACHE[raws] = lst
-    _cache_bytes[1] += size
+    _LIST_CACHE.put(raws, lst, sum(map(len, raws)))
     return lst
 
 

@@ -129,5 +129,5 @@ def test_library_lists_are_shared_keyed_and_bounded() -> None:
     for i in range(100):
         p = ogrt_pb2.ProcessEnd(uuid=UUID, libs=[ogrt_pb2.SharedObject(path=big + str(i).encode())])
         d.decode(13, p.SerializeToString(), "p")
-        assert record._cache_bytes[0] <= record.CACHE_MAX_BYTES and record._cache_bytes[1] <= record.CACHE_MAX_BYTES
+        assert record._LIB_CACHE.bytes <= record.CACHE_MAX_BYTES and record._LIST_CACHE.bytes <= record.CACHE_MAX_BYTES
         assert sum(map(len, record._LIB_CACHE)) <= record.CACHE_MAX_BYTES
