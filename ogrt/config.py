@@ -1,29 +1,31 @@
 """ogrt.conf (TOML) → one validated, frozen Config.
 
-Every key is optional. Any bad key raises ConfigError naming its dotted key and why,
-e.g. ``outputs.x.type: unknown output type "foo" (known: jsonl, null, ...)``.
+Every key is optional and declared once, with its type, default and check, as a field of
+its section's dataclass below; ogrt/keys.py checks every table against those declarations.
+Any bad key raises ConfigError naming its dotted key and why, e.g.
+``outputs.x.type: unknown output type "foo" (known: jsonl, null, ...)``.
 Output-specific keys are checked by the output class (``OUTPUT_TYPES[type].validate``).
 """
 from __future__ import annotations
 
-import ipaddress
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 from ogrt.errors import ConfigError
+from ogrt.keys import Key, at_least, between, check_table, host_port, ip_address, keys_of, non_empty, option
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["Config", "ServerConfig", "MetricsConfig", "OutputConfig", "load_config", "parse_config",
-           "ConfigError", "DEFAULT_STATE_DIR", "default_state_dir"]
+__all__ = ["Config", "ServerConfig", "MetricsConfig", "SpoolConfig", "OutputConfig", "load_config",
+           "parse_config", "ConfigError", "DEFAULT_STATE_DIR", "default_state_dir"]
 
 DEFAULT_STATE_DIR = Path("/var/lib/ogrt")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -33,29 +35,70 @@ TRANSPORTS = ("tcp", "udp")
 FILE_OUTPUTS = {"sqlite": "sqlite", "jsonl": "jsonl"}
 
 
+def default_state_dir() -> Path:
+    """/var/lib/ogrt when usable, else $XDG_STATE_HOME/ogrt (~/.local/state/ogrt)."""
+    d = DEFAULT_STATE_DIR
+    probe = d if d.exists() else d.parent
+    if os.access(probe, os.W_OK | os.X_OK):
+        return d
+    xdg = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(xdg) / "ogrt"
+
+
+def _transports(value: list[Any]) -> tuple[str, ...]:
+    for item in value:
+        if item not in TRANSPORTS:
+            raise ValueError(f"unknown transport {item!r} (known: {', '.join(TRANSPORTS)})")
+    if not value:
+        raise ValueError(f"must name at least one transport ({', '.join(TRANSPORTS)})")
+    return tuple(dict.fromkeys(value))
+
+
+def _log_level(value: str) -> str:
+    if value.lower() not in LOG_LEVELS:
+        raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+    return value.lower()
+
+
 @dataclass(frozen=True)
 class ServerConfig:
-    address: str = "0.0.0.0"
-    port: int = 7971
-    transports: tuple[str, ...] = TRANSPORTS
-    workers: int = 1
-    max_frame_bytes: int = 4 << 20
-    idle_timeout: float = 60.0
-    max_connections: int = 4096
-    max_connections_per_peer: int = 0  # 0: max_connections / 4
-    state_dir: Path = DEFAULT_STATE_DIR
-    log_level: str = "info"
-    # extensions (documented in the README section of the daemon)
-    udp_rcvbuf: int = 32 << 20
-    fragment_timeout: float = 10.0
-    fragment_max_bytes: int = 64 << 20
-    max_buffered_bytes: int = 256 << 20
-    shutdown_timeout: float = 60.0
+    """`[server]`."""
+
+    address: str = option((str,), "0.0.0.0", ip_address)
+    port: int = option((int,), 7971, between(0, 65535))
+    transports: tuple[str, ...] = option((list,), TRANSPORTS, convert=_transports)
+    workers: int = option((int,), 1, between(1, 256))
+    max_frame_bytes: int = option((int,), 4 << 20, between(1024, 1 << 30))
+    idle_timeout: float = option((int, float), 60.0, at_least(0.1))
+    max_connections: int = option((int,), 4096, at_least(1))
+    max_connections_per_peer: int = option((int,), 0, at_least(0))  # 0: see connections_per_peer
+    state_dir: Path = option((str,), check=non_empty, convert=Path, factory=default_state_dir)
+    log_level: str = option((str,), "info", convert=_log_level)
+    udp_rcvbuf: int = option((int,), 32 << 20, at_least(0))
+    fragment_timeout: float = option((int, float), 10.0, at_least(0.1))
+    fragment_max_bytes: int = option((int,), 64 << 20, at_least(0))
+    max_buffered_bytes: int = option((int,), 256 << 20, at_least(1024))
+    shutdown_timeout: float = option((int, float), 60.0, at_least(0.1))
+
+    @property
+    def connections_per_peer(self) -> int:
+        """TCP connections allowed from one IP address: `max_connections_per_peer`, 0 = a quarter
+        of `max_connections`."""
+        return self.max_connections_per_peer or max(1, self.max_connections // 4)
 
 
 @dataclass(frozen=True)
 class MetricsConfig:
-    address: tuple[str, int] | None = None
+    """`[metrics]`: `address = "host:port"` serves /metrics there; absent, no metrics."""
+
+    address: tuple[str, int] | None = option((str,), None, convert=host_port)
+
+
+@dataclass(frozen=True)
+class SpoolConfig:
+    """`[spool]`."""
+
+    max_bytes: int = option((int,), 1 << 30, at_least(0))  # per output and worker
 
 
 @dataclass(frozen=True)
@@ -69,120 +112,18 @@ class OutputConfig:
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
-    spool_max_bytes: int = 1 << 30
+    spool: SpoolConfig = field(default_factory=SpoolConfig)
     outputs: tuple[OutputConfig, ...] = ()
     path: Path | None = None
 
 
-def default_state_dir() -> Path:
-    """/var/lib/ogrt when usable, else $XDG_STATE_HOME/ogrt (~/.local/state/ogrt)."""
-    d = DEFAULT_STATE_DIR
-    probe = d if d.exists() else d.parent
-    if os.access(probe, os.W_OK | os.X_OK):
-        return d
-    xdg = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return Path(xdg) / "ogrt"
+_SECTIONS = {"server": ServerConfig, "metrics": MetricsConfig, "spool": SpoolConfig}
+_TOP = {name: Key((Mapping,), {}) for name in (*_SECTIONS, "outputs")}
 
 
-# -- small typed getters ---------------------------------------------------------------
-_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "a boolean", list: "a list"}
-
-
-def _get(table: Mapping[str, Any], key: str, where: str, types: tuple[type, ...], default: Any,
-         check: Callable[[Any], str | None] | None = None) -> Any:
-    if key not in table:
-        return default
-    value = table[key]
-    if isinstance(value, bool) and bool not in types or not isinstance(value, types):
-        want = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in types)
-        raise ConfigError(f"{where}.{key}", f"must be {want}, got {type(value).__name__} {value!r}")
-    if check is not None:
-        why = check(value)
-        if why:
-            raise ConfigError(f"{where}.{key}", f"{why}, got {value!r}")
-    if float in types and isinstance(value, int):
-        value = float(value)
-    return value
-
-
-def _unknown(table: Mapping[str, Any], known: set[str], where: str) -> None:
-    for key in table:
-        if key not in known:
-            prefix = f"{where}." if where else ""
-            raise ConfigError(f"{prefix}{key}", f"unknown key (known: {', '.join(sorted(known))})")
-
-
-def _range(lo: float, hi: float | None = None) -> Callable[[Any], str | None]:
-    def check(v: Any) -> str | None:
-        if v < lo or (hi is not None and v > hi):
-            return f"must be between {lo} and {hi}" if hi is not None else f"must be >= {lo}"
-        return None
-    return check
-
-
-def _address(v: str) -> str | None:
-    try:
-        ipaddress.ip_address(v)
-    except ValueError:
-        return "must be an IP address such as 0.0.0.0, 127.0.0.1 or ::"
-    return None
-
-
-def _host_port(value: Any, key: str) -> tuple[str, int]:
-    if not isinstance(value, str):
-        raise ConfigError(key, f'must be a string "host:port", got {type(value).__name__} {value!r}')
-    host, sep, port_text = value.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ConfigError(key, f'must be "host:port" (e.g. "127.0.0.1:9971"), got {value!r}')
-    if _address(host):
-        raise ConfigError(key, f"host must be an IP address, got {host!r}")
-    return host, int(port_text)
-
-
-# -- sections ----------------------------------------------------------------------------
-_SERVER_KEYS = {f for f in ServerConfig.__dataclass_fields__}
-
-
-def _server(t: Mapping[str, Any]) -> ServerConfig:
-    w = "server"
-    _unknown(t, _SERVER_KEYS, w)
-    d = ServerConfig()
-    transports = _get(t, "transports", w, (list,), list(d.transports))
-    for item in transports:
-        if item not in TRANSPORTS:
-            raise ConfigError("server.transports", f"unknown transport {item!r} (known: tcp, udp)")
-    if not transports:
-        raise ConfigError("server.transports", "must name at least one transport (tcp, udp)")
-    state_dir = _get(t, "state_dir", w, (str,), None, lambda v: None if v else "must not be empty")
-    return ServerConfig(
-        address=_get(t, "address", w, (str,), d.address, _address),
-        port=_get(t, "port", w, (int,), d.port, _range(0, 65535)),
-        transports=tuple(dict.fromkeys(transports)),
-        workers=_get(t, "workers", w, (int,), d.workers, _range(1, 256)),
-        max_frame_bytes=_get(t, "max_frame_bytes", w, (int,), d.max_frame_bytes, _range(1024, 1 << 30)),
-        idle_timeout=_get(t, "idle_timeout", w, (int, float), d.idle_timeout, _range(0.1)),
-        max_connections=_get(t, "max_connections", w, (int,), d.max_connections, _range(1)),
-        max_connections_per_peer=_get(t, "max_connections_per_peer", w, (int,), d.max_connections_per_peer,
-                                      _range(0)),
-        state_dir=Path(state_dir) if state_dir else default_state_dir(),
-        log_level=_get(t, "log_level", w, (str,), d.log_level,
-                       lambda v: None if v.lower() in LOG_LEVELS else f"must be one of {', '.join(LOG_LEVELS)}"
-                       ).lower(),
-        udp_rcvbuf=_get(t, "udp_rcvbuf", w, (int,), d.udp_rcvbuf, _range(0)),
-        fragment_timeout=_get(t, "fragment_timeout", w, (int, float), d.fragment_timeout, _range(0.1)),
-        fragment_max_bytes=_get(t, "fragment_max_bytes", w, (int,), d.fragment_max_bytes, _range(0)),
-        max_buffered_bytes=_get(t, "max_buffered_bytes", w, (int,), d.max_buffered_bytes, _range(1024)),
-        shutdown_timeout=_get(t, "shutdown_timeout", w, (int, float), d.shutdown_timeout, _range(0.1)),
-    )
-
-
-def _outputs(t: Any, state_dir: Path) -> tuple[OutputConfig, ...]:
+def _outputs(t: Mapping[str, Any], state_dir: Path) -> tuple[OutputConfig, ...]:
     from ogrt.outputs import OUTPUT_TYPES  # late: the outputs import their backends
 
-    if not isinstance(t, Mapping):
-        raise ConfigError("outputs", "must be a table of [outputs.NAME] tables")
     if not t:  # the embedded default
         t = {"default": {"type": "sqlite", "path": str(state_dir / "ogrt.sqlite")}}
     out = []
@@ -207,19 +148,10 @@ def _outputs(t: Any, state_dir: Path) -> tuple[OutputConfig, ...]:
 
 
 def parse_config(data: Mapping[str, Any], path: Path | None = None) -> Config:
-    _unknown(data, {"server", "metrics", "spool", "outputs"}, "")
-    for section in ("server", "metrics", "spool"):
-        if section in data and not isinstance(data[section], Mapping):
-            raise ConfigError(section, f"must be a table ([{section}])")
-    server = _server(data.get("server", {}))
-    m = data.get("metrics", {})
-    _unknown(m, {"address"}, "metrics")
-    metrics = MetricsConfig(_host_port(m["address"], "metrics.address") if "address" in m else None)
-    s = data.get("spool", {})
-    _unknown(s, {"max_bytes"}, "spool")
-    spool_max = _get(s, "max_bytes", "spool", (int,), Config.spool_max_bytes, _range(0))
-    outputs = _outputs(data.get("outputs", {}), server.state_dir)
-    return Config(server, metrics, spool_max, outputs, path)
+    tables = check_table("", data, _TOP)
+    sections = {name: cls(**check_table(name, tables[name], keys_of(cls))) for name, cls in _SECTIONS.items()}
+    outputs = _outputs(tables["outputs"], sections["server"].state_dir)
+    return Config(**sections, outputs=outputs, path=path)
 
 
 def load_config(path: str | os.PathLike[str] | None) -> Config:

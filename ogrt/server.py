@@ -93,7 +93,7 @@ class Server:
         for oc in self.config.outputs:
             output = OUTPUT_TYPES[oc.type](oc.name, oc.options, self.worker_index)
             spool_dir = Path(state_dir) / "spool" / oc.name / str(self.worker_index)
-            runner = OutputRunner(output, spool_dir, self.config.spool_max_bytes)
+            runner = OutputRunner(output, spool_dir, self.config.spool.max_bytes)
             runner.start()
             self.runners.append((oc.name, runner))
             self._adopt_orphan_spools(oc, OUTPUT_TYPES, OutputRunner)
@@ -111,7 +111,7 @@ class Server:
             index = int(e.name)
             if index >= n and index % n == self.worker_index:
                 runner = runner_cls(types[oc.type](oc.name, oc.options, self.worker_index), e,
-                                    self.config.spool_max_bytes)
+                                    self.config.spool.max_bytes)
                 log.info("output %s: taking over the spool of former worker %d (%s)", oc.name, index, e)
                 runner.start()
                 self.orphans.append((oc.name, runner))

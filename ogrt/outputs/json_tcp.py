@@ -29,9 +29,9 @@ class JsonTcpOutput(Output):
     def __init__(self, name: str, options: Mapping[str, Any], worker_index: int = 0) -> None:
         super().__init__(name, options, worker_index)
         self.host: str = self.options["host"]
-        self.port: int = int(self.options["port"])
-        self.connect_timeout = float(self.options.get("connect_timeout", 5.0))
-        self.send_timeout = float(self.options.get("send_timeout", 30.0))
+        self.port: int = self.options["port"]
+        self.connect_timeout: float = self.options["connect_timeout"]
+        self.send_timeout: float = self.options["send_timeout"]
         self.sock: socket.socket | None = None
         self.connects = 0
 

@@ -32,9 +32,9 @@ class JsonlOutput(Output):
 
     def __init__(self, name: str, options: Mapping[str, Any], worker_index: int = 0) -> None:
         super().__init__(name, options, worker_index)
-        self.path: str = os.fspath(self.options["path"])
-        self.rotate_bytes: int = int(self.options.get("rotate_bytes", 0))
-        self.fsync: bool = self.options.get("fsync", "batch") == "batch"
+        self.path: str = self.options["path"]
+        self.rotate_bytes: int = self.options["rotate_bytes"]
+        self.fsync: bool = self.options["fsync"] == "batch"
         self._fd: int | None = None
         self._lock_fd: int | None = None
         self._ino: tuple[int, int] | None = None

@@ -5,8 +5,8 @@ The asyncio event loop calls `submit()`, which only appends to a bounded in-memo
 order) and never waits for the backend. The runner's thread takes batches of up to
 `batch_records` records (or whatever is there after `flush_interval` seconds), writes them,
 and on an OutputError moves the batch and everything queued to the spool, then retries the
-backend with exponential back-off (0.1 s doubling to 30 s). While the spool holds
-anything, its batches are written first, oldest first, so records keep their order.
+backend with exponential back-off (0.1 s doubling up to `reconnect_max_seconds`). While the
+spool holds anything, its batches are written first, oldest first, so records keep their order.
 When the spool would exceed its size limit the batch is dropped: counted in `dropped`
 and logged at ERROR (at most once per 10 s). A record the backend refuses by itself
 (any error other than OutputError, found by splitting the batch) is counted in `rejected`
@@ -27,7 +27,6 @@ from ogrt.outputs.spool import Spool
 log = logging.getLogger(__name__)
 
 BACKOFF_MIN = 0.1
-BACKOFF_MAX = 30.0
 
 Item = tuple[float, list[dict[str, Any]]]  # (submit time, records)
 
@@ -55,11 +54,11 @@ class OutputRunner:
     def __init__(self, output: Output, spool_dir: Path | str, spool_max_bytes: int) -> None:
         self.output = output
         self.name = output.name
-        opts = output.options
-        self.batch_records = int(opts.get("batch_records") or 1000)
-        self.flush_interval = float(opts.get("flush_interval") or 0.2)
-        self.queue_limit = int(opts.get("queue_records") or 4 * self.batch_records)
-        self.backoff_max = float(opts.get("reconnect_max_seconds") or BACKOFF_MAX)
+        opts = output.options  # validated: every key of options.COMMON is there
+        self.batch_records: int = opts["batch_records"]
+        self.flush_interval: float = opts["flush_interval"]
+        self.queue_limit: int = opts["queue_records"] or 4 * self.batch_records
+        self.backoff_max: float = opts["reconnect_max_seconds"]
         self.spool_dir = Path(spool_dir)
         self.spool_max_bytes = int(spool_max_bytes)
         self.spool: Spool | None = None

@@ -56,7 +56,7 @@ type = "null"
 """)
     c = load_config(p)
     assert c.server.address == "::" and c.server.transports == ("udp",) and c.server.idle_timeout == 5.0
-    assert c.server.log_level == "debug" and c.metrics.address == ("::1", 9000) and c.spool_max_bytes == 1000
+    assert c.server.log_level == "debug" and c.metrics.address == ("::1", 9000) and c.spool.max_bytes == 1000
     assert [(o.name, o.type) for o in c.outputs] == [("lines", "jsonl"), ("nothing", "null")]
     with pytest.raises(AttributeError):
         c.server.port = 1  # type: ignore[misc]  # frozen
@@ -132,3 +132,70 @@ def test_unescape_cli() -> None:
     assert r.returncode == 0 and r.stdout == b"a\\b\xff\x00"
     r = _ogrt("unescape", "bad\\q")
     assert r.returncode == 1 and "lone backslash" in r.stderr
+
+
+@pytest.mark.parametrize("data, key, why", [
+    ({"server": "x"}, "server", "must be a table"),
+    ({"server": {"transports": []}}, "server.transports", "at least one transport"),
+    ({"server": {"state_dir": ""}}, "server.state_dir", "must not be empty"),
+    ({"server": {"idle_timeout": "5"}}, "server.idle_timeout", "must be a number, got str"),
+    ({"metrics": {"address": "localhost:9971"}}, "metrics.address", "host must be an IP address"),
+    ({"metrics": {"address": 9971}}, "metrics.address", "must be a string"),
+    ({"spool": {"max_bytes": 1.5}}, "spool.max_bytes", "must be an integer"),
+    ({"outputs": {"x": {"type": "null", "batch_records": 0}}}, "outputs.x.batch_records", "must be > 0"),
+    ({"outputs": {"x": {"type": "json_tcp", "host": "h", "port": 0}}}, "outputs.x.port", "port number"),
+])
+def test_more_bad_keys_are_named(data: dict, key: str, why: str) -> None:
+    with pytest.raises(ConfigError) as ei:
+        parse_config(data)
+    assert ei.value.key == key and str(ei.value).startswith(f"{key}: ") and why in str(ei.value)
+
+
+def test_defaults_are_declared_once() -> None:
+    """What an empty table gives is what the dataclass gives: the defaults have one home."""
+    from ogrt.config import MetricsConfig, ServerConfig, SpoolConfig
+    from ogrt.keys import keys_of
+
+    c = parse_config({})
+    assert (c.server, c.metrics, c.spool) == (ServerConfig(), MetricsConfig(), SpoolConfig())
+    for cls in (ServerConfig, MetricsConfig, SpoolConfig):  # every field is a checked key
+        assert set(keys_of(cls)) == set(cls.__dataclass_fields__)
+    assert c.spool.max_bytes == 1 << 30 and c.server.idle_timeout == 60.0
+
+
+def test_values_are_converted() -> None:
+    c = parse_config({"server": {"transports": ["udp", "udp", "tcp"], "state_dir": "/x", "log_level": "Warning",
+                                 "shutdown_timeout": 5},
+                      "metrics": {"address": "127.0.0.1:0"}})
+    assert c.server.transports == ("udp", "tcp") and c.server.state_dir == Path("/x")
+    assert c.server.log_level == "warning" and isinstance(c.server.shutdown_timeout, float)
+    assert c.metrics.address == ("127.0.0.1", 0)
+
+
+@pytest.mark.parametrize("server, per_peer", [
+    ({}, 1024), ({"max_connections": 100}, 25), ({"max_connections": 3}, 1),
+    ({"max_connections_per_peer": 7}, 7),
+])
+def test_connections_per_peer(server: dict, per_peer: int) -> None:
+    assert parse_config({"server": server}).server.connections_per_peer == per_peer
+
+
+def test_output_options_get_the_common_defaults(tmp_path: Path) -> None:
+    c = parse_config({"outputs": {"n": {"type": "null"},
+                                  "t": {"type": "json_tcp", "host": "127.0.0.1", "port": 1, "flush_interval": 1}}})
+    n, t = (o.options for o in c.outputs)
+    assert dict(n) == {"type": "null", "batch_records": 1000, "flush_interval": 0.2, "queue_records": 0,
+                       "reconnect_max_seconds": 30.0}
+    assert t["flush_interval"] == 1.0 and isinstance(t["flush_interval"], float)
+    assert t["connect_timeout"] == 5.0 and t["send_timeout"] == 30.0
+
+
+def test_check_config_names_server_and_output_keys(tmp_path: Path) -> None:
+    for text, message in [("[server]\nport = 70000\n", "server.port: must be between 0 and 65535, got 70000"),
+                          ("[server]\nbogus = 1\n", "server.bogus: unknown key (known: address, "),
+                          ('[outputs.j]\ntype = "jsonl"\nfsync = "always"\n',
+                           "outputs.j.fsync: must be one of 'batch', 'never', got 'always'")]:
+        p = tmp_path / "c.conf"
+        p.write_text(text)
+        r = _ogrt("check-config", str(p))
+        assert r.returncode == 1 and message in r.stderr, (text, r.stderr)
