@@ -1,4 +1,4 @@
-"""Joining UDP Fragment messages (type 14) back into ProcessStart/ProcessEnd payloads.
+"""Joining UDP Fragment messages (type FRAGMENT) back into ProcessStart/ProcessEnd payloads.
 
 Pieces are keyed by (sender IP, uuid, type) and held in memory bounded by total bytes,
 number of pending records and age; whatever exceeds a bound is evicted (oldest first)
@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ogrt.proto import ogrt_pb2
+from ogrt.proto.ogrt_pb2 import PROCESS_END, PROCESS_START
 
 __all__ = ["FragmentError", "Reassembler"]
 
@@ -64,7 +65,7 @@ class Reassembler:
         except Exception as exc:
             raise FragmentError("bad_payload", f"fragment does not parse: {exc}") from None
         mtype, index, count, total = msg.type, msg.index, msg.count, msg.total_length
-        if mtype not in (12, 13):
+        if mtype not in (PROCESS_START, PROCESS_END):
             raise FragmentError("bad_fragment", f"fragment of message type {mtype}")
         if not 2 <= count <= MAX_PIECES or index >= count:
             raise FragmentError("bad_fragment", f"fragment {index} of {count}")

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from ogrt.metrics import Counters, sample
 from ogrt.ratelimit import RateLimitedLog
+from ogrt.proto.ogrt_pb2 import PROCESS_START
 from ogrt.record import Decoder, RecordError, UserResolver
 
 __all__ = ["Ingest", "Sink"]
@@ -49,7 +50,7 @@ class Ingest:
             values[self._k_frames] = values.get(self._k_frames, 0) + nframes
 
     def frame(self, mtype: int, payload: bytes, peer: str) -> None:
-        """Decode one type-12/13 frame; a bad one is counted and logged (rate-limited)."""
+        """Decode one ProcessStart/ProcessEnd frame; a bad one is counted and logged (rate-limited)."""
         try:
             record = self._decode(mtype, payload, peer)
         except RecordError as e:
@@ -74,7 +75,7 @@ class Ingest:
                 self.reject(e.reason, peer, str(e))
                 continue
             pending.append(record)
-            if mtype == 12:
+            if mtype == PROCESS_START:
                 starts += 1
             else:
                 ends += 1

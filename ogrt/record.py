@@ -13,13 +13,10 @@ from typing import Any
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from ogrt.proto import ogrt_pb2
+from ogrt.proto.ogrt_pb2 import PROCESS_END, PROCESS_START
 from ogrt.textenc import escape
 
 __all__ = ["RecordError", "LibList", "libs_key", "uuid_text", "rfc3339_us", "start_record", "end_record", "Decoder"]
-
-PROCESS_START = 12
-PROCESS_END = 13
-FRAGMENT = 14
 
 # accepted time range: 1970-01-01 .. 9999-12-31 (what RFC 3339 can write)
 _MAX_TIME_US = 253402300799_999999
@@ -246,7 +243,7 @@ REUSE_PARSES = 64
 
 
 class Decoder:
-    """Payload of a type-12/13 frame → record dict; RecordError (with a reason) otherwise.
+    """Payload of a ProcessStart/ProcessEnd frame → record dict; RecordError (with a reason) otherwise.
 
     Not thread-safe (one per receiving thread). Each message is parsed into up to
     REUSE_PARSES times: re-parsing into one upb message grows its arena (bounded by that

@@ -19,13 +19,13 @@ from collections.abc import Callable
 from ogrt.fragments import FragmentError, Reassembler
 from ogrt.framing import FrameError, parse_datagram
 from ogrt.pipeline import Ingest
+from ogrt.proto.ogrt_pb2 import FRAGMENT
 from ogrt.protocols.tcp import peer_text
 
 __all__ = ["UdpReceiver", "set_rcvbuf"]
 
 log = logging.getLogger("ogrt.udp")
 
-FRAGMENT = 14
 BATCH = 2048
 FEW = 64  # a drain that found fewer datagrams than this ...
 GATHER = 0.005  # ... is followed by a pause this long (s) before the next poll

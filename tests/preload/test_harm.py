@@ -33,12 +33,12 @@ from typing import Any
 
 import pytest
 
+from ogrt.proto.ogrt_pb2 import PROCESS_END, PROCESS_START
 from tests.fixtures.preload import (TEST_MAKE_VARS, FrameReceiver, closed_port, preload_env,
                                     unresponsive_listener)
 
 PROGRAMS_DIR = Path(__file__).resolve().parent / "programs"
 NOBODY = 65534
-PROCESS_START, PROCESS_END = 12, 13
 
 # name -> (source, extra gcc arguments); outputs land in a world-readable build directory
 BUILDS: dict[str, tuple[str, list[str]]] = {
