@@ -23,10 +23,7 @@ def _cmd_server(args: argparse.Namespace) -> int:
     if args.port is not None:
         from dataclasses import replace
         config = replace(config, server=replace(config.server, port=args.port))
-    if args.worker_index is not None:
-        from ogrt.supervisors.workers import run_worker
-        return run_worker(config, args.worker_index, args.control_fd)
-    return run(config)
+    return run(config, args.worker_index, args.control_fd)
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:

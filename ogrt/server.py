@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import socket
 import sys
 import time
@@ -18,27 +17,19 @@ from pathlib import Path
 from typing import Any
 
 from ogrt.config import Config
+from ogrt.lifecycle import READY_LINE, install_stop_signals, setup_logging
 from ogrt.memory import tune_allocator
 from ogrt.metrics import RUNNER_STATS, Counters, merge, sample, serve_metrics
 from ogrt.pipeline import Ingest
 from ogrt.protocols.tcp import TcpReceiver
-from ogrt.protocols.udp import UdpReceiver, kernel_drops, set_rcvbuf
+from ogrt.protocols.udp import UdpReceiver, kernel_drops
 from ogrt.ratelimit import RateLimitedLog
+from ogrt.supervisors.workers import run_worker, supervise
 from ogrt.users import UserCache
 
-__all__ = ["Server", "run", "bind_socket", "setup_logging", "READY_LINE"]
+__all__ = ["Server", "serve", "run", "bind_socket"]
 
 log = logging.getLogger("ogrt.server")
-
-READY_LINE = "ogrt server ready"
-
-
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
-        stream=sys.stderr,
-    )
 
 
 def bind_socket(address: str, port: int, kind: int, reuse_port: bool = False) -> socket.socket:
@@ -125,17 +116,11 @@ class Server:
             tcp_sock = bind_socket(sc.address, sc.port, socket.SOCK_STREAM, self.reuse_port)
             self.port = tcp_sock.getsockname()[1]
             self.tcp_ingest = Ingest(sinks, self.users, "tcp", self.ratelog)
-            self.tcp = TcpReceiver(self.tcp_ingest, sc.max_frame_bytes, sc.max_connections,
-                                   sc.idle_timeout, sc.max_buffered_bytes,
-                                   sc.max_connections_per_peer or max(1, sc.max_connections // 4))
+            self.tcp = TcpReceiver(self.tcp_ingest, sc)
             await self.tcp.start(tcp_sock)
         if "udp" in sc.transports:
             udp_sock = bind_socket(sc.address, self.port, socket.SOCK_DGRAM, self.reuse_port)
             self.port = udp_sock.getsockname()[1]
-            got = set_rcvbuf(udp_sock, sc.udp_rcvbuf)
-            if sc.udp_rcvbuf and got < sc.udp_rcvbuf:
-                log.warning("UDP receive buffer is %d bytes, asked for %d (raise net.core.rmem_max)",
-                            got, sc.udp_rcvbuf)
             loop = asyncio.get_running_loop()
 
             def crashed(exc: BaseException) -> None:
@@ -143,17 +128,16 @@ class Server:
                 if self.stop_event is not None:
                     loop.call_soon_threadsafe(self.stop_event.set)
 
-            self.udp = UdpReceiver(udp_sock, Ingest(sinks, self.users, "udp", self.ratelog),
-                                   sc.max_frame_bytes, sc.fragment_timeout, sc.fragment_max_bytes, crashed)
+            self.udp = UdpReceiver(udp_sock, Ingest(sinks, self.users, "udp", self.ratelog), sc, crashed)
             self.udp.start()
         if self.serve_metrics_here and self.config.metrics.address is not None:
             host, port = self.config.metrics.address
-            self._metrics_server = await serve_metrics(host, port, self.collect_async)
+            self._metrics_server = await serve_metrics(host, port, self.collect)
         log.info("listening on %s port %d (%s), outputs: %s", sc.address, self.port,
                  "+".join(sc.transports), ", ".join(f"{oc.name} ({oc.type})" for oc in self.config.outputs))
 
     # -- metrics ---------------------------------------------------------------------------
-    def collect(self) -> dict[str, float]:
+    async def collect(self) -> dict[str, float]:
         snaps = [self.extra_counters.snapshot()]
         gauges: dict[str, float] = {}
         if self.tcp is not None and self.tcp_ingest is not None:
@@ -173,9 +157,6 @@ class Server:
                           for key, metric in RUNNER_STATS.items() if key in stats})
         return merge(snaps)
 
-    async def collect_async(self) -> dict[str, float]:
-        return self.collect()
-
     # -- stop --------------------------------------------------------------------------------
     async def stop(self) -> None:
         sc = self.config.server
@@ -192,12 +173,6 @@ class Server:
         if self._metrics_server is not None:
             self._metrics_server.close()
         log.info("stopped after draining in %.2f s", time.monotonic() - t0)
-
-
-def install_stop_signals(stop: asyncio.Event) -> None:
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
 
 
 async def serve(config: Config, on_ready: Callable[[Server], None] | None = None, worker_index: int = 0,
@@ -222,11 +197,17 @@ async def serve(config: Config, on_ready: Callable[[Server], None] | None = None
     return 1 if server.failed else 0
 
 
-def run(config: Config) -> int:
-    """Run in the foreground until SIGTERM/SIGINT; the exit code (0 after a clean drain)."""
+def run(config: Config, worker_index: int | None = None, control_fd: int | None = None) -> int:
+    """Run in the foreground until SIGTERM/SIGINT; the exit code (0 after a clean drain).
+
+    With `workers` > 1 this process supervises that many workers; each of them is started
+    as ``ogrt server --worker-index I --control-fd FD`` and runs `serve` under
+    ogrt/supervisors/workers.py, which is handed `serve` and knows nothing of this module.
+    """
     setup_logging(config.server.log_level)
+    if worker_index is not None:
+        return run_worker(serve, config, worker_index, control_fd)
     if config.server.workers > 1:
-        from ogrt.supervisors.workers import supervise
         return supervise(config)
 
     def ready(server: Server) -> None:

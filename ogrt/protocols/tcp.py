@@ -8,6 +8,7 @@ import socket
 import sys
 import termios
 
+from ogrt.config import ServerConfig
 from ogrt.framing import FrameDecoder, FrameError
 from ogrt.pipeline import Ingest
 
@@ -128,17 +129,16 @@ class _Connection(asyncio.Protocol):
 
 
 class TcpReceiver:
-    """Owns the listening socket and every connection of one process."""
+    """Owns the listening socket and every connection of one process; limits from `[server]`."""
 
-    def __init__(self, ingest: Ingest, max_frame_bytes: int, max_connections: int,
-                 idle_timeout: float, max_buffered_bytes: int, max_connections_per_peer: int | None = None) -> None:
+    def __init__(self, ingest: Ingest, config: ServerConfig) -> None:
         self.ingest = ingest
-        self.max_frame_bytes = max_frame_bytes
-        self.max_connections = max_connections
-        self.max_connections_per_peer = max_connections_per_peer or max_connections
+        self.max_frame_bytes = config.max_frame_bytes
+        self.max_connections = config.max_connections
+        self.max_connections_per_peer = config.connections_per_peer
         self.per_peer: dict[str, int] = {}
-        self.idle_timeout = idle_timeout
-        self.max_buffered_bytes = max_buffered_bytes
+        self.idle_timeout = config.idle_timeout
+        self.max_buffered_bytes = config.max_buffered_bytes
         self.connections: set[_Connection] = set()
         self.buffered = 0
         self.closing = False

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from ogrt.config import ServerConfig
 from ogrt.fragments import FragmentError, Reassembler
 from ogrt.framing import FrameError, parse_datagram
 from ogrt.pipeline import Ingest
@@ -71,24 +72,24 @@ def kernel_drops(sock: socket.socket) -> int | None:
 
 
 class UdpReceiver(threading.Thread):
-    def __init__(self, sock: socket.socket, ingest: Ingest, max_frame_bytes: int,
-                 fragment_timeout: float, fragment_max_bytes: int,
+    """Reads the bound UDP socket `sock` in its own thread; sizes and limits from `[server]`."""
+
+    def __init__(self, sock: socket.socket, ingest: Ingest, config: ServerConfig,
                  on_crash: Callable[[BaseException], None] | None = None) -> None:
         super().__init__(name="ogrt-udp", daemon=True)
         self.on_crash = on_crash
         self.sock = sock
         self.ingest = ingest
-        self.max_frame_bytes = max_frame_bytes
+        self.max_frame_bytes = config.max_frame_bytes
         self.reassembler = Reassembler(
-            max_frame_bytes, max_bytes=fragment_max_bytes, timeout=fragment_timeout,
+            config.max_frame_bytes, max_bytes=config.fragment_max_bytes, timeout=config.fragment_timeout,
             on_drop=lambda reason, n: ingest.reject(reason, "-", "incomplete fragmented record dropped", n))
-        # the kernel's receive buffer holds datagrams while we wait for an output queue to
-        # have room: far cheaper than spilling records to the spool and reading them back
-        # (at most the time to fill half the buffer at ~50,000 datagrams/s of ~3 KB kernel size)
-        try:
-            rcvbuf = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
-        except OSError:
-            rcvbuf = 0
+        rcvbuf = set_rcvbuf(sock, config.udp_rcvbuf)
+        if rcvbuf < config.udp_rcvbuf:
+            log.warning("UDP receive buffer is %d bytes, asked for %d (raise net.core.rmem_max)",
+                        rcvbuf, config.udp_rcvbuf)
+        # while an output queue is full, wait for room (the kernel buffers datagrams; cheaper
+        # than a spill) at most as long as 50,000 datagrams/s of ~3 KB each take to fill half of it
         ingest.room_wait = min(ROOM_WAIT, rcvbuf / 300e6)
         self._stop_flag = threading.Event()
         self._peers: dict[str, str] = {}

@@ -8,6 +8,8 @@ A worker that dies is restarted (back-off 1 s); SIGTERM/SIGINT are passed on to 
 worker, which drain and flush; the supervisor exits 0 when all of them exited 0.
 With SO_REUSEPORT the kernel spreads TCP connections and UDP flows (by address and port)
 over the workers, so UDP fragments of one record from one socket reach the same worker.
+The worker is handed the function that serves (`ogrt.server.serve`); this module does not
+import the server.
 """
 from __future__ import annotations
 
@@ -18,12 +20,13 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 from ogrt.config import Config
+from ogrt.lifecycle import READY_LINE, install_stop_signals
 from ogrt.metrics import merge, serve_metrics
-from ogrt.server import READY_LINE, Server, install_stop_signals, serve, setup_logging
 
 __all__ = ["supervise", "run_worker"]
 
@@ -31,7 +34,19 @@ log = logging.getLogger("ogrt.supervisor")
 
 
 # -- worker side ------------------------------------------------------------------------------
-async def _worker_main(config: Config, index: int, control_fd: int | None) -> int:
+class Served(Protocol):
+    """What a worker reports over the control socket."""
+
+    port: int
+
+    async def collect(self) -> dict[str, float]: ...
+
+
+#: `serve(config, on_ready, worker_index=, reuse_port=, serve_metrics_here=, stop=)` → exit code
+Serve = Callable[..., Awaitable[int]]
+
+
+async def _worker_main(serve: Serve, config: Config, index: int, control_fd: int | None) -> int:
     stop = asyncio.Event()
     control: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
     if control_fd is not None:
@@ -39,7 +54,7 @@ async def _worker_main(config: Config, index: int, control_fd: int | None) -> in
         control = await asyncio.open_unix_connection(sock=sock)
     tasks: list[asyncio.Task[Any]] = []
 
-    async def answer(server: Server) -> None:
+    async def answer(server: Served) -> None:
         assert control is not None
         reader, writer = control
         writer.write(f"ready {server.port}\n".encode())
@@ -51,10 +66,10 @@ async def _worker_main(config: Config, index: int, control_fd: int | None) -> in
                 stop.set()
                 return
             if line.strip() == b"stats":
-                writer.write(json.dumps(server.collect()).encode() + b"\n")
+                writer.write(json.dumps(await server.collect()).encode() + b"\n")
                 await writer.drain()
 
-    def ready(server: Server) -> None:
+    def ready(server: Served) -> None:
         if control is not None:
             tasks.append(asyncio.create_task(answer(server)))
 
@@ -64,9 +79,9 @@ async def _worker_main(config: Config, index: int, control_fd: int | None) -> in
     return code
 
 
-def run_worker(config: Config, index: int, control_fd: int | None) -> int:
-    setup_logging(config.server.log_level)
-    return asyncio.run(_worker_main(config, index, control_fd))
+def run_worker(serve: Serve, config: Config, index: int, control_fd: int | None) -> int:
+    """Run `serve` as worker `index`, answering the supervisor on `control_fd`."""
+    return asyncio.run(_worker_main(serve, config, index, control_fd))
 
 
 # -- supervisor side --------------------------------------------------------------------------

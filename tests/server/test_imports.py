@@ -20,3 +20,11 @@ def test_psycopg_is_imported_only_for_a_postgresql_output() -> None:
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["False", "True"]
+
+
+def test_the_supervisor_does_not_import_the_server() -> None:
+    """ogrt.server hands the worker its serve function: the import goes one way only."""
+    probe = "import sys, ogrt.supervisors.workers; print('ogrt.server' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["False"]
