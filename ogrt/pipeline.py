@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from ogrt.metrics import Counters, sample
-from ogrt.ratelimit import RateLimitedLog
 from ogrt.proto.ogrt_pb2 import PROCESS_START
+from ogrt.ratelimit import RateLimitedLog
 from ogrt.record import Decoder, RecordError, UserResolver
 
 __all__ = ["Ingest", "Sink"]

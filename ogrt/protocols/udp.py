@@ -30,9 +30,9 @@ log = logging.getLogger("ogrt.udp")
 BATCH = 2048
 FEW = 64  # a drain that found fewer datagrams than this ...
 GATHER = 0.005  # ... is followed by a pause this long (s) before the next poll
-ROOM_WAIT = 0.02  # s, at most: smooths a writer's hiccup; a writer that stays behind (fsync-bound) must spill, not stall us
-# Python's socket module lacks SO_RCVBUFFORCE (Linux: 33); without it a privileged daemon
-# silently got rmem_max (often 4 MiB), not the udp_rcvbuf it asked for
+ROOM_WAIT = 0.02  # s at most: rides out a writer's hiccup; a writer that stays behind must spill
+# SO_RCVBUFFORCE (Linux: 33; not in Python's socket module) lets a privileged daemon
+# exceed net.core.rmem_max
 SO_RCVBUFFORCE: int | None = getattr(socket, "SO_RCVBUFFORCE", 33 if sys.platform.startswith("linux") else None)
 
 
