@@ -81,12 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", action="store_true", help="no trailing newline")
     p.set_defaults(func=_cmd_unescape)
 
-    try:
-        from ogrt.report import cli as report_cli
-    except ImportError:
-        report_cli = None  # the reports part is not installed
-    if report_cli is not None:
-        report_cli.add_parser(sub)
+    from ogrt.report import cli as report_cli
+    report_cli.add_parser(sub)
     return parser
 
 

@@ -19,7 +19,7 @@ from typing import Any
 from ogrt.config import Config
 from ogrt.lifecycle import READY_LINE, install_stop_signals, setup_logging
 from ogrt.memory import tune_allocator
-from ogrt.metrics import RUNNER_STATS, Counters, merge, sample, serve_metrics
+from ogrt.metrics import RUNNER_STATS, merge, sample, serve_metrics
 from ogrt.pipeline import Ingest
 from ogrt.protocols.tcp import TcpReceiver
 from ogrt.protocols.udp import UdpReceiver, kernel_drops
@@ -69,7 +69,6 @@ class Server:
         self.tcp: TcpReceiver | None = None
         self.udp: UdpReceiver | None = None
         self.tcp_ingest: Ingest | None = None
-        self.extra_counters = Counters()
         self._metrics_server: asyncio.base_events.Server | None = None
         self.port = config.server.port
         self.failed = False  # a receiver died: stop and exit 1 (a supervisor restarts us)
@@ -138,7 +137,7 @@ class Server:
 
     # -- metrics ---------------------------------------------------------------------------
     async def collect(self) -> dict[str, float]:
-        snaps = [self.extra_counters.snapshot()]
+        snaps: list[dict[str, float]] = []
         gauges: dict[str, float] = {}
         if self.tcp is not None and self.tcp_ingest is not None:
             snaps.append(self.tcp_ingest.counters.snapshot())

@@ -23,31 +23,13 @@ from typing import Any
 
 from ogrt.outputs.base import Output, OutputError
 from ogrt.outputs.spool import Spool
+from ogrt.ratelimit import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
 BACKOFF_MIN = 0.1
 
 Item = tuple[float, list[dict[str, Any]]]  # (submit time, records)
-
-
-class _RateLimited:
-    """Log at most once per `interval` seconds, saying how many messages were suppressed."""
-
-    def __init__(self, interval: float = 10.0) -> None:
-        self.interval = interval
-        self._last = 0.0
-        self._suppressed = 0
-
-    def __call__(self, level: int, msg: str, *args: Any) -> None:
-        now = time.monotonic()
-        if now - self._last >= self.interval:
-            if self._suppressed:
-                msg += f" ({self._suppressed} similar messages suppressed)"
-            log.log(level, msg, *args)
-            self._last, self._suppressed = now, 0
-        else:
-            self._suppressed += 1
 
 
 class OutputRunner:
@@ -73,9 +55,7 @@ class OutputRunner:
         self._opened = False
         self._healthy = True
         self._backoff = BACKOFF_MIN
-        self._log_drop = _RateLimited()
-        self._log_fail = _RateLimited()
-        self._log_reject = _RateLimited()
+        self._ratelog = RateLimitedLog(log, interval=10.0, burst=1)  # per kind of message
         self._inflight: list[Item] | None = None  # the queue batch being written now
         self._abandoned = False  # stop() gave up waiting for the writer thread
         self.rejected = 0
@@ -176,10 +156,10 @@ class OutputRunner:
             self.spooled_total += len(records)
         else:
             self.dropped += len(records)
-            self._log_drop(logging.ERROR,
-                           "output %s: SPOOL FULL (%d of %d bytes in %s): DROPPED %d records "
-                           "(%d dropped in total)", self.name, self.spool.bytes,
-                           self.spool_max_bytes, self.spool_dir, len(records), self.dropped)
+            self._ratelog.log(logging.ERROR, "dropped records",
+                              "output %s: SPOOL FULL (%d of %d bytes in %s): DROPPED %d records "
+                              "(%d dropped in total)", self.name, self.spool.bytes,
+                              self.spool_max_bytes, self.spool_dir, len(records), self.dropped)
 
     # -- the writer thread ---------------------------------------------------------
     def _take_batch(self) -> list[Item] | None:
@@ -264,9 +244,9 @@ class OutputRunner:
                     stack.append(part[:mid])
                     continue
                 self.rejected += 1
-                self._log_reject(logging.ERROR, "output %s: REJECTED record %s (%s: %s); "
-                                 "%d rejected in total", self.name, part[0].get("id"),
-                                 type(e).__name__, e, self.rejected)
+                self._ratelog.log(logging.ERROR, "rejected records",
+                                  "output %s: REJECTED record %s (%s: %s); %d rejected in total",
+                                  self.name, part[0].get("id"), type(e).__name__, e, self.rejected)
                 continue
             self._succeeded([(t, part)], len(part))
         return []
@@ -274,8 +254,9 @@ class OutputRunner:
     def _failed(self, e: BaseException) -> None:
         self.write_errors += 1
         self._healthy = False
-        self._log_fail(logging.ERROR, "output %s: backend unavailable (%s); spooling to %s, "
-                       "retrying in %.1f s", self.name, e, self.spool_dir, self._backoff)
+        self._ratelog.log(logging.ERROR, "backend failures",
+                          "output %s: backend unavailable (%s); spooling to %s, retrying in %.1f s",
+                          self.name, e, self.spool_dir, self._backoff)
 
     def _run(self) -> None:
         try:
