@@ -4,21 +4,33 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from ogrt import __version__
 from ogrt.errors import ConfigError
 
+if TYPE_CHECKING:
+    from ogrt.config import Config
+
 __all__ = ["main", "build_parser"]
 
 
-def _cmd_server(args: argparse.Namespace) -> int:
+def _load(path: str | None, prefix: str) -> Config | None:
+    """The validated config, or None after printing ``PREFIX: dotted.key: why`` on stderr."""
     from ogrt.config import load_config
-    from ogrt.server import run
 
     try:
-        config = load_config(args.config)
+        return load_config(path)
     except ConfigError as e:
-        print(f"ogrt server: config error: {e}", file=sys.stderr)
+        print(f"{prefix}: {e}", file=sys.stderr)
+        return None
+
+
+def _cmd_server(args: argparse.Namespace) -> int:
+    from ogrt.server import run
+
+    config = _load(args.config, "ogrt server: config error")
+    if config is None:
         return 2
     if args.port is not None:
         from dataclasses import replace
@@ -27,12 +39,8 @@ def _cmd_server(args: argparse.Namespace) -> int:
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
-    from ogrt.config import load_config
-
-    try:
-        config = load_config(args.path)
-    except ConfigError as e:
-        print(f"{args.path}: {e}", file=sys.stderr)
+    config = _load(args.path, args.path)
+    if config is None:
         return 1
     s = config.server
     print(f"{args.path}: OK — {'+'.join(s.transports)} on {s.address}:{s.port}, {s.workers} worker(s), "
