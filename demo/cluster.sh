@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # demo/cluster.sh: a virtual Slurm cluster in one box, with OGRT deployed on it.
 #
-#   demo/cluster.sh up                              start everything (idempotent)
+#   demo/cluster.sh up                              start what is not running (idempotent)
 #   demo/cluster.sh exec HOST [--user NAME] -- CMD  run CMD on head|node1|node2
 #   demo/cluster.sh report ARGS...                  ogrt report ARGS on the collector's database
 #   demo/cluster.sh collector stop|start            stop (SIGTERM, by pid) / start the collector
@@ -40,6 +40,7 @@ NETNS_BRIDGE=net                   # the bridge's own namespace: "$NS-net"
 COLLECTOR_PORT=7971
 METRICS_PORT=9971
 JOB_USER=ogrtuser
+DAEMONS=(munged slurmctld slurmd-node1 slurmd-node2 collector)   # run/NAME.pid, log/NAME.log
 
 RUN=$STATE/run                     # pid files
 LOGS=$STATE/log
@@ -367,6 +368,13 @@ collector_ready() {
 # ---------------------------------------------------------------------------------------------
 # subcommands
 
+all_running() {
+    local name
+    for name in "${DAEMONS[@]}"; do
+        pid_of "$name" >/dev/null || return 1
+    done
+}
+
 cmd_up() {
     require_root up
     command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v sinfo >/dev/null \
@@ -375,6 +383,10 @@ cmd_up() {
     [ -x "$VENV/bin/ansible-playbook" ] || die "no ansible-playbook in $VENV: run 'make venv' first"
     if [ -e "/run/netns/$(netns head)" ] && [ ! -f "$STATE/namespaces" ]; then
         die "namespace $(netns head) exists but not for $STATE: another cluster runs (set OGRT_CLUSTER_NS or use its OGRT_CLUSTER_DIR)"
+    fi
+    if all_running && nodes_idle; then
+        say "the cluster in $STATE is up already: nothing to do ('down' then 'up' deploys anew)"
+        return 0
     fi
     mkdir -p "$STATE" "$RUN" "$LOGS"
     chmod 0755 "$STATE"
@@ -448,7 +460,7 @@ cmd_paths() {
 cmd_status() {
     require_root status
     local name pid host up=0
-    for name in munged slurmctld slurmd-node1 slurmd-node2 collector; do
+    for name in "${DAEMONS[@]}"; do
         if pid=$(pid_of "$name"); then
             printf '  %-13s pid %s\n' "$name" "$pid"
             up=$((up + 1))
@@ -464,7 +476,7 @@ cmd_status() {
     if pid_of slurmctld >/dev/null; then
         (on head sinfo -N) 2>&1 | sed 's/^/  /' || true
     fi
-    [ "$up" = 5 ]
+    [ "$up" = "${#DAEMONS[@]}" ]
 }
 
 # kill_namespace HOST: SIGTERM, then SIGKILL, to every process left in HOST's network namespace
@@ -506,7 +518,7 @@ cmd_down() {
     fi
     say "stopping the cluster's processes (by pid)"
     # the collector flushes its records on SIGTERM; give it the longest
-    stop 60 collector slurmd-node1 slurmd-node2 slurmctld munged
+    stop 60 "${DAEMONS[@]}"
     local host
     for host in "${HOSTS[@]}" "$NETNS_BRIDGE"; do kill_namespace "$host"; done
     say "removing the namespaces and the bridge"
