@@ -482,25 +482,19 @@ cmd_status() {
 # kill_namespace HOST: SIGTERM, then SIGKILL, to every process left in HOST's network namespace
 # (job steps, slurmstepd): by pid, found with `ip netns pids`.
 kill_namespace() {
-    local ns pids i
+    local ns pids signal i
     ns=$(netns "$1")
     [ -e "/run/netns/$ns" ] || return 0
-    pids=$(ip netns pids "$ns")
-    [ -n "$pids" ] || return 0
-    echo "    left in $ns: $(echo $pids): SIGTERM"
-    # shellcheck disable=SC2086
-    kill -TERM $pids 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-        [ -z "$(ip netns pids "$ns")" ] && return 0
-        sleep 0.1
-    done
-    pids=$(ip netns pids "$ns")
-    echo "    still in $ns: $(echo $pids): SIGKILL"
-    # shellcheck disable=SC2086
-    kill -KILL $pids 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-        [ -z "$(ip netns pids "$ns")" ] && return 0
-        sleep 0.1
+    for signal in TERM KILL; do
+        pids=$(ip netns pids "$ns")
+        [ -n "$pids" ] || return 0
+        echo "    left in $ns: $(echo $pids): SIG$signal"
+        # shellcheck disable=SC2086
+        kill -"$signal" $pids 2>/dev/null || true
+        for ((i = 0; i < 50; i++)); do
+            [ -z "$(ip netns pids "$ns")" ] && return 0
+            sleep 0.1
+        done
     done
     die "processes $(ip netns pids "$ns" | xargs) do not exit from $ns"
 }

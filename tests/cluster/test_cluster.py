@@ -13,6 +13,7 @@ import shutil
 import sqlite3
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,9 +191,25 @@ def test_srun_tasks_are_recorded_with_rank_host_and_job(cluster: Cluster) -> Non
 
 
 def test_down_leaves_no_process_and_no_namespace(cluster: Cluster) -> None:
-    before = cluster.processes()
-    assert len(before) >= len(DAEMONS), before
-    cluster.ok("down", timeout=180)
+    # A process on node1 that no pid file knows (like a job step still running at `down`).
+    stray = subprocess.Popen([str(CLUSTER), "exec", "node1", "--", "sleep", "600"],
+                             env=cluster.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            if stray.pid in cluster.processes():
+                break
+            time.sleep(0.1)
+        before = cluster.processes()
+        assert stray.pid in before and len(before) >= len(DAEMONS) + 1, before
+        out = cluster.ok("down", timeout=180)
+        assert stray.wait(timeout=10) != 0  # killed by down, not ended on its own
+    finally:
+        if stray.poll() is None:
+            stray.kill()
+            stray.wait()
+    swept = [line for line in out.splitlines()
+             if f"left in {cluster.env['OGRT_CLUSTER_NS']}-node1:" in line]
+    assert swept and str(stray.pid) in swept[0].split(":")[1].split(), out
     assert cluster.namespaces() == []
     assert not cluster.state.exists()
     left = {pid: start for pid, start in before.items() if _start_time(pid) == start}
