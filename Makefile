@@ -1,6 +1,7 @@
 # OGRT top-level Makefile: the two set-up commands of the README.
 #   make demo   install what is needed, deploy locally, run a workload under `module load ogrt`, report
 #   make test   install what is needed and run the whole test suite
+#   make cluster  a virtual Slurm cluster (network namespaces), one job on it, its reports, down
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -8,9 +9,10 @@ PY := $(VENV)/bin/python
 
 # Debian packages the suite and the demo use (installed when run as root).
 APT_PACKAGES := gcc make libc6-dev binutils python3 python3-venv python3-dev \
-                g++ cmake lmod postgresql procps iproute2 git systemd
+                g++ cmake lmod postgresql procps iproute2 git systemd \
+                slurmctld slurmd slurm-client munge
 
-.PHONY: all apt-deps venv preload test demo clean
+.PHONY: all apt-deps venv preload test demo cluster clean
 
 all: preload venv
 
@@ -40,6 +42,9 @@ preload:
 
 demo: apt-deps venv preload
 	@$(SHELL) demo/run.sh
+
+cluster: apt-deps venv preload
+	@$(SHELL) demo/cluster-demo.sh
 
 test: apt-deps venv preload
 	$(VENV)/bin/pytest
