@@ -4,9 +4,6 @@
 
 #include "ogrt.h"
 
-void *ogrt_map(size_t size) { (void)size; return NULL; }
-void ogrt_unmap(void *p, size_t size) { (void)p; (void)size; }
-
 int main(void)
 {
     const char *bad = ogrt_filter_invalid();

@@ -27,13 +27,10 @@ static size_t set_size = SMALL_SET; /* power of two, at least twice the start co
 
 static const char *exe_signature;
 
+/* Identity of a loaded object in the start set: its name and load address. */
 static uint64_t lib_hash(const char *name, ElfW(Addr) addr)
 {
-    uint64_t h = 1469598103934665603ull ^ (uint64_t)addr;
-    for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
-        h ^= *p;
-        h *= 1099511628211ull;
-    }
+    uint64_t h = ogrt_fnv1a64(name, (uint64_t)addr);
     h ^= h >> 29;
     return h ? h : 1;
 }
