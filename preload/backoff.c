@@ -53,7 +53,8 @@ void ogrt_backoff_start(const struct ogrt_server *srv, uid_t uid)
     if (sys_fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == uid) {
         if (sys_clock_gettime(CLOCK_REALTIME, &now) != 0)
             now.tv_sec = 0;
-        struct timespec t[2] = {{now.tv_sec + OGRT_CFG_BACKOFF_SECONDS, 0}, {now.tv_sec + OGRT_CFG_BACKOFF_SECONDS, 0}};
+        time_t until = now.tv_sec + OGRT_CFG_BACKOFF_SECONDS;
+        struct timespec t[2] = {{until, 0}, {until, 0}};
         sys_futimens(fd, t);
         ogrt_log("server %s unresponsive: backing off for %d s (%s)", srv->text, OGRT_CFG_BACKOFF_SECONDS, path);
     }
