@@ -24,6 +24,7 @@ static size_t libs_cap, libs_n;
 static uint64_t set_small[SMALL_SET];
 static uint64_t *set = set_small;
 static size_t set_size = SMALL_SET; /* power of two, at least twice the start count */
+static size_t set_n;
 
 static const char *exe_signature;
 
@@ -34,8 +35,6 @@ static uint64_t lib_hash(const struct dl_phdr_info *info)
     h ^= h >> 29;
     return h ? h : 1;
 }
-
-static size_t set_n;
 
 static void set_add(uint64_t h)
 {
