@@ -6,8 +6,8 @@
 
 int main(void)
 {
-    const char *bad = ogrt_filter_invalid();
-    if (bad) {
+    static char bad[OGRT_REGEX_MAX];
+    if (ogrt_filter_invalid(bad, sizeof bad)) {
         fprintf(stderr, "preload/Makefile: bad FILTER_REGEXPS: '%s' is not a POSIX extended regex\n", bad);
         return 1;
     }

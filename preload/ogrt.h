@@ -45,9 +45,11 @@ size_t ogrt_libs_new(const struct ogrt_lib **libs);
 void ogrt_libs_release(void);
 
 /* filter.c: FILTER_REGEXPS */
+#define OGRT_REGEX_MAX 4096 /* bytes of one regex with its NUL; a longer one is truncated */
 int ogrt_filtered(const char *exe);
-/* The first regex of FILTER_REGEXPS that does not compile, or NULL (build-time check). */
-const char *ogrt_filter_invalid(void);
+/* Build-time check: 1 with the first regex of FILTER_REGEXPS that does not compile in
+ * pattern (the caller's buffer, so the library holds none), 0 when all compile. */
+int ogrt_filter_invalid(char *pattern, size_t size);
 
 /* resolve.c: the server address (compiled in, or OGRT_SERVER when allowed) */
 struct ogrt_server {
