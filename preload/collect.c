@@ -18,8 +18,8 @@ static const char *const whitelist[] = OGRT_CFG_ENV_WHITELIST_INIT;
 #define N_WHITELIST (sizeof whitelist / sizeof whitelist[0] - 1)
 
 /* Paths go to the caller's small buffers first, a PATH_MAX buffer is mapped only for longer
- * ones: every page the library touches costs a page fault (~2-3 us in a VM), so the static
- * data of a common process stays within one page (see ogrt_collect_release). */
+ * ones: every page the library touches costs a page fault, so the static data of a common
+ * process stays within one page (see ogrt_collect_release). */
 static char *exe_big, *cwd_big; /* PATH_MAX + 1 bytes, mmap'd */
 static struct utsname uts;
 static char jobid_small[256];
@@ -151,8 +151,8 @@ static int resolve_path(const char *fn, const char *cwd, char *out, size_t outsi
 
 /* The executable, as readlink("/proc/self/exe") names it (the contract in
  * protocol/ogrt.proto: symlinks resolved, the interpreter for "#!" scripts). Reading procfs
- * costs ~15 us in a fresh process (its /proc/<pid> entries are built, then torn down at
- * exit), so the path given to execve (AT_EXECFN) is resolved instead, component by
+ * is slow in a fresh process (its /proc/<pid> entries are built, then torn down at exit),
+ * so the path given to execve (AT_EXECFN) is resolved instead, component by
  * component, whenever that is sure to name the same file: not for an interpreted program
  * (a "#!" script or binfmt_misc: the kernel inserts that path as argv[1] or argv[2], so any
  * such match goes to procfs), nor for fexecve/execveat paths under /dev/fd or /proc.

@@ -64,32 +64,6 @@ static void vlog(const char *fmt, va_list ap)
     write_all(line, len);
 }
 
-char *ogrt_put_str(char *p, const char *s)
-{
-    while (*s)
-        *p++ = *s++;
-    return p;
-}
-
-char *ogrt_put_uint(char *p, unsigned long n)
-{
-    char tmp[24];
-    int k = 0;
-    do
-        tmp[k++] = (char)('0' + n % 10);
-    while (n /= 10);
-    while (k)
-        *p++ = tmp[--k];
-    return p;
-}
-
-char *ogrt_put_hex64(char *p, uint64_t v)
-{
-    for (int i = 15; i >= 0; i--)
-        *p++ = "0123456789abcdef"[(v >> (i * 4)) & 15];
-    return p;
-}
-
 void ogrt_log(const char *fmt, ...)
 {
     if (!ogrt_debug_on)

@@ -68,7 +68,7 @@ static int next_regex(const char **p, char *pattern, size_t size)
 
 int ogrt_filtered(const char *exe)
 {
-    char pattern[4096];
+    char pattern[OGRT_REGEX_MAX];
     const char *p = filters;
     if (!filters[0] || !exe)
         return 0;
@@ -88,15 +88,14 @@ int ogrt_filtered(const char *exe)
     return 0;
 }
 
-const char *ogrt_filter_invalid(void)
+int ogrt_filter_invalid(char *pattern, size_t size)
 {
-    static char pattern[4096];
     const char *p = filters;
-    while (next_regex(&p, pattern, sizeof pattern)) {
+    while (next_regex(&p, pattern, size)) {
         regex_t re;
         if (regcomp(&re, pattern, REG_EXTENDED | REG_NOSUB) != 0)
-            return pattern;
+            return 1;
         regfree(&re);
     }
-    return NULL;
+    return 0;
 }

@@ -24,21 +24,17 @@ static size_t libs_cap, libs_n;
 static uint64_t set_small[SMALL_SET];
 static uint64_t *set = set_small;
 static size_t set_size = SMALL_SET; /* power of two, at least twice the start count */
+static size_t set_n;
 
 static const char *exe_signature;
 
-static uint64_t lib_hash(const char *name, ElfW(Addr) addr)
+/* Identity of a loaded object in the start set: its name and load address. */
+static uint64_t lib_hash(const struct dl_phdr_info *info)
 {
-    uint64_t h = 1469598103934665603ull ^ (uint64_t)addr;
-    for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
-        h ^= *p;
-        h *= 1099511628211ull;
-    }
+    uint64_t h = ogrt_fnv1a64(info->dlpi_name, (uint64_t)info->dlpi_addr);
     h ^= h >> 29;
     return h ? h : 1;
 }
-
-static size_t set_n;
 
 static void set_add(uint64_t h)
 {
@@ -91,46 +87,70 @@ static const char *note_signature(const struct dl_phdr_info *info)
     return NULL;
 }
 
+/* State of one dl_iterate_phdr walk: objects seen (the first is the executable) and objects
+ * counted by the counting callbacks. */
 struct walk {
-    int mode; /* 0: count, 1: fill start, 2: count new, 3: fill new */
-    size_t count, index;
+    size_t index, count;
 };
 
-static int is_shared_object(const struct dl_phdr_info *info, size_t index)
+/* Advances the walk; whether the object is a shared object (named, not the executable). */
+static int next_is_shared_object(const struct dl_phdr_info *info, struct walk *w)
 {
-    return index > 0 && info->dlpi_name && info->dlpi_name[0];
+    return w->index++ > 0 && info->dlpi_name && info->dlpi_name[0];
 }
 
-static int walk_cb(struct dl_phdr_info *info, size_t size, void *data)
+static void append_lib(const struct dl_phdr_info *info)
+{
+    if (libs_n < libs_cap) {
+        libs_arr[libs_n].path = info->dlpi_name;
+        libs_arr[libs_n].sig = note_signature(info);
+        libs_n++;
+    }
+}
+
+/* dl_iterate_phdr callbacks, by pairs: count to size libs_arr, then fill it. */
+
+static int count_loaded(struct dl_phdr_info *info, size_t size, void *data)
 {
     struct walk *w = data;
-    size_t index = w->index++;
-    if (index == 0 && w->mode == 1)
-        exe_signature = note_signature(info);
-    if (!is_shared_object(info, index))
-        return 0;
-    uint64_t h = lib_hash(info->dlpi_name, info->dlpi_addr);
-    switch (w->mode) {
-    case 0:
+    if (next_is_shared_object(info, w))
         w->count++;
-        break;
-    case 1:
-        set_add(h);
-        /* fall through */
-    case 3:
-        if (w->mode == 3 && set_has(h))
-            break;
-        if (libs_n < libs_cap) {
-            libs_arr[libs_n].path = info->dlpi_name;
-            libs_arr[libs_n].sig = note_signature(info);
-            libs_n++;
-        }
-        break;
-    case 2:
-        if (!set_has(h))
-            w->count++;
-        break;
-    }
+    return 0;
+}
+
+/* The executable's signature; each shared object into the start set and libs_arr. */
+static int record_start(struct dl_phdr_info *info, size_t size, void *data)
+{
+    struct walk *w = data;
+    if (w->index == 0)
+        exe_signature = note_signature(info);
+    if (!next_is_shared_object(info, w))
+        return 0;
+    set_add(lib_hash(info));
+    append_lib(info);
+    return 0;
+}
+
+/* Advances the walk; whether the object is a shared object not in the start set. */
+static int next_is_new_object(const struct dl_phdr_info *info, struct walk *w)
+{
+    return next_is_shared_object(info, w) && !set_has(lib_hash(info));
+}
+
+static int count_new(struct dl_phdr_info *info, size_t size, void *data)
+{
+    struct walk *w = data;
+    if (next_is_new_object(info, w))
+        w->count++;
+    return 0;
+}
+
+/* Shared objects not in the start set into libs_arr. */
+static int record_new(struct dl_phdr_info *info, size_t size, void *data)
+{
+    struct walk *w = data;
+    if (next_is_new_object(info, w))
+        append_lib(info);
     return 0;
 }
 
@@ -148,8 +168,8 @@ static void reserve(size_t n)
 
 size_t ogrt_libs_at_start(const struct ogrt_lib **libs, const char **exe_sig)
 {
-    struct walk w = {0, 0, 0};
-    dl_iterate_phdr(walk_cb, &w);
+    struct walk w = {0, 0};
+    dl_iterate_phdr(count_loaded, &w);
     if (w.count * 2 > SMALL_SET) {
         size_t sz = SMALL_SET;
         while (sz < w.count * 2)
@@ -162,8 +182,8 @@ size_t ogrt_libs_at_start(const struct ogrt_lib **libs, const char **exe_sig)
     }
     /* +16: objects a constructor of another library might load meanwhile are not lost */
     reserve(w.count + 16);
-    w = (struct walk){1, 0, 0};
-    dl_iterate_phdr(walk_cb, &w);
+    w = (struct walk){0, 0};
+    dl_iterate_phdr(record_start, &w);
     *libs = libs_arr;
     *exe_sig = exe_signature;
     return libs_n;
@@ -179,15 +199,15 @@ void ogrt_libs_release(void)
 
 size_t ogrt_libs_new(const struct ogrt_lib **libs)
 {
-    struct walk w = {2, 0, 0};
-    dl_iterate_phdr(walk_cb, &w);
+    struct walk w = {0, 0};
+    dl_iterate_phdr(count_new, &w);
     if (!w.count) {
         *libs = NULL;
         return 0;
     }
     reserve(w.count + 16);
-    w = (struct walk){3, 0, 0};
-    dl_iterate_phdr(walk_cb, &w);
+    w = (struct walk){0, 0};
+    dl_iterate_phdr(record_new, &w);
     *libs = libs_arr;
     return libs_n;
 }

@@ -8,7 +8,6 @@
  * library in its new image. */
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "ogrt.h"
@@ -32,17 +31,6 @@ static uint8_t small_buf[768];
 #define START_BUF 3072
 
 #define RECHECK_BACKOFF_US 1000000 /* end records of processes older than this check the marker */
-
-void *ogrt_map(size_t size)
-{
-    return sys_mmap(size);
-}
-
-void ogrt_unmap(void *p, size_t size)
-{
-    if (p)
-        sys_munmap(p, size);
-}
 
 typedef size_t (*encode_fn)(uint8_t *out, const void *record);
 

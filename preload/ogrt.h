@@ -1,5 +1,7 @@
-/* Internal interfaces of libogrt.so. Everything here has hidden visibility
- * (-fvisibility=hidden and the version script export nothing). */
+/* Internal interfaces of libogrt.so, one section per source file. main.c holds the
+ * lifecycle (constructor, on_exit handler, destructor); each other file one concern.
+ * Everything here has hidden visibility (-fvisibility=hidden and the version script
+ * export nothing). */
 #ifndef OGRT_H
 #define OGRT_H
 
@@ -43,9 +45,11 @@ size_t ogrt_libs_new(const struct ogrt_lib **libs);
 void ogrt_libs_release(void);
 
 /* filter.c: FILTER_REGEXPS */
+#define OGRT_REGEX_MAX 4096 /* bytes of one regex with its NUL; a longer one is truncated */
 int ogrt_filtered(const char *exe);
-/* The first regex of FILTER_REGEXPS that does not compile, or NULL (build-time check). */
-const char *ogrt_filter_invalid(void);
+/* Build-time check: 1 with the first regex of FILTER_REGEXPS that does not compile in
+ * pattern (the caller's buffer, so the library holds none), 0 when all compile. */
+int ogrt_filter_invalid(char *pattern, size_t size);
 
 /* resolve.c: the server address (compiled in, or OGRT_SERVER when allowed) */
 struct ogrt_server {
@@ -66,13 +70,16 @@ enum ogrt_send_result { OGRT_SENT = 0, OGRT_REFUSED, OGRT_TIMEOUT, OGRT_FAILED }
 enum ogrt_send_result ogrt_send_frame(const struct ogrt_server *srv, uint32_t type, const uint8_t uuid[16],
                                       uint8_t *buf, size_t payload_len);
 
+/* common.c: helpers shared by the files above */
+/* mmap-backed memory (never malloc: the program's heap stays as it would be); NULL on failure.
+ * ogrt_unmap takes the size given to ogrt_map and ignores NULL. */
+void *ogrt_map(size_t size);
+void ogrt_unmap(void *p, size_t size);
 /* text without stdio: append s / n in decimal / v in 16 hex digits at p, return the new end */
 char *ogrt_put_str(char *p, const char *s);
 char *ogrt_put_uint(char *p, unsigned long n);
 char *ogrt_put_hex64(char *p, uint64_t v);
-
-/* mmap-backed memory (never malloc: the program's heap stays as it would be) */
-void *ogrt_map(size_t size);
-void ogrt_unmap(void *p, size_t size);
+/* 64-bit FNV-1a of the NUL-terminated s, from the offset basis XOR salt (0: plain FNV-1a) */
+uint64_t ogrt_fnv1a64(const char *s, uint64_t salt);
 
 #endif

@@ -13,6 +13,8 @@
 #include "sys.h"
 
 #define UDP_PIECE 60000u /* payload bytes per datagram; well below 65507 */
+/* Bound of one wait for a full send buffer: CONNECT_TIMEOUT_MS, at least 1 s. */
+#define STALL_MS (OGRT_CFG_CONNECT_TIMEOUT_MS < 1000 ? 1000 : OGRT_CFG_CONNECT_TIMEOUT_MS)
 
 static int64_t mono_ms(void)
 {
@@ -67,8 +69,7 @@ static enum ogrt_send_result tcp_send(const struct ogrt_server *srv, const uint8
         res = r == -ECONNREFUSED ? OGRT_REFUSED : OGRT_FAILED;
         goto out;
     }
-    /* Connected. A stalled send gets CONNECT_TIMEOUT_MS (at least 1 s) per stall. */
-    int stall_ms = OGRT_CFG_CONNECT_TIMEOUT_MS < 1000 ? 1000 : OGRT_CFG_CONNECT_TIMEOUT_MS;
+    /* Connected. Each stall of the send gets STALL_MS. */
     while (n) {
         long s = sys_sendto(fd, p, n, MSG_NOSIGNAL, NULL, 0);
         if (s > 0) {
@@ -79,7 +80,7 @@ static enum ogrt_send_result tcp_send(const struct ogrt_server *srv, const uint8
         if (s == -EINTR)
             continue;
         if (s == -EAGAIN || s == -EWOULDBLOCK) {
-            if (wait_fd(fd, POLLOUT, mono_ms() + stall_ms) >= 1)
+            if (wait_fd(fd, POLLOUT, mono_ms() + STALL_MS) >= 1)
                 continue; /* an error shows in the next send */
             res = OGRT_TIMEOUT;
         }
@@ -94,7 +95,6 @@ out:
 /* One datagram on a non-blocking socket: a full send buffer is waited for, boundedly. */
 static int udp_datagram(int fd, const struct ogrt_server *srv, const uint8_t *p, size_t n)
 {
-    int stall_ms = OGRT_CFG_CONNECT_TIMEOUT_MS < 1000 ? 1000 : OGRT_CFG_CONNECT_TIMEOUT_MS;
     int64_t deadline = 0; /* set at the first full buffer; bounds retries even if poll says ready */
     for (;;) {
         long s = sys_sendto(fd, p, n, MSG_NOSIGNAL, &srv->addr, srv->addrlen);
@@ -104,7 +104,7 @@ static int udp_datagram(int fd, const struct ogrt_server *srv, const uint8_t *p,
             continue;
         if (s == -EAGAIN || s == -EWOULDBLOCK || s == -ENOBUFS) {
             if (!deadline)
-                deadline = mono_ms() + stall_ms;
+                deadline = mono_ms() + STALL_MS;
             if (wait_fd(fd, POLLOUT, deadline) >= 1 && mono_ms() < deadline)
                 continue;
         }
