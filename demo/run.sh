@@ -127,10 +127,11 @@ import json, sys
 json.dump({
     "ogrt_root": "$ROOT",
     "ogrt_modulefile_library": "$LIB",
-    "ogrt_server_address": "127.0.0.1",
-    "ogrt_server_port": $PORT,
-    "ogrt_server_metrics_address": "127.0.0.1:$METRICS_PORT",
-    "ogrt_server_outputs": {"db": {"type": "sqlite", "path": "$DB"}},
+    "ogrt_server_config": {
+        "server": {"address": "127.0.0.1", "port": $PORT},
+        "metrics": {"address": "127.0.0.1:$METRICS_PORT"},
+        "outputs": {"db": {"type": "sqlite", "path": "$DB"}},
+    },
     "ogrt_server_manage_user": False,
     "ogrt_server_user": "$(id -un)",
     "ogrt_server_group": "$(id -gn)",

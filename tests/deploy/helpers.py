@@ -1,6 +1,7 @@
 """Helpers of the deployment tests: run the real ansible-playbook, render templates, Lmod."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -14,7 +15,7 @@ import jinja2
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = REPO / ".venv" / "bin"
-TEMPLATES = REPO / "templates"
+ROLES = REPO / "roles"
 LMOD_INIT = Path("/usr/share/lmod/lmod/init/bash")
 
 
@@ -38,7 +39,7 @@ def ansible_env(tmp: Path) -> dict[str, str]:
 def run_playbook(tmp: Path, extra_vars: dict[str, Any], *args: str,
                  playbook: Path = REPO / "site.yml",
                  inventory: Path = REPO / "inventory" / "local.yml",
-                 extra_env: dict[str, str] | None = None,
+                 extra_env: dict[str, str] | None = None, cwd: Path = REPO,
                  timeout: int = 300) -> subprocess.CompletedProcess[str]:
     """Run the real ansible-playbook with extra vars (as a JSON file) and return the result."""
     tmp.mkdir(parents=True, exist_ok=True)
@@ -48,7 +49,7 @@ def run_playbook(tmp: Path, extra_vars: dict[str, Any], *args: str,
            "-e", f"@{vars_file}", *args]
     env = ansible_env(tmp)
     env.update(extra_env or {})
-    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True,
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout)
 
 
@@ -85,24 +86,39 @@ def free_port() -> int:
     raise RuntimeError("no free TCP+UDP port")
 
 
-def ansible_jinja_env() -> jinja2.Environment:
-    """A Jinja2 environment like Ansible's template module: its filters and tests,
-    trim_blocks, trailing newline kept, undefined variables are errors."""
+def role_filters(role: str) -> dict[str, Any]:
+    """The filters a role carries in its filter_plugins/ (loaded like Ansible does)."""
+    filters: dict[str, Any] = {}
+    for path in sorted((ROLES / role / "filter_plugins").glob("*.py")):
+        spec = importlib.util.spec_from_file_location(f"_role_filters_{role}_{path.stem}", path)
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        filters.update(module.FilterModule().filters())
+    return filters
+
+
+def ansible_jinja_env(role: str) -> jinja2.Environment:
+    """A Jinja2 environment like Ansible's template module in a role: the role's templates/,
+    Ansible's filters and tests plus the role's own filters, trim_blocks, trailing newline
+    kept, undefined variables are errors."""
     from ansible.plugins.filter.core import FilterModule
     from ansible.plugins.test.core import TestModule
 
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(ROLES / role / "templates")),
                              trim_blocks=True, keep_trailing_newline=True,
                              undefined=jinja2.StrictUndefined)
     filters = FilterModule().filters()
     filters.pop("default", None)  # Ansible's version expects its own Undefined type
     env.filters.update(filters)
+    env.filters.update(role_filters(role))
     env.tests.update(TestModule().tests())
     return env
 
 
-def render(template: str, variables: dict[str, Any]) -> str:
-    return ansible_jinja_env().get_template(template).render(**variables)
+def render(role: str, template: str, variables: dict[str, Any]) -> str:
+    """roles/<role>/templates/<template> rendered with variables."""
+    return ansible_jinja_env(role).get_template(template).render(**variables)
 
 
 def lmod_script(*lines: str) -> subprocess.CompletedProcess[str]:

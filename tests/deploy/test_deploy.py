@@ -12,8 +12,12 @@ import signal
 import socket
 import stat
 import subprocess
+import sys
 import time
+import tomllib
+import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +28,8 @@ from tests.deploy.helpers import (REPO, changed_tasks, free_port, have, lmod_scr
                                   recap, run_playbook)
 
 JOB_VAR = "OGRT_DEPLOY_TEST_JOB"
+# [server] keys the role once had no variable for (issue 9, bug 3)
+SERVER_EXTRAS = {"udp_rcvbuf": 8388608, "shutdown_timeout": 7.5, "max_connections_per_peer": 9}
 
 
 @dataclass
@@ -91,13 +97,14 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Deployment:
         "ogrt_server_build_isolation": False,  # the suite's venv has setuptools: no download
         "ogrt_server_user": user,
         "ogrt_server_group": user,
-        "ogrt_server_address": "127.0.0.1",
-        "ogrt_server_port": port,
-        "ogrt_server_transports": ["tcp"],
-        "ogrt_server_metrics_address": "",
-        "ogrt_server_outputs": {
-            "records": {"type": "jsonl", "path": str(root / "var/lib/ogrt/records.jsonl"),
-                        "batch_records": 1, "flush_interval": 0.05, "fsync": "never"},
+        "ogrt_server_config": {
+            "server": {"address": "127.0.0.1", "port": port, "transports": ["tcp"],
+                       **SERVER_EXTRAS},
+            "metrics": {"address": None},  # removes the role's default endpoint
+            "outputs": {
+                "records": {"type": "jsonl", "path": str(root / "var/lib/ogrt/records.jsonl"),
+                            "batch_records": 1, "flush_interval": 0.05, "fsync": "never"},
+            },
         },
         "ogrt_modulefile_library": str(lib),
         "ogrt_modulefile_default": True,
@@ -122,6 +129,25 @@ def test_first_run_installs_everything(deployment: Deployment) -> None:
     assert recap(d.first)["failed"] == 0
 
 
+def test_deployed_config_is_the_sites_merged_over_the_roles(deployment: Deployment) -> None:
+    """Regression (issue 9, bug 3): ogrt_server_config sets any [server] key (udp_rcvbuf,
+    shutdown_timeout, max_connections_per_peer), a null removes the role's [metrics] default,
+    and the role adds only state_dir; the deployed daemon reads the values."""
+    d = deployment
+    site = d.variables["ogrt_server_config"]
+    assert tomllib.loads(d.config.read_text()) == {
+        "server": {"state_dir": str(d.root / "var/lib/ogrt"), **site["server"]},
+        "metrics": {}, "outputs": site["outputs"]}
+    read = subprocess.run(
+        [str(d.venv / "bin" / "python"), "-c",
+         "import json, sys; from ogrt.config import load_config; c = load_config(sys.argv[1]); "
+         "print(json.dumps({k: getattr(c.server, k) for k in sys.argv[2:]}), c.metrics.address, sep='\\n')",
+         str(d.config), *SERVER_EXTRAS], capture_output=True, text=True, timeout=60)
+    assert read.returncode == 0, read.stderr
+    values, metrics = read.stdout.splitlines()
+    assert json.loads(values) == SERVER_EXTRAS and metrics.strip() == "None"
+
+
 def test_second_run_changes_nothing(deployment: Deployment) -> None:
     again = run_playbook(deployment.tmp / "run2", deployment.variables)
     assert again.returncode == 0, again.stdout[-4000:]
@@ -142,7 +168,7 @@ def test_check_mode_on_a_fresh_root_writes_nothing(deployment: Deployment) -> No
     variables = {**deployment.variables, "ogrt_root": str(fresh),
                  "ogrt_server_manage_user": True, "ogrt_server_user": user,
                  "ogrt_server_group": user,
-                 "ogrt_server_outputs": {"db": {"type": "sqlite"}}}
+                 "ogrt_server_config": {"outputs": {"db": {"type": "sqlite"}}}}
     check = run_playbook(deployment.tmp / "check-fresh", variables, "--check")
     assert check.returncode == 0, check.stdout[-4000:]
     assert recap(check)["changed"] > 0
@@ -153,12 +179,13 @@ def test_check_mode_on_a_fresh_root_writes_nothing(deployment: Deployment) -> No
 
 
 def test_config_rejected_by_check_config_is_not_installed(deployment: Deployment) -> None:
+    """A bad key fails the play with the daemon's own message; the old file stays."""
     before = deployment.config.read_bytes()
-    variables = {**deployment.variables,
-                 "ogrt_server_outputs": {"bad": {"type": "no-such-output"}}}
-    bad = run_playbook(deployment.tmp / "bad-output", variables)
-    assert bad.returncode != 0
-    assert "failed to validate" in bad.stdout, bad.stdout[-3000:]
+    variables = {**deployment.variables, "ogrt_server_config": {"server": {"udp_rcvbuff": 1}}}
+    run = run_playbook(deployment.tmp / "bad-key", variables)
+    assert run.returncode != 0
+    assert "failed to validate" in run.stdout, run.stdout[-3000:]
+    assert "server.udp_rcvbuff: unknown key" in run.stdout, run.stdout[-3000:]
     assert deployment.config.read_bytes() == before
 
 
@@ -181,15 +208,15 @@ def _records(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines if line.strip()]
 
 
-@pytest.fixture()
-def deployed_daemon(deployment: Deployment) -> Iterator[subprocess.Popen[bytes]]:
+@contextmanager
+def _running_daemon(venv: Path, config: Path, port: int, log_path: Path
+                    ) -> Iterator[subprocess.Popen[bytes]]:
     """The deployed venv's `ogrt server --config <deployed ogrt.conf>`, as the unit runs it."""
-    log = open(deployment.tmp / "daemon.log", "wb")
-    proc = subprocess.Popen([str(deployment.venv / "bin" / "ogrt"), "server", "--config",
-                             str(deployment.config)], stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    log = open(log_path, "wb")
+    proc = subprocess.Popen([str(venv / "bin" / "ogrt"), "server", "--config", str(config)],
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        _wait_listening(deployment.port, proc)
+        _wait_listening(port, proc)
         yield proc
     finally:
         if proc.poll() is None:
@@ -200,6 +227,13 @@ def deployed_daemon(deployment: Deployment) -> Iterator[subprocess.Popen[bytes]]
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         log.close()
+
+
+@pytest.fixture()
+def deployed_daemon(deployment: Deployment) -> Iterator[subprocess.Popen[bytes]]:
+    with _running_daemon(deployment.venv, deployment.config, deployment.port,
+                         deployment.tmp / "daemon.log") as proc:
+        yield proc
 
 
 def test_program_under_module_load_reaches_the_deployed_daemon(
@@ -275,3 +309,65 @@ def test_deployed_unit_passes_systemd_analyze(deployment: Deployment) -> None:
     proc = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
+
+
+def _get_metrics(port: int, timeout: float = 30) -> str:
+    """The daemon's /metrics text (the endpoint may open just after the TCP listener)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+                return reply.read().decode()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def test_roles_work_from_a_playbook_in_another_directory(deployment: Deployment,
+                                                         tmp_path: Path) -> None:
+    """Regression (issue 9, bug 4): a site's own playbook outside the checkout uses the roles
+    through ANSIBLE_ROLES_PATH; each role finds its own templates and the ogrt_server role
+    builds the checkout it belongs to. The deployed daemon accepts its config and runs."""
+    assert REPO not in tmp_path.parents
+    site = tmp_path / "site playbooks"
+    site.mkdir()
+    (site / "hosts.yml").write_text(
+        "all:\n  hosts:\n    localhost:\n      ansible_connection: local\n"
+        f"      ansible_python_interpreter: {json.dumps(sys.executable)}\n")
+    (site / "deploy-ogrt.yml").write_text(
+        "- name: OGRT from the site's own playbook\n  hosts: all\n"
+        "  roles:\n    - role: ogrt_server\n    - role: ogrt_modulefile\n")
+    root = tmp_path / "site root"
+    port, metrics_port = free_port(), free_port()
+    while metrics_port == port:
+        metrics_port = free_port()
+    user = os.environ.get("USER") or "root"
+    variables = {
+        "ogrt_root": str(root), "ogrt_server_manage_user": False,
+        "ogrt_server_user": user, "ogrt_server_group": user,
+        "ogrt_server_build_isolation": False,
+        "ogrt_server_config": {
+            "server": {"address": "127.0.0.1", "port": port, "transports": ["tcp"]},
+            "metrics": {"address": f"127.0.0.1:{metrics_port}"}},
+        "ogrt_modulefile_library": str(deployment.lib),
+    }
+    run = run_playbook(tmp_path / "run", variables, playbook=site / "deploy-ogrt.yml",
+                       inventory=site / "hosts.yml", cwd=site,
+                       extra_env={"ANSIBLE_ROLES_PATH": str(REPO / "roles")})
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
+    venv, config = root / "opt/ogrt/venv", root / "etc/ogrt/ogrt.conf"
+    state = root / "var/lib/ogrt"
+    assert (root / "opt/modulefiles/ogrt/0.1.0.lua").is_file()
+    assert (root / "etc/systemd/system/ogrt-server.service").is_file()
+    # the role sets only the state directory and its metrics endpoint; the rest is the site's
+    assert tomllib.loads(config.read_text()) == {
+        "server": {"state_dir": str(state), **variables["ogrt_server_config"]["server"]},
+        "metrics": {"address": f"127.0.0.1:{metrics_port}"}}
+    check = subprocess.run([str(venv / "bin" / "ogrt"), "check-config", str(config)],
+                           capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0, check.stderr
+    assert "outputs: default (sqlite)" in check.stdout  # the daemon's own default output
+    with _running_daemon(venv, config, port, tmp_path / "daemon.log"):
+        # the running daemon serves its metrics, with the default output among them
+        assert 'ogrt_output_persisted_total{output="default"}' in _get_metrics(metrics_port)

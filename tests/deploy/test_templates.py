@@ -1,9 +1,12 @@
-"""Rendering tests of templates/*.j2 with unusual values, parsed back by real parsers:
-tomllib (and `ogrt check-config`) for ogrt.conf, systemd-analyze for the unit, lua for the
-modulefile. Rendering uses Ansible's own filters and tests, like the template module."""
+"""Rendering tests of the roles' templates (roles/<role>/templates/*.j2) with unusual values,
+parsed back by real parsers: tomllib (and `ogrt check-config`) for ogrt.conf, systemd-analyze
+for the unit, lua for the modulefile. Rendering uses Ansible's own filters and tests plus the
+role's filter_plugins, like the template module."""
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import shlex
 import subprocess
 import sys
@@ -12,84 +15,144 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ansible.errors import AnsibleFilterError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.deploy.helpers import REPO, have, lua_interpreter, render
+from tests.deploy.helpers import REPO, have, lua_interpreter, render, role_filters
 
 ODD_DIR = '/srv/o g"r\'t \\ %d $HOME ü'
 
-SERVER_VARS: dict[str, Any] = {
-    "ogrt_server_address": "::1",
-    "ogrt_server_port": 7999,
-    "ogrt_server_transports": ["tcp", "udp"],
-    "ogrt_server_workers": 2,
-    "ogrt_server_max_frame_bytes": 1048576,
-    "ogrt_server_idle_timeout": 30,
-    "ogrt_server_max_connections": 100,
-    "ogrt_server_log_level": "debug",
-    "ogrt_server_metrics_address": "[::1]:9971",
-    "ogrt_server_spool_max_bytes": 1000000,
-    "ogrt_server_state_dir": ODD_DIR + "/state",
-    "ogrt_server_outputs": {
+# ogrt_server_merged_config with every kind of value ogrt.conf holds
+CONFIG: dict[str, Any] = {
+    "server": {"address": "::1", "port": 7999, "transports": ["tcp", "udp"], "workers": 2,
+               "idle_timeout": 30.5, "shutdown_timeout": 5, "state_dir": ODD_DIR + "/state",
+               "log_level": "debug"},
+    "metrics": {"address": "[::1]:9971"},
+    "spool": {"max_bytes": 1000000},
+    "outputs": {
         "db": {"type": "sqlite", "path": ODD_DIR + "/ogrt.sqlite"},
         "my archive.v2": {"type": "jsonl", "path": ODD_DIR + "/a b.jsonl", "rotate_bytes": 1000},
-        "pg": {"type": "postgresql",
-               "dsn": "host=::1 dbname='og rt' password='p\"w\\d'"},
+        "pg": {"type": "postgresql", "dsn": "host=::1 dbname='og rt' password='p\"w\\d'"},
     },
+}
+
+SERVER_VARS: dict[str, Any] = {
+    "ogrt_server_merged_config": CONFIG,
     "ogrt_server_user": "ogrt",
     "ogrt_server_group": "ogrt",
     "ogrt_server_venv": ODD_DIR + "/venv",
     "ogrt_server_config_file": ODD_DIR + "/etc/ogrt.conf",
+    "ogrt_server_state_path": ODD_DIR + "/state",
     "ogrt_server_limit_nofile": 4096,
 }
 
-
-def test_ogrt_conf_parses_back_to_the_variables(tmp_path: Path) -> None:
-    text = render("ogrt.conf.j2", SERVER_VARS)
-    conf = tomllib.loads(text)
-    assert conf["server"] == {
-        "address": "::1", "port": 7999, "transports": ["tcp", "udp"], "workers": 2,
-        "max_frame_bytes": 1048576, "idle_timeout": 30.0, "max_connections": 100,
-        "state_dir": ODD_DIR + "/state", "log_level": "debug",
-    }
-    assert conf["metrics"] == {"address": "[::1]:9971"}
-    assert conf["spool"] == {"max_bytes": 1000000}
-    assert conf["outputs"] == SERVER_VARS["ogrt_server_outputs"]
+# Every [server] key of the daemon, each set to a valid value other than its default.
+EVERY_SERVER_KEY: dict[str, Any] = {
+    "address": "127.0.0.1", "port": 7000, "transports": ["udp"], "workers": 3,
+    "max_frame_bytes": 65536, "idle_timeout": 12.5, "max_connections": 50,
+    "max_connections_per_peer": 7, "log_level": "warning", "udp_rcvbuf": 8388608,
+    "fragment_timeout": 3.5, "fragment_max_bytes": 1048576, "max_buffered_bytes": 2097152,
+    "shutdown_timeout": 9.5,
+}
 
 
-def test_ogrt_conf_without_metrics_has_no_metrics_table() -> None:
-    conf = tomllib.loads(render("ogrt.conf.j2", {**SERVER_VARS, "ogrt_server_metrics_address": ""}))
-    assert "metrics" not in conf
+def _conf(config: dict[str, Any]) -> dict[str, Any]:
+    return tomllib.loads(render("ogrt_server", "ogrt.conf.j2", {"ogrt_server_merged_config": config}))
+
+
+def test_ogrt_conf_parses_back_to_the_config() -> None:
+    assert _conf(CONFIG) == CONFIG
+
+
+def _check_config(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ogrt", "check-config", str(path)],
+                          capture_output=True, text=True, timeout=60, cwd=REPO)
+
+
+def test_every_daemon_key_is_settable(tmp_path: Path) -> None:
+    """Regression (issue 9, bug 3): udp_rcvbuf, shutdown_timeout, max_connections_per_peer and
+    every other [server] key, [metrics], [spool] and outputs reach the daemon's config."""
+    from ogrt.config import load_config
+
+    config = {"server": {**EVERY_SERVER_KEY, "state_dir": str(tmp_path / "state")},
+              "metrics": {"address": "127.0.0.1:9999"}, "spool": {"max_bytes": 12345},
+              "outputs": {"lines": {"type": "jsonl", "path": str(tmp_path / "x y.jsonl")}}}
+    path = tmp_path / "ogrt.conf"
+    path.write_text(render("ogrt_server", "ogrt.conf.j2", {"ogrt_server_merged_config": config}))
+    proc = _check_config(path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    loaded = load_config(path)
+    assert {f.name for f in dataclasses.fields(loaded.server)} == {*EVERY_SERVER_KEY, "state_dir"}
+    for key, value in EVERY_SERVER_KEY.items():
+        got = getattr(loaded.server, key)
+        assert (list(got) if key == "transports" else got) == value, key
+    assert loaded.server.state_dir == tmp_path / "state"
+    assert loaded.metrics.address == ("127.0.0.1", 9999)
+    assert loaded.spool_max_bytes == 12345
+    assert [(o.name, o.type) for o in loaded.outputs] == [("lines", "jsonl")]
+
+
+def test_null_removes_a_key_and_a_table() -> None:
+    """A site removes what the role's default config sets by setting it to null."""
+    conf = _conf({"server": {"state_dir": "/s", "port": None},
+                  "metrics": {"address": None}, "outputs": {"db": None, "x": {"type": "null"}}})
+    assert conf == {"server": {"state_dir": "/s"}, "metrics": {}, "outputs": {"x": {"type": "null"}}}
 
 
 def test_ogrt_conf_is_accepted_by_check_config(tmp_path: Path) -> None:
     """The rendered file (IPv6, spaces and quotes in paths) is valid for the daemon itself."""
-    variables = {**SERVER_VARS, "ogrt_server_outputs": {
+    config = {**CONFIG, "outputs": {
         "db": {"type": "sqlite", "path": str(tmp_path / "a b" / "o'g\"rt.sqlite")},
         "lines": {"type": "jsonl", "path": str(tmp_path / "x y.jsonl")}}}
     path = tmp_path / "ogrt.conf"
-    path.write_text(render("ogrt.conf.j2", variables))
-    proc = subprocess.run([sys.executable, "-m", "ogrt", "check-config", str(path)],
-                          capture_output=True, text=True, timeout=60, cwd=REPO)
+    path.write_text(render("ogrt_server", "ogrt.conf.j2", {"ogrt_server_merged_config": config}))
+    proc = _check_config(path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def test_ogrt_conf_bad_key_gets_the_daemons_message(tmp_path: Path) -> None:
+    path = tmp_path / "ogrt.conf"
+    path.write_text(render("ogrt_server", "ogrt.conf.j2", {"ogrt_server_merged_config": {
+        "server": {"udp_rcvbuff": 1}}}))
+    proc = _check_config(path)
+    assert proc.returncode == 1
+    assert "server.udp_rcvbuff: unknown key" in proc.stderr
+
+
+def test_toml_filter_refuses_what_toml_cannot_hold() -> None:
+    to_toml = role_filters("ogrt_server")["ogrt_toml"]
+    for bad in ({"server": {"state_dir": "a\ud800b"}}, {"server": {"x": {1, 2}}},
+                {"server": {"x": [None]}}, {"server": {3: 1}}, ["server"]):
+        with pytest.raises(AnsibleFilterError, match="ogrt_toml"):
+            to_toml(bad)
+
+
+def test_toml_filter_floats() -> None:
+    text = role_filters("ogrt_server")["ogrt_toml"](
+        {"t": {"a": 1e-05, "b": 1e300, "c": float("inf"), "d": -float("inf"), "e": float("nan"),
+               "f": 2.0, "g": -0.0}})
+    t = tomllib.loads(text)["t"]
+    assert (t["a"], t["b"], t["c"], t["d"], t["f"]) == (1e-05, 1e300, math.inf, -math.inf, 2.0)
+    assert math.isnan(t["e"]) and isinstance(t["f"], float) and math.copysign(1, t["g"]) == -1
+
+
 TOML_TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=40)
+TOML_SCALAR = st.one_of(TOML_TEXT, st.integers(-2**63, 2**63 - 1), st.booleans(),
+                        st.floats(allow_nan=False))
+TOML_VALUE = st.recursive(TOML_SCALAR, lambda inner: st.one_of(
+    st.lists(inner, max_size=3), st.dictionaries(TOML_TEXT.filter(bool), inner, max_size=3)),
+    max_leaves=8)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(state_dir=TOML_TEXT, name=TOML_TEXT.filter(bool), key=TOML_TEXT.filter(bool),
-       value=st.one_of(TOML_TEXT, st.integers(-2**63, 2**63 - 1), st.booleans(),
-                       st.lists(TOML_TEXT, max_size=3)))
-def test_ogrt_conf_any_text_round_trips(state_dir: str, name: str, key: str, value: Any) -> None:
-    """Any string (control characters, DEL, quotes, non-ASCII, astral) stays valid TOML."""
-    outputs = {name: {"type": "jsonl", key: value}} if key != "type" else {name: {"type": value}}
-    text = render("ogrt.conf.j2", {**SERVER_VARS, "ogrt_server_state_dir": state_dir,
-                                   "ogrt_server_outputs": outputs})
-    conf = tomllib.loads(text)
-    assert conf["server"]["state_dir"] == state_dir
-    assert conf["outputs"] == outputs
+       value=TOML_VALUE)
+def test_ogrt_conf_any_value_round_trips(state_dir: str, name: str, key: str, value: Any) -> None:
+    """Any string (control characters, DEL, quotes, non-ASCII, astral), number, list and
+    inline table in a table named by any text stays valid TOML with the same value."""
+    config = {"server": {"state_dir": state_dir}, "outputs": {name: {key: value}}}
+    assert _conf(config) == config
 
 
 def _systemd_unquote(word: str) -> str:
@@ -99,7 +162,7 @@ def _systemd_unquote(word: str) -> str:
 
 
 def test_unit_keys_and_quoting(tmp_path: Path) -> None:
-    text = render("ogrt-server.service.j2", SERVER_VARS)
+    text = render("ogrt_server", "ogrt-server.service.j2", SERVER_VARS)
     service: dict[str, str] = {}
     section = ""
     for line in text.splitlines():
@@ -134,18 +197,18 @@ def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     ogrt.write_text("#!/bin/sh\nexit 0\n")
     ogrt.chmod(0o755)
     variables = {**SERVER_VARS, "ogrt_server_venv": str(venv),
-                 "ogrt_server_state_dir": str(odd / "state"),
+                 "ogrt_server_state_path": str(odd / "state"),
                  "ogrt_server_config_file": str(odd / "ogrt.conf"),
                  "ogrt_server_user": "root", "ogrt_server_group": "root"}
     unit = tmp_path / "ogrt-server.service"
-    unit.write_text(render("ogrt-server.service.j2", variables))
+    unit.write_text(render("ogrt_server", "ogrt-server.service.j2", variables))
     proc = subprocess.run(["systemd-analyze", "verify", str(unit)],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "ogrt-server.service" not in proc.stderr, proc.stderr
     # A path with a missing program is rejected: the verify above really checked ExecStart.
     bad = tmp_path / "bad.service"
-    bad.write_text(render("ogrt-server.service.j2", {**variables,
+    bad.write_text(render("ogrt_server", "ogrt-server.service.j2", {**variables,
                                                       "ogrt_server_venv": str(tmp_path / "nope")}))
     proc = subprocess.run(["systemd-analyze", "verify", str(bad)],
                           capture_output=True, text=True, timeout=60)
@@ -199,7 +262,7 @@ def test_modulefile_evaluates_to_the_variables(tmp_path: Path) -> None:
     help_text = 'Line "one" \\ back\nline two ü ]] [[ ]=]\n'
     lib = "/opt/sp ack/o'g\"rt\\lib/libogrt.so"
     path = tmp_path / "1.0.lua"
-    path.write_text(render("ogrt.lua.j2", {
+    path.write_text(render("ogrt_modulefile", "ogrt.lua.j2", {
         "ogrt_modulefile_version": '1.0 "beta"',
         "ogrt_modulefile_help": help_text,
         "ogrt_modulefile_conflicts": ["xalt", "dar shan"],
@@ -222,30 +285,3 @@ def test_inventory_and_site_are_valid_yaml() -> None:
     example = yaml.safe_load((REPO / "inventory" / "example.yml").read_text())
     assert set(example["all"]["children"]) == {"ogrt_servers", "compute", "login"}
     json.dumps(example)
-
-
-def test_role_defaults_render_a_valid_config(tmp_path: Path) -> None:
-    """ogrt.conf rendered from roles/ogrt_server's own defaults (no overrides) passes check-config."""
-    from tests.deploy.helpers import run_playbook
-    out = tmp_path / "ogrt.conf"
-    playbook = tmp_path / "render-defaults.yml"
-    playbook.write_text(f"""
-- hosts: localhost
-  gather_facts: false
-  vars_files:
-    - {REPO}/roles/ogrt_server/defaults/main.yml
-  vars:
-    ogrt_root: {json.dumps(str(tmp_path / "root"))}
-  tasks:
-    - ansible.builtin.template:
-        src: {REPO}/templates/ogrt.conf.j2
-        dest: {json.dumps(str(out))}
-        mode: "0644"
-""")
-    proc = run_playbook(tmp_path, {}, playbook=playbook)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    conf = tomllib.loads(out.read_text())
-    assert conf["outputs"]["db"]["path"] == str(tmp_path / "root" / "var/lib/ogrt/ogrt.sqlite")
-    check = subprocess.run([sys.executable, "-m", "ogrt", "check-config", str(out)],
-                           capture_output=True, text=True, timeout=60, cwd=REPO)
-    assert check.returncode == 0, check.stdout + check.stderr
