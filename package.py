@@ -88,6 +88,7 @@ class Ogrt(MakefilePackage):
         else:
             variant(_name.lower(), default=_default or "none", values=_check(_kind, _bounds),
                     multi=_kind == "envnames", description=_description)
+    del _name, _kind, _default, _bounds, _description
 
     depends_on("c", type="build")
 

@@ -52,12 +52,12 @@ SETTINGS = gensettings().read_table(PRELOAD_DIR / "settings.tsv")
 VARIANTS = ["server_host=collector.example", "server_port=7999", "jobid_var=PBS_JOBID",
             "transport=udp", "env_whitelist=HOME,PBS_O_QUEUE", "~send_cmdline",
             "connect_timeout_ms=350", "backoff_seconds=17",
-            "filter_regexps=^/opt/my apps/[^/]+/x{2}$:^/nonexistent/", "+allow_server_env"]
+            "filter_regexps=^/opt/my apps/[^/]+/(x|y){2}\\.sh$:^/nonexistent/", "+allow_server_env"]
 EXPECTED = ["OGRT server_host: collector.example", "OGRT server_port: 7999",
             "OGRT jobid_var: PBS_JOBID", "OGRT transport: udp",
             "OGRT env_whitelist: HOME,PBS_O_QUEUE", "OGRT send_cmdline: no",
             "OGRT connect_timeout_ms: 350", "OGRT backoff_seconds: 17",
-            "OGRT filter_regexps: ^/opt/my apps/[^/]+/x{2}$:^/nonexistent/",
+            "OGRT filter_regexps: ^/opt/my apps/[^/]+/(x|y){2}\\.sh$:^/nonexistent/",
             "OGRT allow_server_env: yes"]
 
 
