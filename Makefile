@@ -41,6 +41,8 @@ preload:
 demo: apt-deps venv preload
 	@$(SHELL) demo/run.sh
 
+# tests/deploy/test_spack.py runs the real Spack of ../shared/spack when it is beside the checkout
+# (with clingo from the venv), else it skips and says why.
 test: apt-deps venv preload
 	$(VENV)/bin/pytest
 
