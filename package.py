@@ -41,8 +41,7 @@ def _check(kind, bounds):
     lo, _, hi = bounds.partition("..")
     if kind == "uint":
         def valid(value):
-            return (bool(re.fullmatch(r"0|[1-9][0-9]*", str(value))) and len(str(value)) <= len(hi)
-                    and int(lo) <= int(value) <= int(hi))
+            return bool(re.fullmatch(r"0|[1-9][0-9]*", str(value))) and int(lo) <= int(value) <= int(hi)
         valid.__doc__ = f"a whole number {lo}..{hi}"
     elif kind == "host":
         def valid(value):
@@ -104,7 +103,7 @@ class Ogrt(MakefilePackage):
                 value = "yes" if value else "no"
             elif kind == "envnames":
                 value = ",".join(v for v in value if v != "none")
-            elif value == "none":  # regexps: no filter
+            elif kind == "regexps" and value == "none":  # no filter
                 value = ""
             result.append(f"{name}={value}")
         return result
