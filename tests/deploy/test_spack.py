@@ -9,8 +9,8 @@ the checkout (read its README.md), else `spack` on PATH. Spack runs with SPACK_P
 this interpreter, which needs clingo: `pip install -e '.[test]'` brings it). Spack 1.x builds its
 compiler-wrapper package from source: it is served from a local mirror made of
 OGRT_TEST_SPACK_COMPILER_WRAPPER (a checkout of github.com/spack/compiler-wrapper), else of
-`../shared/spack/compiler-wrapper`; without either Spack fetches it (network). Nothing is
-written outside the test's temp dir (user config, caches, install tree, bytecode)."""
+`../shared/spack/compiler-wrapper`; without either the tests skip (they use no network).
+Nothing is written outside the test's temp dir (user config, caches, install tree, bytecode)."""
 from __future__ import annotations
 
 import json
@@ -43,6 +43,10 @@ if SPACK is None:
     pytestmark = pytest.mark.skip(
         reason=f"Spack not found: no {SNAPSHOT_SPACK} beside the checkout, no OGRT_TEST_SPACK, "
                "no spack on PATH")
+elif COMPILER_WRAPPER is None:
+    pytestmark = pytest.mark.skip(
+        reason="no source of Spack's compiler-wrapper to serve offline: no ../shared/spack/"
+               "compiler-wrapper beside the checkout, no OGRT_TEST_SPACK_COMPILER_WRAPPER")
 elif not _has_clingo(SPACK_PYTHON):
     pytestmark = pytest.mark.skip(
         reason=f"{SPACK_PYTHON} cannot import clingo, which Spack needs (pip install -e '.[test]')")
@@ -66,7 +70,6 @@ class Spack:
         self.tmp = tmp
         self.scope = tmp / "config"  # a command-line scope: overrides even `repos::`
         self.scope.mkdir()
-        self.offline_wrapper = False
         self.env = {k: v for k, v in os.environ.items()
                     if not k.startswith(("SPACK_USER", "SPACK_DISABLE", "OGRT_", "LD_PRELOAD"))}
         self.env.update(SPACK_USER_CONFIG_PATH=str(tmp / "user"),
@@ -87,12 +90,10 @@ def _write(path: Path, text: str) -> None:
     path.write_text(text)
 
 
-def _mirror_compiler_wrapper(spack: Spack) -> bool:
+def _mirror_compiler_wrapper(spack: Spack) -> None:
     """Serve COMPILER_WRAPPER's cc.sh as every compiler-wrapper version's source tarball in a
-    local mirror (content-addressed layout); True if configured."""
-    if not COMPILER_WRAPPER:
-        return False
-    src = Path(COMPILER_WRAPPER)
+    local mirror (content-addressed layout)."""
+    src = Path(str(COMPILER_WRAPPER))
     src = src.parent if src.name == "cc.sh" else src
     assert (src / "cc.sh").is_file(), f"{src}/cc.sh not found"
     script = spack.tmp / "wrapper_versions.py"
@@ -111,7 +112,6 @@ def _mirror_compiler_wrapper(spack: Spack) -> bool:
         with tarfile.open(dest, "w:gz") as tar:
             tar.add(src / "cc.sh", arcname=f"compiler-wrapper-{version}/cc.sh")
     _write(spack.scope / "mirrors.yaml", f"mirrors:\n  ogrt-test: file://{mirror}\n")
-    return True
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +136,7 @@ def spack(tmp_path_factory: pytest.TempPathFactory) -> Spack:
            "  build_jobs: 2\n")
     spack("compiler", "find", "--scope", "user")
     spack("external", "find", "--scope", "user", "--not-buildable", "gmake")
-    spack.offline_wrapper = _mirror_compiler_wrapper(spack)
+    _mirror_compiler_wrapper(spack)
     return spack
 
 
@@ -146,9 +146,8 @@ def installed(spack: Spack) -> tuple[Spack, Path]:
     src = spack.tmp / "src"
     shutil.copytree(REPO / "preload", src / "preload",
                     ignore=shutil.ignore_patterns("build", "*.o", "*.so", "*.tmp", "__pycache__"))
-    args = ["install", "--test=root", *(["--no-checksum"] if spack.offline_wrapper else []),
-            "ogrt@main", f"dev_path={src}", *VARIANTS]
-    spack(*args)
+    # --no-checksum: the mirrored compiler-wrapper tarballs are made here, not the released ones
+    spack("install", "--test=root", "--no-checksum", "ogrt@main", f"dev_path={src}", *VARIANTS)
     prefix = Path(spack("location", "--install-dir", "ogrt").stdout.strip())
     return spack, prefix
 
