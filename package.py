@@ -84,9 +84,11 @@ class Ogrt(MakefilePackage):
         elif _kind == "choice":
             variant(_name.lower(), default=_default, values=tuple(_bounds.split("|")),
                     multi=False, description=_description)
-        else:
-            variant(_name.lower(), default=_default or "none", values=_check(_kind, _bounds),
-                    multi=_kind == "envnames", description=_description)
+        else:  # `spack info` shows no values for a validator: the description names them
+            _valid = _check(_kind, _bounds)
+            variant(_name.lower(), default=_default or "none", values=_valid,
+                    multi=_kind == "envnames", description=f"{_description}; {_valid.__doc__}")
+            del _valid
     del _name, _kind, _default, _bounds, _description
 
     depends_on("c", type="build")
