@@ -46,6 +46,8 @@ demo: apt-deps venv preload
 cluster: apt-deps venv preload
 	@$(SHELL) demo/cluster-demo.sh
 
+# tests/deploy/test_spack.py runs the real Spack of ../shared/spack when it is beside the checkout
+# (with clingo from the venv), else it skips and says why.
 test: apt-deps venv preload
 	$(VENV)/bin/pytest
 

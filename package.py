@@ -18,24 +18,50 @@ except ImportError:  # Spack 0.2x: `from spack.package import *` provided it
     pass
 
 
-def _valid_port(value):
-    """Variant validator: an integer 1-65535."""
-    return bool(re.fullmatch(r"[0-9]{1,5}", str(value))) and 1 <= int(value) <= 65535
+# BEGIN settings: generated from preload/settings.tsv by `python3 preload/gensettings.py`
+# (make variable, kind, default, bounds, description): see preload/settings.tsv
+_SETTINGS = (
+    ('SERVER_HOST', 'host', 'localhost', '1..253', 'collector daemon address or name (names: /etc/hosts first; only others use the resolver)'),
+    ('SERVER_PORT', 'uint', '7971', '1..65535', 'collector daemon TCP/UDP port'),
+    ('JOBID_VAR', 'envname', 'SLURM_JOB_ID', '', 'environment variable holding the job id (PBS_JOBID, ...)'),
+    ('TRANSPORT', 'choice', 'tcp', 'tcp|udp', 'tcp: one short connection per record; udp: datagrams (records over 60,000 bytes are split into Fragment frames)'),
+    ('CONNECT_TIMEOUT_MS', 'uint', '50', '1..60000', 'bound of a TCP connect in ms (a LAN answers a SYN in well under 1 ms; a lost SYN is retried only after 1 s)'),
+    ('BACKOFF_SECONDS', 'uint', '60', '0..86400', "after a connect timeout, this user's processes on the node skip that server this long (0: never)"),
+    ('ENV_WHITELIST', 'envnames', '', '', 'environment variables sent with each process (empty: none)'),
+    ('SEND_CMDLINE', 'yesno', 'yes', '', "send each process's argv"),
+    ('FILTER_REGEXPS', 'regexps', '', '', "executables whose path matches one of these regexes are not tracked (':' inside [...] does not split)"),
+    ('ALLOW_SERVER_ENV', 'yesno', 'no', '', "let OGRT_SERVER=host:port or [v6addr]:port in a user's environment override the server"),
+)
+# END settings
 
 
-def _valid_timeout(value):
-    """Variant validator: a positive integer of milliseconds (at most one hour)."""
-    return bool(re.fullmatch(r"[0-9]{1,7}", str(value))) and 1 <= int(value) <= 3600000
-
-
-def _valid_host(value):
-    """Variant validator: a host name or an IPv4/IPv6 address."""
-    return bool(re.fullmatch(r"[A-Za-z0-9._:-]{1,253}", str(value)))
-
-
-def _valid_env_name(value):
-    """Variant validator: an environment variable name ("none" for no variable)."""
-    return bool(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(value)))
+def _check(kind, bounds):
+    """The variant value validator of one setting kind: the rules preload/genconfig.sh applies
+    to the make variable (a value it refuses is refused here, at concretization)."""
+    lo, _, hi = bounds.partition("..")
+    if kind == "uint":
+        def valid(value):
+            return bool(re.fullmatch(r"0|[1-9][0-9]*", str(value))) and int(lo) <= int(value) <= int(hi)
+        valid.__doc__ = f"a whole number {lo}..{hi}"
+    elif kind == "host":
+        def valid(value):
+            return bool(re.fullmatch(rf"[A-Za-z0-9.:_-]{{{lo},{hi}}}", str(value)))
+        valid.__doc__ = f"a host name, IPv4 or IPv6 address ({lo}..{hi} characters)"
+    elif kind in ("envname", "envnames"):
+        def valid(value):
+            return (kind == "envnames" and value == "none") or bool(
+                re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(value)))
+        valid.__doc__ = "environment variable names (none: no variable)" if kind == "envnames" \
+            else "an environment variable name"
+    elif kind == "regexps":
+        # Spack splits every variant value on ',' and re-quotes a value holding "'" in a way
+        # that doubles its backslashes: neither can pass through, control characters are refused.
+        def valid(value):
+            return bool(re.fullmatch(r"[^\x00-\x1f\x7f']+", str(value)))
+        valid.__doc__ = "':'-separated POSIX extended regexes without ',' or \"'\" (none: no filter)"
+    else:
+        raise ValueError(f"unknown kind {kind!r} of a setting")
+    return valid
 
 
 class Ogrt(MakefilePackage):
@@ -52,50 +78,18 @@ class Ogrt(MakefilePackage):
     version("main", branch="main")
     version("0.1.0", tag="v0.1.0")
 
-    variant(
-        "server_host",
-        default="localhost",
-        values=_valid_host,
-        description="Host name or address of the OGRT collector daemon",
-    )
-    variant(
-        "server_port",
-        default="7971",
-        values=_valid_port,
-        description="Port of the collector daemon (1-65535)",
-    )
-    variant(
-        "jobid_var",
-        default="SLURM_JOB_ID",
-        values=_valid_env_name,
-        description="Environment variable holding the batch job id",
-    )
-    variant(
-        "transport",
-        default="tcp",
-        values=("tcp", "udp"),
-        multi=False,
-        description="How records reach the collector",
-    )
-    variant(
-        "env_whitelist",
-        default="none",
-        values=_valid_env_name,
-        multi=True,
-        description="Environment variables reported with each process (none: no variable)",
-    )
-    variant("send_cmdline", default=True, description="Report full command lines (argv)")
-    variant(
-        "connect_timeout_ms",
-        default="50",
-        values=_valid_timeout,
-        description="Longest wait (ms) for the collector before a process goes on without it",
-    )
-    variant(
-        "allow_server_env",
-        default=False,
-        description="Let OGRT_SERVER in a user's environment override server_host/port",
-    )
+    for _name, _kind, _default, _bounds, _description in _SETTINGS:
+        if _kind == "yesno":
+            variant(_name.lower(), default=_default == "yes", description=_description)
+        elif _kind == "choice":
+            variant(_name.lower(), default=_default, values=tuple(_bounds.split("|")),
+                    multi=False, description=_description)
+        else:  # `spack info` shows no values for a validator: the description names them
+            _valid = _check(_kind, _bounds)
+            variant(_name.lower(), default=_default or "none", values=_valid,
+                    multi=_kind == "envnames", description=f"{_description}; {_valid.__doc__}")
+            del _valid
+    del _name, _kind, _default, _bounds, _description
 
     depends_on("c", type="build")
 
@@ -104,18 +98,17 @@ class Ogrt(MakefilePackage):
     @property
     def make_variables(self):
         """The preload Makefile's variables for this spec (the one place they are set)."""
-        spec = self.spec
-        whitelist = [v for v in spec.variants["env_whitelist"].value if v != "none"]
-        return [
-            f"SERVER_HOST={spec.variants['server_host'].value}",
-            f"SERVER_PORT={spec.variants['server_port'].value}",
-            f"JOBID_VAR={spec.variants['jobid_var'].value}",
-            f"TRANSPORT={spec.variants['transport'].value}",
-            f"ENV_WHITELIST={','.join(whitelist)}",
-            f"SEND_CMDLINE={'yes' if spec.satisfies('+send_cmdline') else 'no'}",
-            f"CONNECT_TIMEOUT_MS={spec.variants['connect_timeout_ms'].value}",
-            f"ALLOW_SERVER_ENV={'yes' if spec.satisfies('+allow_server_env') else 'no'}",
-        ]
+        result = []
+        for name, kind, _, _, _ in _SETTINGS:
+            value = self.spec.variants[name.lower()].value
+            if kind == "yesno":
+                value = "yes" if value else "no"
+            elif kind == "envnames":
+                value = ",".join(v for v in value if v != "none")
+            elif kind == "regexps" and value == "none":  # no filter
+                value = ""
+            result.append(f"{name}={value}")
+        return result
 
     @property
     def build_targets(self):
@@ -151,16 +144,11 @@ class Ogrt(MakefilePackage):
                     os.environ[name] = value
 
     def test_settings(self):
-        """OGRT_DEBUG_INFO=1 shows the settings compiled in from the variants"""
-        out = self._run_under_library("true", OGRT_DEBUG_INFO="1")
-        spec = self.spec
-        expected = [
-            f"OGRT server_host: {spec.variants['server_host'].value}",
-            f"OGRT server_port: {spec.variants['server_port'].value}",
-            f"OGRT jobid_var: {spec.variants['jobid_var'].value}",
-            f"OGRT transport: {spec.variants['transport'].value}",
-        ]
-        for line in expected:
+        """OGRT_DEBUG_INFO=1 shows every setting compiled in from the variants"""
+        out = self._run_under_library("true", OGRT_DEBUG_INFO="1").splitlines()
+        for assignment in self.make_variables:
+            name, _, value = assignment.partition("=")
+            line = f"OGRT {name.lower()}: {value}"
             assert line in out, f"'{line}' missing from OGRT_DEBUG_INFO output:\n{out}"
 
     def test_program_unchanged(self):

@@ -1,45 +1,83 @@
 #!/bin/sh
-# Validate the site settings (make variables) and write them as C definitions.
-# Usage: genconfig.sh OUT  (settings come from the environment, exported by the Makefile)
+# Check the site settings against settings.tsv (kind, default, bounds) and write them as C
+# definitions.
+# Usage: genconfig.sh OUT [NAME=value ...]
+#   A setting not given takes its default from settings.tsv; a name not in it is an error.
 # OUT is replaced only when its content changes, so a change of settings rebuilds the
 # library and an unchanged one does not.
-set -eu
+set -euf  # -f: no globbing of values split on ',' or '|'
+table=$(dirname "$0")/settings.tsv
 out=$1
+shift
+# the output is renamed over: never a device or anything else that is not a file
+if [ -e "$out" ] && [ ! -f "$out" ]; then echo "genconfig.sh: $out is not a regular file" >&2; exit 1; fi
 
 fail() { echo "preload/Makefile: bad $1='$2': $3" >&2; exit 1; }
 
-is_uint() { case $1 in ''|*[!0-9]*) return 1;; *) return 0;; esac; }
+is_uint() { case $1 in ''|*[!0-9]*|0?*) return 1;; *) return 0;; esac; }
 is_name() { case $1 in ''|[0-9]*|*[!A-Za-z0-9_]*) return 1;; *) return 0;; esac; }
-# C string literal body: escape backslash and double quote; refuse control characters.
-cstr() { printf '%s' "$1" | sed -e 's/\\/\\\\/g' -e 's/"/\\"/g'; }
 has_ctrl() { printf '%s' "$1" | LC_ALL=C grep -q '[[:cntrl:]]'; }
+# C string literal body: escape backslash and double quote.
+cstr() { printf '%s' "$1" | sed -e 's/\\/\\\\/g' -e 's/"/\\"/g'; }
 
-: "${SERVER_HOST:?}" "${SERVER_PORT:?}" "${JOBID_VAR:?}" "${TRANSPORT:?}" "${CONNECT_TIMEOUT_MS:?}"
-: "${SEND_CMDLINE:?}" "${ALLOW_SERVER_ENV:?}" "${BACKOFF_SECONDS:?}"
-ENV_WHITELIST=${ENV_WHITELIST-}
-FILTER_REGEXPS=${FILTER_REGEXPS-}
+known() { grep -q "^$1[[:space:]]" "$table"; }
 
-case $SERVER_HOST in *[!A-Za-z0-9.:_-]*) fail SERVER_HOST "$SERVER_HOST" "must be a host name, IPv4 or IPv6 address";; esac
-is_uint "$SERVER_PORT" || fail SERVER_PORT "$SERVER_PORT" "must be a number 1..65535"
-[ ${#SERVER_PORT} -le 5 ] && [ "$SERVER_PORT" -ge 1 ] && [ "$SERVER_PORT" -le 65535 ] \
-  || fail SERVER_PORT "$SERVER_PORT" "must be a number 1..65535"
-is_name "$JOBID_VAR" || fail JOBID_VAR "$JOBID_VAR" "must be an environment variable name"
-case $TRANSPORT in tcp) udp=0;; udp) udp=1;; *) fail TRANSPORT "$TRANSPORT" "must be tcp or udp";; esac
-is_uint "$CONNECT_TIMEOUT_MS" && [ ${#CONNECT_TIMEOUT_MS} -le 6 ] && [ "$CONNECT_TIMEOUT_MS" -ge 1 ] \
-  && [ "$CONNECT_TIMEOUT_MS" -le 60000 ] || fail CONNECT_TIMEOUT_MS "$CONNECT_TIMEOUT_MS" "must be 1..60000"
-is_uint "$BACKOFF_SECONDS" && [ ${#BACKOFF_SECONDS} -le 6 ] && [ "$BACKOFF_SECONDS" -le 86400 ] \
-  || fail BACKOFF_SECONDS "$BACKOFF_SECONDS" "must be 0..86400"
-case $SEND_CMDLINE in yes) cmd=1;; no) cmd=0;; *) fail SEND_CMDLINE "$SEND_CMDLINE" "must be yes or no";; esac
-case $ALLOW_SERVER_ENV in yes) senv=1;; no) senv=0;; *) fail ALLOW_SERVER_ENV "$ALLOW_SERVER_ENV" "must be yes or no";; esac
+# check NAME KIND BOUNDS VALUE: the value rules of each kind (package.py's _check mirrors them)
+check() {
+  lo=${3%%..*} hi=${3##*..}
+  case $2 in
+    uint)
+      is_uint "$4" && [ ${#4} -le ${#hi} ] && [ "$4" -ge "$lo" ] && [ "$4" -le "$hi" ] \
+        || fail "$1" "$4" "must be a whole number $lo..$hi" ;;
+    host)
+      case $4 in *[!A-Za-z0-9.:_-]*) fail "$1" "$4" "must be a host name, IPv4 or IPv6 address";; esac
+      [ ${#4} -ge "$lo" ] && [ ${#4} -le "$hi" ] || fail "$1" "$4" "must be $lo..$hi characters long" ;;
+    envname)
+      is_name "$4" || fail "$1" "$4" "must be an environment variable name" ;;
+    envnames)
+      oldifs=$IFS; IFS=,
+      for item in $4; do
+        is_name "$item" || fail "$1" "$4" "'$item' is not an environment variable name"
+      done
+      IFS=$oldifs ;;
+    choice)
+      oldifs=$IFS; IFS='|'; ok=no
+      for item in $3; do [ "$4" = "$item" ] && ok=yes; done
+      IFS=$oldifs
+      [ $ok = yes ] || fail "$1" "$4" "must be one of $3" ;;
+    yesno)
+      case $4 in yes|no) ;; *) fail "$1" "$4" "must be yes or no";; esac ;;
+    regexps)
+      ! has_ctrl "$4" || fail "$1" "$4" "control characters are not allowed" ;;
+    *)
+      echo "$table: unknown kind '$2' of $1" >&2; exit 1 ;;
+  esac
+}
 
+# The settings given, as given_NAME variables (the value is never evaluated as code).
+for arg; do
+  name=${arg%%=*}
+  case $arg in *=*) ;; *) echo "genconfig.sh: expected NAME=value, got '$arg'" >&2; exit 1;; esac
+  is_name "$name" && known "$name" || { echo "preload/Makefile: unknown setting $name" >&2; exit 1; }
+  eval "given_$name=\${arg#*=}"
+done
+
+# Every setting: the given value or the default, checked, then set as a shell variable NAME.
+while read -r name kind default bounds desc; do
+  case $name in ''|'#'*) continue;; esac
+  [ "$default" = - ] && default=
+  eval "value=\${given_$name-\$default}"
+  check "$name" "$kind" "$bounds" "$value"
+  eval "$name=\$value"
+done < "$table"
+
+case $TRANSPORT in udp) udp=1;; *) udp=0;; esac
+case $SEND_CMDLINE in yes) cmd=1;; *) cmd=0;; esac
+case $ALLOW_SERVER_ENV in yes) senv=1;; *) senv=0;; esac
 wl_init=""
 oldifs=$IFS; IFS=,
-for name in $ENV_WHITELIST; do
-  is_name "$name" || fail ENV_WHITELIST "$ENV_WHITELIST" "'$name' is not an environment variable name"
-  wl_init="$wl_init\"$name\", "
-done
+for item in $ENV_WHITELIST; do wl_init="$wl_init\"$item\", "; done
 IFS=$oldifs
-has_ctrl "$FILTER_REGEXPS" && fail FILTER_REGEXPS "$FILTER_REGEXPS" "control characters are not allowed"
 
 tmp=$out.tmp.$$
 cat > "$tmp" <<EOC

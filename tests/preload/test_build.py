@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.fixtures.preload import PRELOAD_DIR, FrameReceiver, make_preload, preload_env
+from tests.fixtures.preload import PRELOAD_DIR, FrameReceiver, gensettings, make_preload, preload_env
 
 
 def test_ldd_lists_only_libc_loader_and_vdso(preload_lib: Path) -> None:
@@ -35,6 +36,8 @@ def test_no_dynamic_symbol_defined(preload_lib: Path) -> None:
     ("SEND_CMDLINE", "maybe"), ("ALLOW_SERVER_ENV", "perhaps"), ("CONNECT_TIMEOUT_MS", "0"),
     ("CONNECT_TIMEOUT_MS", "1e3"), ("BACKOFF_SECONDS", "-1"), ("ENV_WHITELIST", "HOME,1BAD"),
     ("JOBID_VAR", "SLURM-JOB"), ("SERVER_HOST", "a b"), ("SERVER_HOST", ""), ("FILTER_REGEXPS", "^/ok$:^/bad("),
+    ("CONNECT_TIMEOUT_MS", "60001"), ("BACKOFF_SECONDS", "86401"), ("SERVER_PORT", "07971"),
+    ("SERVER_HOST", "h" * 254), ("ENV_WHITELIST", "HOME,*"), ("TRANSPORT", "tcp|udp"),
 ])
 def test_bad_value_fails_the_build_naming_it(tmp_path: Path, var: str, value: str) -> None:
     proc = make_preload(tmp_path, **{var: value})
@@ -59,6 +62,52 @@ def test_site_settings_in_debug_info(build_preload: Callable[..., Path]) -> None
     assert expected <= lines, proc.stderr
     env.pop("OGRT_DEBUG_INFO")
     assert subprocess.run(["/bin/true"], env=env, capture_output=True, timeout=30).stderr == b""
+
+
+def test_values_at_the_bounds_are_accepted(build_preload: Callable[..., Path], tmp_path: Path) -> None:
+    edges = {"SERVER_HOST": "h" * 253, "SERVER_PORT": "65535", "CONNECT_TIMEOUT_MS": "60000",
+             "BACKOFF_SECONDS": "86400"}
+    env = dict(os.environ, LD_PRELOAD=str(build_preload(**edges)), OGRT_DEBUG_INFO="1")
+    lines = subprocess.run(["/bin/true"], env=env, capture_output=True, text=True,
+                           timeout=30).stderr.splitlines()
+    assert {f"OGRT {k.lower()}: {v}" for k, v in edges.items()} <= set(lines), lines
+    config = PRELOAD_DIR / "genconfig.sh"
+    for value in ("0", "1"):
+        # never /dev/null as the output: genconfig.sh writes a temp file and renames it over
+        # the output, which as root replaces the device with a regular file
+        out = tmp_path / f"config-{value}.h"
+        proc = subprocess.run([config, out, f"BACKOFF_SECONDS={value}"], capture_output=True)
+        assert proc.returncode == 0, proc.stderr
+        assert f"#define OGRT_CFG_BACKOFF_SECONDS {value}\n" in out.read_text()
+
+
+def test_unknown_setting_is_refused(tmp_path: Path) -> None:
+    proc = subprocess.run([PRELOAD_DIR / "genconfig.sh", tmp_path / "config.h", "SERVER_PROT=1"],
+                          capture_output=True, text=True)
+    assert proc.returncode != 0 and "unknown setting SERVER_PROT" in proc.stderr
+    assert not (tmp_path / "config.h").exists()
+
+
+def test_generated_parts_follow_the_settings_table(tmp_path: Path) -> None:
+    """package.py's _SETTINGS and README's tables are what gensettings.py makes of settings.tsv;
+    a bound changed in the table alone makes the check fail and name the command to run."""
+    tool = [sys.executable, str(PRELOAD_DIR / "gensettings.py")]
+    proc = subprocess.run([*tool, "--check"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for name in ("package.py", "README.md", "preload/settings.tsv"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text((PRELOAD_DIR.parent / name).read_text())
+    table = tmp_path / "preload" / "settings.tsv"
+    table.write_text(table.read_text().replace(" 1..60000 ", " 1..3600000 "))
+    stale = subprocess.run([*tool, "--check", "--root", str(tmp_path)], capture_output=True, text=True)
+    assert stale.returncode == 1
+    assert "package.py is stale" in stale.stdout and "README.md is stale" in stale.stdout
+    assert "run `python3 preload/gensettings.py`" in stale.stdout
+    assert subprocess.run([*tool, "--root", str(tmp_path)], capture_output=True).returncode == 0
+    assert "'1..3600000'" in (tmp_path / "package.py").read_text()
+    assert subprocess.run([*tool, "--check", "--root", str(tmp_path)]).returncode == 0
+    settings = gensettings().read_table(table)
+    assert [s.name for s in settings][:3] == ["SERVER_HOST", "SERVER_PORT", "JOBID_VAR"]
 
 
 def test_compiled_in_server_used_and_server_env_ignored(build_preload: Callable[..., Path],
@@ -122,3 +171,11 @@ def test_install_and_check(tmp_path: Path) -> None:
                            capture_output=True, text=True, timeout=300)
     assert check.returncode == 0, check.stderr
     assert "OGRT server_host: localhost" in check.stdout and "self-check passed" in check.stdout
+
+
+def test_output_that_is_not_a_file_is_refused(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    proc = subprocess.run([PRELOAD_DIR / "genconfig.sh", fifo], capture_output=True, text=True, timeout=30)
+    assert proc.returncode != 0 and "not a regular file" in proc.stderr
+    assert fifo.is_fifo() and not list(tmp_path.glob("fifo.tmp.*"))
