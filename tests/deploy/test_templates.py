@@ -89,7 +89,7 @@ def test_every_daemon_key_is_settable(tmp_path: Path) -> None:
         assert (list(got) if key == "transports" else got) == value, key
     assert loaded.server.state_dir == tmp_path / "state"
     assert loaded.metrics.address == ("127.0.0.1", 9999)
-    assert loaded.spool_max_bytes == 12345
+    assert loaded.spool.max_bytes == 12345
     assert [(o.name, o.type) for o in loaded.outputs] == [("lines", "jsonl")]
 
 
