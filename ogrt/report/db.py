@@ -147,7 +147,7 @@ def open_sqlite(path: str) -> ReportDB:
 
 def _check_version(versions: list[int], where: str, conn: Any) -> None:
     """Reports read the schema the outputs write (SCHEMA_VERSION); refuse any other."""
-    from ogrt.outputs.sqlite import SCHEMA_VERSION
+    from ogrt.sql.schema import SCHEMA_VERSION
 
     if versions == [SCHEMA_VERSION]:
         return
