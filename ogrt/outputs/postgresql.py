@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # psycopg costs ~23 MB per process: imported only where a pos
 from ogrt.outputs import options as opt
 from ogrt.outputs.sqlbase import Row, SqlOutput
 from ogrt.sql.schema import (PG_COPY_STAGE, PG_STAGING, PG_UPSERT_PROCESSES, KeyTable, SetTable,
-                             pg_insert, pg_lookup)
+                             create_schema, pg_insert, pg_lookup)
 
 MIGRATE_LOCK = 0x4F47_5254_0001  # pg_advisory_xact_lock key ("OGRT" 1)
 
@@ -65,7 +65,7 @@ class PostgresOutput(SqlOutput):
         try:
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK,))
-                self._create_schema(conn)
+                create_schema(conn.execute, self.type_name)
             with conn.transaction():
                 conn.execute(PG_STAGING)
         except BaseException:

@@ -49,7 +49,7 @@ class SqlOutput(Output):
     # -- the dialect -----------------------------------------------------------------
     @abc.abstractmethod
     def _connect(self) -> Any:
-        """A new connection with the schema created or checked (`_create_schema`)."""
+        """A new connection with the schema created or checked (schema.create_schema)."""
 
     @abc.abstractmethod
     def _driver_error(self) -> type[Exception]:
@@ -90,9 +90,6 @@ class SqlOutput(Output):
             raise OutputError(f"{self.type_name} {self.where}: {e}") from e
         except (self._driver_error(), OSError) as e:
             raise OutputError(f"{self.type_name} {self.where}: cannot connect or set up: {e}") from e
-
-    def _create_schema(self, conn: Any) -> None:
-        schema.create_schema(conn.execute, self.type_name)
 
     def write(self, records: Sequence[dict[str, Any]]) -> None:
         if not records:

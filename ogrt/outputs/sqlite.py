@@ -24,7 +24,7 @@ from typing import Any
 from ogrt.outputs import options as opt
 from ogrt.outputs.sqlbase import Row, SqlOutput
 from ogrt.sql.schema import (SQLITE_UPSERT_END, SQLITE_UPSERT_PROCESS, KeyTable, SetTable,
-                             sqlite_insert, sqlite_lookup)
+                             create_schema, sqlite_insert, sqlite_lookup)
 
 _CHUNK = 500  # host parameters per IN (...) lookup
 # errors caused by the records themselves (not by the database being unavailable)
@@ -64,7 +64,7 @@ class SqliteOutput(SqlOutput):
             conn.execute("PRAGMA foreign_keys = OFF")
             conn.execute("BEGIN IMMEDIATE")
             try:
-                self._create_schema(conn)
+                create_schema(conn.execute, self.type_name)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
