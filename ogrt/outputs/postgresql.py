@@ -14,7 +14,7 @@ spools the batch and retries); the next write reconnects.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -101,17 +101,17 @@ class PostgresOutput(SqlOutput):
     def _insert_keys(self, table: KeyTable, keys: list[tuple[Any, ...]]) -> list[Sequence[Any]]:
         assert self.conn is not None
         cur = self.conn.cursor()
-        columns = [list(c) for c in zip(*keys)]
+        columns = [[k[i] for k in keys] for i in range(len(table.key))]
         cur.execute(pg_insert(table.name, table.key, table.pg_types), columns)
         cur.execute(pg_lookup(table), columns)
         return cur.fetchall()
 
-    def _insert_members(self, table: SetTable, pairs: list[tuple[int, int]]) -> None:
+    def _insert_members(self, table: SetTable, set_ids: list[int], member_ids: list[int]) -> None:
         assert self.conn is not None
         self.conn.execute(pg_insert(table.members, table.columns, ("bigint", "bigint")),
-                          [list(c) for c in zip(*pairs)])
+                          (set_ids, member_ids))
 
-    def _write_processes(self, with_start: list[Row], end_only: list[Row]) -> None:
+    def _write_processes(self, with_start: Iterable[Row], end_only: Iterable[Row]) -> None:
         assert self.conn is not None
         cur = self.conn.cursor()
         with cur.copy(PG_COPY_STAGE) as cp:

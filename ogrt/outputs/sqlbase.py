@@ -17,12 +17,13 @@ the database is unavailable: OutputError, the runner spools the batch and retrie
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, suppress
 from typing import Any
 
 from ogrt.outputs.base import Output, OutputError
-from ogrt.outputs.sqlrecords import IdCache, ProcessRow, SetMembers, SetResolver, merge, row_values
+from ogrt.outputs.sqlrecords import (IdCache, ProcessRow, RowSets, SetMembers, SetResolver, merge,
+                                    row_values)
 from ogrt.sql import schema
 from ogrt.sql.schema import KeyTable, SchemaVersionError, SetTable
 
@@ -70,13 +71,13 @@ class SqlOutput(Output):
         (id, *key) of each."""
 
     @abc.abstractmethod
-    def _insert_members(self, table: SetTable, pairs: list[tuple[int, int]]) -> None:
-        """Insert these (set id, member id) rows unless there."""
+    def _insert_members(self, table: SetTable, set_ids: list[int], member_ids: list[int]) -> None:
+        """Insert the rows (set_ids[i], member_ids[i]) unless there."""
 
     @abc.abstractmethod
-    def _write_processes(self, with_start: list[Row], end_only: list[Row]) -> None:
+    def _write_processes(self, with_start: Iterable[Row], end_only: Iterable[Row]) -> None:
         """Upsert the process rows: those with their start record in the batch, and those
-        with only their end record."""
+        with only their end record (each iterable read once)."""
 
     def _connected(self) -> bool:
         return self.conn is not None
@@ -117,18 +118,24 @@ class SqlOutput(Output):
         digests, libsets, modsets = sets.resolve(rows)
         self._set_ids(schema.LIBSETS, self.libsets, libsets)
         self._set_ids(schema.MODSETS, self.modsets, modsets)
+        self._write_processes(self._row_tuples(rows, digests, True),
+                              self._row_tuples(rows, digests, False))
+
+    def _row_tuples(self, rows: list[ProcessRow], digests: list[RowSets],
+                    with_start: bool) -> Iterator[Row]:
+        """The row tuples of the processes whose start record is (with_start) or is not in
+        the batch, made one at a time as the dialect writes them (a list of them all would
+        keep a batch of tuples alive for the garbage collector to traverse)."""
         exe_ids, ls_ids, ms_ids = self.exes.ids, self.libsets.ids, self.modsets.ids
         pick = row_values
-        with_start: list[Row] = []
-        end_only: list[Row] = []
         for r, (start, late, mods) in zip(rows, digests):
-            k = r.exe_key
-            (with_start if r.has_start else end_only).append(pick(r.values) + (
-                exe_ids[k] if k else None,
-                ls_ids[start] if start else None,
-                ls_ids[late] if late else None,
-                ms_ids[mods] if mods else None))
-        self._write_processes(with_start, end_only)
+            if r.has_start is with_start:
+                k = r.exe_key
+                yield pick(r.values) + (
+                    exe_ids[k] if k else None,
+                    ls_ids[start] if start else None,
+                    ls_ids[late] if late else None,
+                    ms_ids[mods] if mods else None)
 
     def _ids(self, table: KeyTable, cache: IdCache, keys: Iterable[Any]) -> None:
         """Make sure every key has a row in `table` and a cached id. A key of one column
@@ -151,8 +158,9 @@ class SqlOutput(Output):
         if not missing:
             return
         self._ids(table.sets, cache, missing)
-        ids = cache.ids
-        self._insert_members(table, [(ids[d], m) for d in missing for m in sets[d]])
+        ids = cache.ids  # two columns, not a tuple per member: fewer objects to collect
+        self._insert_members(table, [ids[d] for d in missing for _ in sets[d]],
+                             [m for d in missing for m in sets[d]])
 
     def close(self) -> None:
         conn, self.conn = self.conn, None

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -130,14 +130,12 @@ class SqliteOutput(SqlOutput):
                 if row[1:] in want:
                     yield row
 
-    def _insert_members(self, table: SetTable, pairs: list[tuple[int, int]]) -> None:
+    def _insert_members(self, table: SetTable, set_ids: list[int], member_ids: list[int]) -> None:
         assert self.conn is not None
-        self.conn.executemany(sqlite_insert(table.members, table.columns), pairs)
+        self.conn.executemany(sqlite_insert(table.members, table.columns), zip(set_ids, member_ids))
 
-    def _write_processes(self, with_start: list[Row], end_only: list[Row]) -> None:
+    def _write_processes(self, with_start: Iterable[Row], end_only: Iterable[Row]) -> None:
         assert self.conn is not None
         cur = self.conn.cursor()
-        if with_start:
-            cur.executemany(SQLITE_UPSERT_PROCESS, with_start)
-        if end_only:
-            cur.executemany(SQLITE_UPSERT_END, end_only)
+        cur.executemany(SQLITE_UPSERT_PROCESS, with_start)
+        cur.executemany(SQLITE_UPSERT_END, end_only)
