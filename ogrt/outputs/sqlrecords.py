@@ -1,4 +1,4 @@
-"""Record dicts → rows of the normalized SQL schema (ogrt/sql/*.sql), for sqlite and postgresql.
+"""Record dicts → rows of the SQL schema (ogrt/sql/schema.py), for sqlite and postgresql.
 
 A process is one `processes` row filled by its start record and its end record, which may
 arrive in any order, in the same batch or not, and more than once (a replayed spool batch).
@@ -20,51 +20,43 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Sequence
 from hashlib import blake2b
+from operator import itemgetter
 from typing import Any
 
 import orjson
 
 from ogrt.record import libs_key
+from ogrt.sql.schema import END_COLUMNS, PROCESS_COLUMNS, RECORD_COLUMNS, START_COLUMNS
 
-#: `processes` columns written from records, in the order of ProcessRow.values
-#: ("exe_path" and "exe_signature" become executable_id in the backend)
-COLUMNS: tuple[str, ...] = (
-    "uuid", "host", "peer", "job_id", "pid", "ppid", "uid", "gid", "username",
-    "exe_path", "exe_signature", "args", "cwd", "env", "rank", "start_time", "end_time",
-    "exit_status", "duration", "utime", "stime", "maxrss_kb", "minflt", "majflt",
-    "inblock", "oublock", "nvcsw", "nivcsw",
-)
-IDX = {c: i for i, c in enumerate(COLUMNS)}
-#: the processes columns themselves (exe_* replaced by executable_id)
-TABLE_COLUMNS: tuple[str, ...] = tuple(
-    c for c in COLUMNS if c not in ("exe_path", "exe_signature")) + ("executable_id",)
-
-_START = {  # column: record key
-    "host": "host", "peer": "peer", "job_id": "job_id", "pid": "pid", "ppid": "ppid",
-    "uid": "uid", "gid": "gid", "username": "user", "exe_path": "exe", "cwd": "cwd",
-    "rank": "rank", "start_time": "time",
-}
-_END = {
-    "host": "host", "peer": "peer", "job_id": "job_id", "pid": "pid", "uid": "uid",
-    "username": "user", "end_time": "time", "start_time": "start_time",
-    "exit_status": "exit_status", "duration": "duration", "utime": "utime", "stime": "stime",
-    "maxrss_kb": "maxrss_kb", "minflt": "minflt", "majflt": "majflt", "inblock": "inblock",
-    "oublock": "oublock", "nvcsw": "nvcsw", "nivcsw": "nivcsw",
-}
-#: the processes columns an end record fills
-END_COLUMNS: tuple[str, ...] = tuple(_END)
+IDX = {c: i for i, c in enumerate(RECORD_COLUMNS)}
+#: the record key of a column where it is not the column's name (exe_signature, args and
+#: env: merge() fills them from the start record)
+_START_KEY: dict[str, str | None] = {"uuid": "id", "username": "user", "exe_path": "exe",
+                                     "start_time": "time", "exe_signature": None, "args": None,
+                                     "env": None}
+_END_KEY: dict[str, str | None] = {"uuid": "id", "username": "user", "end_time": "time"}
 _NONE = "\0no such key"  # a key no record has: rec.get() gives None
-#: per column, the record key that fills it (uuid: "id"): one map(rec.get, ...) per record
-_START_KEYS = ["id"] + [_START.get(c, _NONE) for c in COLUMNS[1:]]
-_END_KEYS = ["id"] + [_END.get(c, _NONE) for c in COLUMNS[1:]]
+
+
+def _record_keys(columns: tuple[str, ...], renamed: dict[str, str | None]) -> list[str]:
+    """Per column of RECORD_COLUMNS, the record key that fills it: one map(rec.get, ...)
+    per record."""
+    return [(renamed.get(c, c) or _NONE) if c in columns else _NONE for c in RECORD_COLUMNS]
+
+
+_START_KEYS = _record_keys(("uuid",) + START_COLUMNS, _START_KEY)
+_END_KEYS = _record_keys(("uuid",) + END_COLUMNS, _END_KEY)
 _I_EXE_PATH, _I_EXE_SIG = IDX["exe_path"], IDX["exe_signature"]
 _I_ARGS, _I_ENV = IDX["args"], IDX["env"]
-#: the columns only an end record fills: one contiguous block of COLUMNS
-_END_ONLY = [i for i, c in enumerate(COLUMNS) if c in _END and c not in _START and c != "uuid"]
+#: the columns only an end record fills: one contiguous block of RECORD_COLUMNS
+_END_ONLY = [i for i, c in enumerate(RECORD_COLUMNS) if c not in START_COLUMNS and c != "uuid"]
 _END_BLOCK = slice(_END_ONLY[0], _END_ONLY[-1] + 1)
 assert _END_ONLY == list(range(_END_BLOCK.start, _END_BLOCK.stop))
 #: the columns both records fill (uuid aside)
-_SHARED = [i for i, c in enumerate(COLUMNS) if c in _END and c in _START]
+_SHARED = [i for i, c in enumerate(RECORD_COLUMNS) if c in END_COLUMNS and c in START_COLUMNS]
+#: ProcessRow.values -> the tuple of its PROCESS_COLUMNS values (at C speed); the outputs
+#: append the ID_COLUMNS
+row_values = itemgetter(*(IDX[c] for c in PROCESS_COLUMNS if c in IDX))
 
 #: the key of a list of library dicts: (paths, signatures), see ogrt.record.libs_key
 LibsKey = tuple[tuple[str, ...], tuple[Any, ...]]

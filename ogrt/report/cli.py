@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from ogrt.report import jobtree, queries
-from ogrt.report.db import ReportDB, ReportError, default_sqlite_path, open_db
+from ogrt.config import default_state_dir
+from ogrt.report.db import ReportDB, ReportError, open_db
 from ogrt.report.render import render
 from ogrt.report.timespec import TimeSpecError, parse_time
 
@@ -16,8 +17,9 @@ DEFAULT_TOP = 20
 _EPILOG = """\
 times: --since/--until take 90s, 30m, 12h, 7d, 2w (ago) or ISO 2026-11-25[T12:00[:00]][Z|+01:00];
 times without an offset are UTC; --until is exclusive. Both apply to the process start time.
-database: --db PATH (SQLite) or --db postgresql://..., else --config's first sqlite/postgresql
-output, else the daemon's default SQLite file ({default})."""
+database: --db PATH (SQLite) or --db postgresql://...; else the output the daemon writes with
+--config FILE: its first sqlite/postgresql output, or --output NAME; without --config, the
+daemon's default SQLite output in its state directory ({default})."""
 
 
 def _add_common(p: argparse.ArgumentParser, top: bool = True, suppress: bool = False) -> None:
@@ -30,7 +32,10 @@ def _add_common(p: argparse.ArgumentParser, top: bool = True, suppress: bool = F
     g = p.add_argument_group("database")
     g.add_argument("--db", metavar="PATH|URL", default=d(None), help="SQLite file or postgresql:// URL")
     g.add_argument("--config", metavar="PATH", default=d(None),
-                   help="ogrt.conf: report from its first SQL output")
+                   help="ogrt.conf: report from the SQL output the daemon writes")
+    g.add_argument("--output", metavar="NAME", default=d(None),
+                   help="the sqlite/postgresql output [outputs.NAME] to report from "
+                        "(default: the first)")
     f = p.add_argument_group("filters")
     f.add_argument("--since", metavar="TIME", default=d(None), help="processes started at or after TIME")
     f.add_argument("--until", metavar="TIME", default=d(None), help="processes started before TIME")
@@ -53,7 +58,7 @@ def _common(top: bool = True) -> argparse.ArgumentParser:
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register `report` and its reports on the `ogrt` command's subparsers."""
-    epilog = _EPILOG.format(default=default_sqlite_path())
+    epilog = _EPILOG.format(default=default_state_dir())
     report = subparsers.add_parser(
         "report", help="answer questions from the recorded processes",
         description="Reports over the SQLite (default) or PostgreSQL output of ogrt server.",
@@ -158,7 +163,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     report chosen by `args.report_func`, print. Returns the exit code."""
     out = out or sys.stdout
     try:
-        with open_db(args.db, args.config) as db:
+        with open_db(args.db, args.config, args.output) as db:
             args.report_func(db, args, out)
     except ReportError as exc:
         print(f"ogrt report: {exc}", file=sys.stderr)

@@ -7,28 +7,15 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
+from ogrt.config import ConfigError, OutputConfig, load_config
 from ogrt.report.timespec import to_rfc3339
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
-
-#: where `ogrt server` keeps its SQLite database when run without a config
-#: ([server] state_dir default + the sqlite output's default file name)
-DEFAULT_STATE_DIR = "/var/lib/ogrt"
-DEFAULT_SQLITE_NAME = "ogrt.sqlite"
-
-#: keys a postgresql output may use for its connection string, in order of preference
-_PG_KEYS = ("dsn", "conninfo", "url", "uri")
+from ogrt.sql.schema import DIALECTS, SCHEMA_VERSION, VERSION_QUERY
 
 
 class ReportError(Exception):
@@ -113,19 +100,6 @@ class ReportDB:
         self.close()
 
 
-def default_state_dir() -> str:
-    """The daemon's default state directory (/var/lib/ogrt, or the XDG fallback)."""
-    try:
-        from ogrt.config import default_state_dir as server_default
-    except ImportError:  # pragma: no cover - the daemon's config module is part of the package
-        return DEFAULT_STATE_DIR
-    return str(server_default())
-
-
-def default_sqlite_path() -> str:
-    return str(Path(default_state_dir()) / DEFAULT_SQLITE_NAME)
-
-
 def open_sqlite(path: str) -> ReportDB:
     if not os.path.exists(path):
         raise ReportError(f"no OGRT database at {path} (use --db PATH or --config PATH)")
@@ -133,8 +107,7 @@ def open_sqlite(path: str) -> ReportDB:
         # mode=rw: never create a file; a write-protected file still opens read-only
         conn = sqlite3.connect(f"file:{_uri_path(path)}?mode=rw", uri=True, timeout=30)
         conn.execute("PRAGMA query_only = ON")
-        conn.execute("SELECT 1 FROM processes LIMIT 1").fetchall()
-        versions = [v for (v,) in conn.execute("SELECT version FROM schema_version")]
+        versions = _versions(conn)
     except sqlite3.Error as exc:
         text = str(exc)
         if "not a database" in text or "no such table" in text:
@@ -145,10 +118,14 @@ def open_sqlite(path: str) -> ReportDB:
     return ReportDB(conn, Dialect("sqlite"), path)
 
 
+def _versions(conn: Any) -> list[int]:
+    """The schema versions a database holds (an error when it has no OGRT tables)."""
+    conn.execute("SELECT 1 FROM processes LIMIT 1").fetchall()
+    return [v for (v,) in conn.execute(VERSION_QUERY)]
+
+
 def _check_version(versions: list[int], where: str, conn: Any) -> None:
     """Reports read the schema the outputs write (SCHEMA_VERSION); refuse any other."""
-    from ogrt.outputs.sqlite import SCHEMA_VERSION
-
     if versions == [SCHEMA_VERSION]:
         return
     conn.close()
@@ -185,48 +162,46 @@ def open_postgresql(dsn: str) -> ReportDB:
         conn.execute("SET default_transaction_read_only = on")  # reports never write
         # reports are one-off scans: compiling them (JIT) costs more than it saves
         conn.execute("SET jit = off")
-        conn.execute("SELECT 1 FROM processes LIMIT 1").fetchall()
-        versions = [v for (v,) in conn.execute("SELECT version FROM schema_version")]
+        versions = _versions(conn)
     except psycopg.Error as exc:
         raise ReportError(f"{_redact(dsn)}: {exc}".strip()) from exc
     _check_version(versions, _redact(dsn), conn)
     return ReportDB(conn, Dialect("postgresql"), _redact(dsn))
 
 
-def target_from_config(path: str) -> str:
-    """The first sqlite or postgresql output of an ogrt.conf, as a --db value."""
+def sql_output(config: str | None, name: str | None = None) -> OutputConfig:
+    """The SQL output of an ogrt.conf (read as the daemon reads it; None: the daemon's
+    defaults) that reports read: the one named `name`, else the first sqlite or postgresql
+    output."""
     try:
-        with open(path, "rb") as fh:
-            config = tomllib.load(fh)
-    except OSError as exc:
-        raise ReportError(f"cannot read config {path}: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ReportError(f"{path}: not valid TOML: {exc}") from exc
-    server = config.get("server", {})
-    state_dir = str(server.get("state_dir") or default_state_dir()) if isinstance(server, Mapping) else default_state_dir()
-    outputs: Mapping[str, Any] = config.get("outputs", {}) or {}
-    if not outputs:
-        # no outputs configured: the daemon writes its embedded default
-        return str(Path(state_dir) / DEFAULT_SQLITE_NAME)
-    for name, options in outputs.items():
-        if not isinstance(options, Mapping):
-            continue
-        kind = options.get("type")
-        if kind == "sqlite":
-            return str(options.get("path") or Path(state_dir) / DEFAULT_SQLITE_NAME)
-        if kind == "postgresql":
-            for key in _PG_KEYS:
-                if options.get(key):
-                    return str(options[key])
-            raise ReportError(f"{path}: outputs.{name} has no connection string ({'/'.join(_PG_KEYS)})")
-    raise ReportError(f"{path}: no sqlite or postgresql output to report from")
+        cfg = load_config(config)
+    except ConfigError as exc:
+        raise ReportError(f"config error: {exc}") from None
+    where = config or "the default config"
+    sql = [o for o in cfg.outputs if o.type in DIALECTS]
+    listed = ", ".join(f"{o.name} ({o.type})" for o in cfg.outputs)
+    if name is None:
+        if not sql:
+            raise ReportError(f"{where}: no sqlite or postgresql output to report from "
+                              f"(outputs: {listed})")
+        return sql[0]
+    for o in cfg.outputs:
+        if o.name == name:
+            if o.type not in DIALECTS:
+                raise ReportError(f"{where}: output {name} is a {o.type} output; reports read "
+                                  f"an sqlite or postgresql output (outputs: {listed})")
+            return o
+    raise ReportError(f"{where}: no output named {name} (outputs: {listed})")
 
 
-def open_db(db: str | None = None, config: str | None = None) -> ReportDB:
-    """--db wins, then --config's first SQL output, then the daemon's default SQLite file."""
-    target = db or (target_from_config(config) if config else default_sqlite_path())
-    if target.startswith(("postgresql://", "postgres://")) or (
-        "=" in target and not os.path.exists(target)
-    ):
-        return open_postgresql(target)
-    return open_sqlite(target)
+def open_db(db: str | None = None, config: str | None = None, output: str | None = None) -> ReportDB:
+    """--db wins; else the SQL output of --config (--output NAME, or its first), or of the
+    daemon's defaults (its SQLite file in the state directory)."""
+    if db is None:
+        out = sql_output(config, output)
+        if out.type == "postgresql":
+            return open_postgresql(out.options["dsn"])
+        return open_sqlite(out.options["path"])
+    if db.startswith(("postgresql://", "postgres://")) or ("=" in db and not os.path.exists(db)):
+        return open_postgresql(db)
+    return open_sqlite(db)

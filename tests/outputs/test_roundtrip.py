@@ -179,6 +179,27 @@ def test_sqlite_refuses_an_older_schema(tmp_path):
     conn.close()
 
 
+def test_sqlite_write_lock_held_too_long_is_unavailable_not_refused(tmp_path):
+    """Another writer holding the write lock past busy_timeout: OutputError (the runner
+    spools the batch and retries it), not an error that would reject the records."""
+    db = tmp_path / "locked.db"
+    out = make("sqlite", path=str(db), busy_timeout=0.2)
+    out.open()
+    other = sqlite3.connect(db, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # a real second writer takes the write lock
+    try:
+        with pytest.raises(OutputError, match="locked|busy"):
+            out.write(R.pairs(3))
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    out.write(R.pairs(3))  # the lock is free again: the same batch goes through
+    out.close()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*), count(end_time) FROM processes").fetchone() == (3, 3)
+    conn.close()
+
+
 def test_postgresql_processes_fillfactor(postgres):
     """processes keeps room on its pages, so the end record's update stays HOT."""
     dsn = postgres.new_database()

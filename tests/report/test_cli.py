@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ogrt.report.db import target_from_config
+from ogrt.report.db import sql_output
 from ogrt.report.render import render
 from ogrt.report.queries import Report
 from ogrt.report.timespec import TimeSpecError, parse_time, to_rfc3339
@@ -66,28 +66,41 @@ def test_bad_values_exit_2_with_a_message(sqlite_db: str, tmp_path: Path, capsys
         report("libraries", "--db", sqlite_db, "--path", "x", "--by", "planet")
 
 
-def test_config_selects_the_first_sql_output(sqlite_db: str, tmp_path: Path) -> None:
+def test_config_selects_the_first_sql_output(sqlite_db: str, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
     conf = tmp_path / "ogrt.conf"
     conf.write_text(
         '[server]\nstate_dir = "/nonexistent"\n'
         '[outputs.lines]\ntype = "jsonl"\npath = "/tmp/x.jsonl"\n'
         f'[outputs.db]\ntype = "sqlite"\npath = "{sqlite_db}"\n'
         '[outputs.pg]\ntype = "postgresql"\ndsn = "postgresql://nobody@127.0.0.1:1/x"\n')
-    assert target_from_config(str(conf)) == sqlite_db
+    assert sql_output(str(conf)).options["path"] == sqlite_db
+    assert sql_output(str(conf), "pg").options["dsn"] == "postgresql://nobody@127.0.0.1:1/x"
     rows = report_json("users", "--config", str(conf))
     assert {r["user"] for r in rows} == {"alice", "bob"}
     # --db wins over --config
     assert report_json("users", "--config", str(conf), "--db", sqlite_db) == rows
-    # no outputs: the daemon's embedded default in state_dir
+    # the file the daemon writes: no outputs, the embedded default in state_dir; an sqlite
+    # output without path, <state_dir>/<NAME>.sqlite
     bare = tmp_path / "bare.conf"
     bare.write_text('[server]\nstate_dir = "/srv/ogrt state"\n')
-    assert target_from_config(str(bare)) == "/srv/ogrt state/ogrt.sqlite"
+    assert sql_output(str(bare)).options["path"] == "/srv/ogrt state/ogrt.sqlite"
+    named = tmp_path / "named.conf"
+    named.write_text('[server]\nstate_dir = "/srv/ogrt"\n[outputs.db]\ntype = "sqlite"\n')
+    assert sql_output(str(named)).options["path"] == "/srv/ogrt/db.sqlite"
     none = tmp_path / "none.conf"
     none.write_text('[outputs.l]\ntype = "jsonl"\npath = "/tmp/x"\n')
     assert report("users", "--config", str(none))[0] == 2
+    assert "no sqlite or postgresql output to report from (outputs: l (jsonl))" in capsys.readouterr().err
     bad = tmp_path / "bad.conf"
     bad.write_text("[server\n")
     assert report("users", "--config", str(bad))[0] == 2
+    assert "not valid TOML" in capsys.readouterr().err
+    # a key the daemon refuses is refused here too (the old parser took conninfo/url/uri)
+    pgkey = tmp_path / "pgkey.conf"
+    pgkey.write_text('[outputs.pg]\ntype = "postgresql"\nurl = "postgresql://x@127.0.0.1:1/x"\n')
+    assert report("users", "--config", str(pgkey))[0] == 2
+    assert "outputs.pg" in capsys.readouterr().err
 
 
 def test_config_with_postgresql_output(pg_db: str, tmp_path: Path) -> None:

@@ -81,3 +81,53 @@ def test_preload_to_daemon_to_report(preload_lib: Path, ogrt_server: Any, postgr
     # both databases tell the same story
     assert ogrt_report(sqlite_path, "job", JOB) == ogrt_report(dsn, "job", JOB)
     assert ogrt_report(sqlite_path, "users") == ogrt_report(dsn, "users")
+
+
+def run_under_preload(preload_lib: Path, port: int, job: str) -> None:
+    """One real program under the real library, sending its records to the daemon on `port`."""
+    env = preload_env(preload_lib, port, OGRT_TEST_JOBID=job)
+    run = subprocess.run(["/bin/true"], env=env, capture_output=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+
+
+def report_config(config: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(OGRT), "report", "--config", str(config), *argv, "--format", "json"],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_report_config_finds_the_sqlite_output_without_a_path(preload_lib: Path, ogrt_server: Any) -> None:
+    """Bug 1 of issue 9: `[outputs.db] type = "sqlite"` without `path` writes
+    <state_dir>/db.sqlite; `ogrt report --config` looked for <state_dir>/ogrt.sqlite."""
+    srv = ogrt_server(jsonl=False, extra_outputs='[outputs.db]\ntype = "sqlite"\n')
+    run_under_preload(preload_lib, srv.port, "cfg-job-1")
+    assert srv.stop() == 0
+    assert (srv.state_dir / "db.sqlite").exists()
+    proc = report_config(srv.config_path, "jobs")
+    assert proc.returncode == 0, proc.stderr
+    [job] = json.loads(proc.stdout)
+    assert job["job"] == "cfg-job-1" and job["processes"] == 1
+
+
+def test_report_output_picks_one_of_two_sql_outputs(preload_lib: Path, ogrt_server: Any) -> None:
+    """--output NAME reads that output; the default is the first SQL output (not the jsonl one)."""
+    srv = ogrt_server(extra_outputs='[outputs.db]\ntype = "sqlite"\n'
+                                    '[outputs.archive]\ntype = "sqlite"\n')
+    run_under_preload(preload_lib, srv.port, "cfg-job-2")
+    assert srv.stop() == 0
+    # both outputs hold the record; remove the first, so only the second can answer
+    first = srv.state_dir / "db.sqlite"
+    assert first.exists() and (srv.state_dir / "archive.sqlite").exists()
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{first}{suffix}").unlink(missing_ok=True)
+    proc = report_config(srv.config_path, "jobs")
+    assert proc.returncode == 2 and f"no OGRT database at {first}" in proc.stderr
+    proc = report_config(srv.config_path, "--output", "archive", "jobs")
+    assert proc.returncode == 0, proc.stderr
+    assert [j["job"] for j in json.loads(proc.stdout)] == ["cfg-job-2"]
+    # not an SQL output, no such output: exit 2 naming the outputs there are
+    proc = report_config(srv.config_path, "--output", "jsonl", "jobs")
+    assert proc.returncode == 2 and "output jsonl is a jsonl output" in proc.stderr
+    assert "db (sqlite), archive (sqlite)" in proc.stderr
+    proc = report_config(srv.config_path, "--output", "nosuch", "jobs")
+    assert proc.returncode == 2 and "no output named nosuch" in proc.stderr
+    assert "jsonl (jsonl), db (sqlite), archive (sqlite)" in proc.stderr
