@@ -36,8 +36,8 @@ class PostgresOutput(SqlOutput):
         super().__init__(name, options, worker_index)
         self.where = name  # the DSN may hold a password
         self.dsn: str = self.options["dsn"]
-        self.connect_timeout = float(self.options.get("connect_timeout", 10.0))
-        self.statement_timeout = float(self.options.get("statement_timeout", 300.0))
+        self.connect_timeout = float(self.options["connect_timeout"])
+        self.statement_timeout = float(self.options["statement_timeout"])
         self.conn: psycopg.Connection[Any] | None = None
 
     @classmethod

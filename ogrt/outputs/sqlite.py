@@ -38,8 +38,8 @@ class SqliteOutput(SqlOutput):
     def __init__(self, name: str, options: Mapping[str, Any], worker_index: int = 0) -> None:
         super().__init__(name, options, worker_index)
         self.path = self.where = os.fspath(self.options["path"])
-        self.busy_timeout = float(self.options.get("busy_timeout", 30.0))
-        self.synchronous = str(self.options.get("synchronous", "normal")).upper()
+        self.busy_timeout = float(self.options["busy_timeout"])
+        self.synchronous = str(self.options["synchronous"]).upper()
         self.conn: sqlite3.Connection | None = None
 
     @classmethod
