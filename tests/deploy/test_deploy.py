@@ -28,6 +28,7 @@ from tests.deploy.helpers import (REPO, changed_tasks, free_port, have, lmod_scr
                                   recap, run_playbook)
 
 JOB_VAR = "OGRT_DEPLOY_TEST_JOB"
+STALE_MODULE = "deleted_since_last_build.py"
 # [server] keys the role once had no variable for (issue 9, bug 3)
 SERVER_EXTRAS = {"udp_rcvbuf": 8388608, "shutdown_timeout": 7.5, "max_connections_per_peer": 9}
 
@@ -66,6 +67,10 @@ def _snapshot_source(dest: Path) -> Path:
         shutil.copy2(REPO / name, dest / name)
     shutil.copytree(REPO / "ogrt", dest / "ogrt",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    # what an earlier setuptools build of this checkout left: a module since deleted
+    stale = dest / "build" / "lib" / "ogrt" / STALE_MODULE
+    stale.parent.mkdir(parents=True)
+    stale.write_text("raise ImportError('a module deleted from the source')\n")
     return dest
 
 
@@ -127,6 +132,18 @@ def test_first_run_installs_everything(deployment: Deployment) -> None:
     # Not the real root: the unit is installed, no service started, and the role says so.
     assert "no service was enabled or started" in d.first.stdout
     assert recap(d.first)["failed"] == 0
+
+
+def test_wheel_is_built_outside_the_source(deployment: Deployment) -> None:
+    """setuptools packs whatever its build directory holds: a module deleted from the source
+    since an earlier build in <source>/build would ship again. The role builds elsewhere and
+    leaves the source tree as it was."""
+    source = Path(deployment.variables["ogrt_server_source"])
+    installed = list(deployment.venv.glob("lib/python*/site-packages/ogrt"))
+    assert installed and (installed[0] / "outputs" / "sqlbase.py").is_file()
+    assert not (installed[0] / STALE_MODULE).exists()
+    assert not (source / "ogrt.egg-info").exists()
+    assert sorted(p.name for p in (source / "build").iterdir()) == ["lib"]
 
 
 def test_deployed_config_is_the_sites_merged_over_the_roles(deployment: Deployment) -> None:
