@@ -42,8 +42,8 @@ from typing import Any
 import pytest
 
 from ogrt.proto.ogrt_pb2 import PROCESS_END, PROCESS_START
-from tests.fixtures.preload import (TEST_MAKE_VARS, FrameReceiver, closed_port, install_preload, preload_env,
-                                    unresponsive_listener)
+from tests.fixtures.preload import (TEST_MAKE_VARS, VARIANT_CC, FrameReceiver, closed_port, install_preload,
+                                    preload_env, unresponsive_listener, variant_missing)
 
 PROGRAMS_DIR = Path(__file__).resolve().parent / "programs"
 NOBODY = 65534
@@ -85,21 +85,6 @@ VARIANT_BUILDS: dict[str, tuple[str, ...]] = {
     "m32": ("forkexec", "vfork", "spawn", "threadfork", "closeall", "clash", "stdclosed", "exits",
             "hello", "cwdhome", "itimer", "threadexit", "fexec", "startstate"),
 }
-VARIANT_CC = {"musl": ["musl-gcc"], "m32": ["gcc", "-m32"]}
-
-
-def variant_missing(variant: str) -> str | None:
-    """Why programs of this variant cannot be built here (None: they can)."""
-    if variant == "musl" and not shutil.which("musl-gcc"):
-        return "musl-gcc is not installed (Debian: musl-tools)"
-    if variant == "m32":
-        probe = subprocess.run(["gcc", "-m32", "-x", "c", "-", "-o", os.devnull], input=b"int main(void){return 0;}",
-                               capture_output=True, timeout=120)
-        if probe.returncode != 0:
-            return "gcc -m32 cannot link (Debian: gcc-multilib)"
-    return None
-
-
 @dataclass
 class Programs:
     dir: Path       # world-readable: cases run as `nobody` use it
