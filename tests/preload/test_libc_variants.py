@@ -191,3 +191,22 @@ def test_no_i386_toolchain_builds_64_bit_and_says_so(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert (prefix / "lib" / "libogrt.so").resolve() == (prefix / "lib" / "x86_64-linux-gnu" / "libogrt.so")
     assert not (prefix / "lib" / "i386-linux-gnu").exists() and not (prefix / "lib32").exists()
+
+
+def test_missing_prefix_gives_the_loaders_message_only(c_program: Callable[..., Path], tmp_path: Path) -> None:
+    """A container without the install prefix: glibc's loader prints its own one line and
+    runs the program untracked; musl's loader skips the missing preload silently (README,
+    "Containers")."""
+    missing = tmp_path / "not-bound" / "$LIB" / "libogrt.so"
+    env = preload_env(missing, 9)
+    plain_env = {k: v for k, v in env.items() if k != "LD_PRELOAD"}
+    progs = [c_program("exit_status")] + [c_program("exit_status", cc=tuple(VARIANT_CC[v])) for v in ("musl", "m32")
+                                          if not variant_missing(v)]
+    for prog in progs:
+        plain = subprocess.run([prog, "4"], env=plain_env, capture_output=True, timeout=60)
+        traced = subprocess.run([prog, "4"], env=env, capture_output=True, timeout=60)
+        assert (traced.returncode, traced.stdout) == (plain.returncode, plain.stdout) == (4, b"exit_status 2 args\n")
+        musl = b"ld-musl" in subprocess.run(["readelf", "-l", prog], capture_output=True, check=True).stdout
+        assert traced.stderr == (b"" if musl else
+                                 f"ERROR: ld.so: object '{missing}' from LD_PRELOAD cannot be preloaded "
+                                 "(cannot open shared object file): ignored.\n".encode()), prog
