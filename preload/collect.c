@@ -208,6 +208,28 @@ static const char *copy_text(const char *v, char *small, size_t small_size)
     return dst;
 }
 
+/* A whole decimal int32 as strtol(v, &end, 10) with *end == 0 and no ERANGE accepts it
+ * (blanks before, a sign); parsed here: glibc >= 2.38 redirects strtol to a symbol that
+ * older glibc and musl lack. */
+static int parse_int32(const char *v, int32_t *out)
+{
+    while (*v == ' ' || (*v >= '\t' && *v <= '\r'))
+        v++;
+    int neg = *v == '-';
+    if (*v == '-' || *v == '+')
+        v++;
+    if (*v < '0' || *v > '9')
+        return 0;
+    int64_t r = 0;
+    for (; *v >= '0' && *v <= '9'; v++)
+        if ((r = r * 10 + (*v - '0')) > (int64_t)INT32_MAX + 1)
+            return 0;
+    if (*v || (!neg && r > INT32_MAX))
+        return 0;
+    *out = (int32_t)(neg ? -r : r);
+    return 1;
+}
+
 static int parse_rank(int32_t *rank)
 {
     static const char *const vars[] = {"PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_RANK", "SLURM_PROCID"};
@@ -215,13 +237,8 @@ static int parse_rank(int32_t *rank)
         const char *v = getenv(vars[i]);
         if (!v || !*v)
             continue;
-        char *end;
-        errno = 0;
-        long r = strtol(v, &end, 10);
-        if (errno || *end || r < INT32_MIN || r > INT32_MAX)
-            continue;
-        *rank = (int32_t)r;
-        return 1;
+        if (parse_int32(v, rank))
+            return 1;
     }
     return 0;
 }

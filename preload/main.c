@@ -2,16 +2,24 @@
  * sends the end record with the exit status (a destructor does so, without status, only if
  * on_exit could not be registered). Nothing happens unless OGRT_ACTIVE is 1/yes/true.
  *
+ * Other C libraries (musl): on_exit is glibc's, so it is a weak reference: where it is
+ * missing the destructor sends the end record (without exit status), and the constructor,
+ * which such a library calls without (argc, argv, envp), finds argv from environ.
+ *
  * Fork: a child that does not exec is the same program, not a new process start; it sends
  * nothing, and in particular not its parent's end record (detected by the pid change;
  * vfork children never touch the shared state). A child that execs is recorded by the
  * library in its new image. */
 #include <stdlib.h>
+#include <sys/auxv.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "ogrt.h"
 #include "sys.h"
+
+/* glibc-only: weak, so the library loads where the C library lacks it (NULL there) */
+#pragma weak on_exit
 
 static struct {
     int sent_start;   /* start record delivered: an end record follows */
@@ -99,9 +107,35 @@ static void on_exit_handler(int status, void *arg)
     send_end(1, status);
 }
 
+/* The argument vector below the initial environment on the process stack (argc, argv[],
+ * NULL, envp[]), for C libraries that call constructors without arguments. Trusted only
+ * while environ is still that array: between this frame and the AT_EXECFN string, both
+ * on the initial stack (a copied environment lives elsewhere); otherwise no arguments. */
+static int args_from_stack(char ***argv)
+{
+    char **env = environ;
+    uintptr_t lo = (uintptr_t)&env, hi = (uintptr_t)getauxval(AT_EXECFN);
+    if (!env || (uintptr_t)env <= lo || (uintptr_t)env >= hi)
+        return 0;
+    char **p = env - 1; /* argv's NULL terminator */
+    if (*p)
+        return 0;
+    for (uintptr_t n = 0; (uintptr_t)(p - 1) > lo && n < 65536; n++, p--)
+        if ((uintptr_t)p[-1] == n) { /* argc: a count, where argv holds pointers */
+            *argv = p;
+            return (int)n;
+        }
+    return 0;
+}
+
 __attribute__((constructor)) static void ogrt_init(int argc, char **argv, char **envp)
 {
     (void)envp;
+    if (!on_exit) { /* not glibc: the arguments are not ours to read */
+        argc = args_from_stack(&argv);
+        if (!argc)
+            argv = NULL;
+    }
     ogrt_debug_init();
     ogrt_print_settings();
     if (!ogrt_env_true("OGRT_ACTIVE"))
@@ -134,7 +168,7 @@ __attribute__((constructor)) static void ogrt_init(int argc, char **argv, char *
     if (r != OGRT_SENT)
         return;
     st.sent_start = 1;
-    st.on_exit_ok = on_exit(on_exit_handler, NULL) == 0;
+    st.on_exit_ok = on_exit && on_exit(on_exit_handler, NULL) == 0;
 }
 
 __attribute__((destructor)) static void ogrt_fini(void)

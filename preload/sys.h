@@ -2,7 +2,10 @@
  * (the executable comes first in symbol lookup, so calls through libc's names would reach
  * them): the library therefore enters the kernel itself for everything it does on its own
  * behalf. Results follow the kernel convention: >= 0 success, -errno on failure.
- * x86_64 and aarch64 use inline assembly; other architectures fall back to syscall(2). */
+ * x86_64, aarch64 and i386 use inline assembly; other architectures fall back to syscall(2).
+ * i386 differs in more than the numbers: 32-bit ids (getuid32), mmap2, fstatat64 (the
+ * build uses -D_FILE_OFFSET_BITS=64, so struct stat is its struct stat64), and sockets
+ * through socketcall(2), which every kernel has (the direct calls came with Linux 4.3). */
 #ifndef OGRT_SYS_H
 #define OGRT_SYS_H
 
@@ -45,6 +48,24 @@ static inline long ogrt_sc6(long n, long a, long b, long c, long d, long e, long
     __asm__ volatile("svc 0" : "+r"(x0) : "r"(x8), "r"(x1), "r"(x2), "r"(x3), "r"(x4), "r"(x5) : "memory");
     return x0;
 }
+#elif defined(__i386__)
+/* int $0x80: eax = number, ebx ecx edx esi edi ebp = arguments. ebp may be the frame
+ * pointer, so the sixth argument is pushed first (its operand is still addressed with
+ * the unchanged stack pointer), then loaded into ebp around the call. */
+static inline long ogrt_sc6(long n, long a, long b, long c, long d, long e, long f)
+{
+    long ret;
+    __asm__ volatile("pushl %7\n\t"
+                     "pushl %%ebp\n\t"
+                     "movl 4(%%esp), %%ebp\n\t"
+                     "int $0x80\n\t"
+                     "popl %%ebp\n\t"
+                     "addl $4, %%esp"
+                     : "=a"(ret)
+                     : "a"(n), "b"(a), "c"(b), "d"(c), "S"(d), "D"(e), "g"(f)
+                     : "memory");
+    return ret;
+}
 #else
 static inline long ogrt_sc6(long n, long a, long b, long c, long d, long e, long f)
 {
@@ -56,6 +77,28 @@ static inline long ogrt_sc6(long n, long a, long b, long c, long d, long e, long
 #define SC(n, a, b, c, d, e, f) ogrt_sc6((n), (long)(a), (long)(b), (long)(c), (long)(d), (long)(e), (long)(f))
 
 static inline long sys_getrandom(void *buf, size_t n, unsigned flags) { return SC(SYS_getrandom, buf, n, flags, 0, 0, 0); }
+#if defined(__i386__)
+/* socketcall(call, args[]): the call numbers of <linux/net.h> */
+static inline long sys_socketcall(int call, long a, long b, long c, long d, long e, long f)
+{
+    long args[6] = {a, b, c, d, e, f};
+    return SC(SYS_socketcall, call, args, 0, 0, 0, 0);
+}
+static inline long sys_socket(int d, int t, int p) { return sys_socketcall(1, d, t, p, 0, 0, 0); }
+static inline long sys_connect(int fd, const void *a, socklen_t l) { return sys_socketcall(3, fd, (long)a, l, 0, 0, 0); }
+static inline long sys_sendto(int fd, const void *b, size_t n, int fl, const void *a, socklen_t l)
+{
+    return sys_socketcall(11, fd, (long)b, (long)n, fl, (long)a, l);
+}
+static inline long sys_getsockopt(int fd, int lvl, int name, void *v, socklen_t *l)
+{
+    return sys_socketcall(15, fd, lvl, name, (long)v, (long)l, 0);
+}
+#define OGRT_SYS_GETUID SYS_getuid32
+#define OGRT_SYS_GETGID SYS_getgid32
+#define OGRT_SYS_FSTATAT SYS_fstatat64
+#define OGRT_SYS_MMAP SYS_mmap2
+#else
 static inline long sys_socket(int d, int t, int p) { return SC(SYS_socket, d, t, p, 0, 0, 0); }
 static inline long sys_connect(int fd, const void *a, socklen_t l) { return SC(SYS_connect, fd, a, l, 0, 0, 0); }
 static inline long sys_sendto(int fd, const void *b, size_t n, int fl, const void *a, socklen_t l)
@@ -66,6 +109,11 @@ static inline long sys_getsockopt(int fd, int lvl, int name, void *v, socklen_t 
 {
     return SC(SYS_getsockopt, fd, lvl, name, v, l, 0);
 }
+#define OGRT_SYS_GETUID SYS_getuid
+#define OGRT_SYS_GETGID SYS_getgid
+#define OGRT_SYS_FSTATAT SYS_newfstatat
+#define OGRT_SYS_MMAP SYS_mmap
+#endif
 static inline long sys_ppoll(struct pollfd *p, unsigned n, int timeout_ms)
 {
     struct timespec ts = {timeout_ms / 1000, (long)(timeout_ms % 1000) * 1000000L};
@@ -78,15 +126,15 @@ static inline long sys_write(int fd, const void *b, size_t n) { return SC(SYS_wr
 static inline long sys_readlink(const char *p, char *b, size_t n) { return SC(SYS_readlinkat, AT_FDCWD, p, b, n, 0, 0); }
 static inline long sys_getpid(void) { return SC(SYS_getpid, 0, 0, 0, 0, 0, 0); }
 static inline long sys_getppid(void) { return SC(SYS_getppid, 0, 0, 0, 0, 0, 0); }
-static inline long sys_getuid(void) { return SC(SYS_getuid, 0, 0, 0, 0, 0, 0); }
-static inline long sys_getgid(void) { return SC(SYS_getgid, 0, 0, 0, 0, 0, 0); }
+static inline long sys_getuid(void) { return SC(OGRT_SYS_GETUID, 0, 0, 0, 0, 0, 0); }
+static inline long sys_getgid(void) { return SC(OGRT_SYS_GETGID, 0, 0, 0, 0, 0, 0); }
 static inline long sys_uname(struct utsname *u) { return SC(SYS_uname, u, 0, 0, 0, 0, 0); }
 static inline long sys_getcwd(char *b, size_t n) { return SC(SYS_getcwd, b, n, 0, 0, 0, 0); }
 static inline long sys_lstat(const char *p, struct stat *st)
 {
-    return SC(SYS_newfstatat, AT_FDCWD, p, st, AT_SYMLINK_NOFOLLOW, 0, 0);
+    return SC(OGRT_SYS_FSTATAT, AT_FDCWD, p, st, AT_SYMLINK_NOFOLLOW, 0, 0);
 }
-static inline long sys_fstat(int fd, struct stat *st) { return SC(SYS_newfstatat, fd, "", st, AT_EMPTY_PATH, 0, 0); }
+static inline long sys_fstat(int fd, struct stat *st) { return SC(OGRT_SYS_FSTATAT, fd, "", st, AT_EMPTY_PATH, 0, 0); }
 static inline long sys_futimens(int fd, const struct timespec t[2]) { return SC(SYS_utimensat, fd, 0, t, 0, 0, 0); }
 /* The system call, not the vDSO: a short-lived process would take two page faults (libc's
  * wrapper page and the vvar page) for its first clock read, more than the calls cost. */
@@ -94,7 +142,7 @@ static inline long sys_clock_gettime(clockid_t c, struct timespec *ts) { return 
 static inline long sys_getrusage(struct rusage *ru) { return SC(SYS_getrusage, RUSAGE_SELF, ru, 0, 0, 0, 0); }
 static inline void *sys_mmap(size_t n)
 {
-    long r = SC(SYS_mmap, 0, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    long r = SC(OGRT_SYS_MMAP, 0, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     return r < 0 && r > -4096 ? NULL : (void *)r;
 }
 static inline long sys_munmap(void *p, size_t n) { return SC(SYS_munmap, p, n, 0, 0, 0, 0); }

@@ -15,17 +15,18 @@ PRELOAD_DIR = Path(__file__).resolve().parents[2] / "preload"
 
 @pytest.fixture(scope="session")
 def c_program(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
-    """`c_program("exit_status", *extra_gcc_args) -> Path` of tests/preload/c/<name>.c built once."""
+    """`c_program("exit_status", *extra_gcc_args, cc=("gcc",)) -> Path` of tests/preload/c/<name>.c
+    built once (cc: the compiler command, e.g. ("musl-gcc",) or ("gcc", "-m32"))."""
     out = tmp_path_factory.mktemp("preload-cprogs")
-    cache: dict[tuple[str, ...], Path] = {}
+    cache: dict[tuple[object, ...], Path] = {}
     lock = threading.Lock()
 
-    def build(name: str, *extra: str, sources: tuple[str, ...] = ()) -> Path:
-        key = (name, *extra, *sources)
+    def build(name: str, *extra: str, sources: tuple[str, ...] = (), cc: tuple[str, ...] = ("gcc",)) -> Path:
+        key = (name, extra, sources, cc)
         with lock:
             if key not in cache:
                 exe = out / f"{name}{len(cache)}"
-                cmd = ["gcc", "-O1", "-Wall", "-Werror=implicit-function-declaration", "-o", str(exe), str(C_DIR / f"{name}.c"), *sources, *extra]
+                cmd = [*cc, "-O1", "-Wall", "-Werror=implicit-function-declaration", "-o", str(exe), str(C_DIR / f"{name}.c"), *sources, *extra]
                 subprocess.run(cmd, check=True, capture_output=True, timeout=120)
                 cache[key] = exe
             return cache[key]

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.preload import PRELOAD_DIR, FrameReceiver, gensettings, make_preload, preload_env
+from tests.fixtures.preload import (PRELOAD_DIR, FrameReceiver, gensettings, make_preload, preload_env,
+                                   variant_missing)
 
 
 def test_ldd_lists_only_libc_loader_and_vdso(preload_lib: Path) -> None:
@@ -164,7 +165,16 @@ def test_install_and_check(tmp_path: Path) -> None:
     proc = subprocess.run(["make", "-s", "-C", str(PRELOAD_DIR), f"BUILDDIR={build}", "install",
                            f"PREFIX={prefix}"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert (prefix / "lib" / "libogrt.so").is_file()
+    # the real files where Debian's loaders expand $LIB, aliases for other loaders (lib64,
+    # lib32, '$LIB' for musl), and lib/libogrt.so, the path of earlier installs: 64-bit
+    lib64 = prefix / "lib" / "x86_64-linux-gnu" / "libogrt.so"
+    assert lib64.is_file() and not lib64.is_symlink()
+    for alias in ("lib", "lib64", "$LIB"):
+        assert (prefix / alias / "libogrt.so").resolve() == lib64, alias
+    if not variant_missing("m32"):
+        lib32 = prefix / "lib" / "i386-linux-gnu" / "libogrt.so"
+        assert lib32.is_file() and (prefix / "lib32" / "libogrt.so").resolve() == lib32
+        assert lib32.read_bytes()[4] == 1 and lib64.read_bytes()[4] == 2  # EI_CLASS: ELFCLASS32 / 64
     if (PRELOAD_DIR / "tools" / "Makefile").exists():
         assert (prefix / "bin" / "ogrt-cc").exists()
     check = subprocess.run(["make", "-s", "-C", str(PRELOAD_DIR), f"BUILDDIR={build}", "check"],

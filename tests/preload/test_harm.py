@@ -12,6 +12,14 @@ file the program writes. The library (TCP and UDP builds) is pointed at
   ogrt server   the real daemon, for a few cases (its jsonl output is checked).
 The only difference between the two environments is LD_PRELOAD itself. Programs are
 compiled once per module into a world-readable directory (some cases run as `nobody`).
+
+A selection of the cases (VARIANT_CASES: one per path through the library - fork/exec,
+vfork, posix_spawn, fexecve, threads, exits of every kind, closed descriptors, clashing
+symbols, signals, odd paths) runs again with its programs built with musl-gcc (the 64-bit
+library in a musl process: no on_exit, constructors called without arguments) and with
+gcc -m32 (the i386 library), against the listening receiver (tcp, udp), a closed port and
+the unresponsive listener - preloaded as the README says, from `make install`'s layout with
+LD_PRELOAD=PREFIX/$LIB/libogrt.so, so a process of either class finds its build.
 """
 from __future__ import annotations
 
@@ -27,15 +35,15 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ogrt.proto.ogrt_pb2 import PROCESS_END, PROCESS_START
-from tests.fixtures.preload import (TEST_MAKE_VARS, FrameReceiver, closed_port, preload_env,
-                                    unresponsive_listener)
+from tests.fixtures.preload import (TEST_MAKE_VARS, VARIANT_CC, FrameReceiver, closed_port, install_preload,
+                                    preload_env, unresponsive_listener, variant_missing)
 
 PROGRAMS_DIR = Path(__file__).resolve().parent / "programs"
 NOBODY = 65534
@@ -70,15 +78,26 @@ BUILDS: dict[str, tuple[str, list[str]]] = {
 }
 
 
+# Programs also built as musl (suffix .musl) and i386 (suffix .m32) programs, by variant.
+VARIANT_BUILDS: dict[str, tuple[str, ...]] = {
+    "musl": ("forkexec", "vfork", "spawn", "threadfork", "closeall", "clash", "stdclosed", "exits",
+             "hello", "cwdhome", "itimer", "threadexit", "fexec"),
+    "m32": ("forkexec", "vfork", "spawn", "threadfork", "closeall", "clash", "stdclosed", "exits",
+            "hello", "cwdhome", "itimer", "threadexit", "fexec", "startstate"),
+}
 @dataclass
 class Programs:
     dir: Path       # world-readable: cases run as `nobody` use it
     lib: Path       # a copy of libogrt.so (TRANSPORT=tcp) in it
     lib_udp: Path   # and of a TRANSPORT=udp build
     lib_nobackoff: Path  # and of a BACKOFF_SECONDS=0 build: every process waits the timeout
+    suffix: str = ""     # of the program files: "" (glibc, 64-bit), ".musl" or ".m32"
 
     def __getitem__(self, name: str) -> Path:
-        return self.dir / name
+        path = self.dir / (name + self.suffix)
+        if self.suffix and not path.exists():  # never the glibc build in its place
+            raise FileNotFoundError(f"{name} has no {self.suffix} build (VARIANT_BUILDS)")
+        return path
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +114,18 @@ def programs(preload_lib: Path, build_preload: Callable[..., Path]) -> Iterator[
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         return "" if proc.returncode == 0 else f"{' '.join(cmd)}:\n{proc.stderr}"
 
+    def build_variant(item: tuple[str, str]) -> str:
+        variant, name = item
+        src, flags = BUILDS[name]
+        cmd = [*VARIANT_CC[variant], "-O1", "-Wall", "-o", str(out / f"{name}.{variant}"), str(PROGRAMS_DIR / src),
+               *flags]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        return "" if proc.returncode == 0 else f"{' '.join(cmd)}:\n{proc.stderr}"
+
+    jobs = [(v, n) for v, names in VARIANT_BUILDS.items() if not variant_missing(v) for n in names]
     with ThreadPoolExecutor(2) as pool:
         errors = [e for e in pool.map(build, BUILDS.items()) if e]
+        errors += [e for e in pool.map(build_variant, jobs) if e]
     assert not errors, "\n".join(errors)
     # The setuid copy: owned by `daemon` (uid 1), mode 4755, run as nobody -> secure mode.
     if os.geteuid() == 0:
@@ -109,6 +138,9 @@ def programs(preload_lib: Path, build_preload: Callable[..., Path]) -> Iterator[
     shutil.copy(build_preload(**TEST_MAKE_VARS, TRANSPORT="udp"), lib_udp)
     lib_nobackoff = out / "libogrt-nobackoff.so"
     shutil.copy(build_preload(**TEST_MAKE_VARS, BACKOFF_SECONDS="0"), lib_nobackoff)
+    # The same three installed (64-bit and i386 builds), for the musl and i386 programs
+    for flavour, extra in (("tcp", {}), ("udp", {"TRANSPORT": "udp"}), ("nobackoff", {"BACKOFF_SECONDS": "0"})):
+        install_preload(out / f"prefix-{flavour}", build_preload, **TEST_MAKE_VARS, **extra)
     try:
         yield Programs(out, lib, lib_udp, lib_nobackoff)
     finally:
@@ -237,7 +269,7 @@ ODD_DIR = "dir with space \udcff"  # the byte 0xff (surrogateescape), not UTF-8
 
 def _odd_copy(progs: Programs, name: str) -> str:
     """A copy of a program under a path with a blank and a byte that is not UTF-8."""
-    target = progs.dir / ODD_DIR / f"{name}-\udcfe"
+    target = progs.dir / ODD_DIR / f"{progs[name].name}-\udcfe"
     if not target.exists():
         target.parent.mkdir(mode=0o755, exist_ok=True)
         shutil.copy(progs[name], target)
@@ -245,7 +277,7 @@ def _odd_copy(progs: Programs, name: str) -> str:
 
 
 def _exe_odd(progs: Programs, name: str) -> str:
-    return os.path.realpath(progs.dir / ODD_DIR / f"{name}-\udcfe")
+    return os.path.realpath(progs.dir / ODD_DIR / f"{progs[name].name}-\udcfe")
 
 
 def _threadfork_execs() -> int:
@@ -423,6 +455,12 @@ def check_records(case: Case, progs: Programs, fetch: Callable[[], list[Rec]],
 def test_listening_daemon(case: Case, transport: str, programs: Programs,
                           receiver: FrameReceiver, tmp_path: Path) -> None:
     _needs_root(case)
+    compare_and_check(case, transport, programs, receiver, tmp_path)
+
+
+def compare_and_check(case: Case, transport: str, programs: Programs, receiver: FrameReceiver,
+                      tmp_path: Path) -> None:
+    """compare() against the receiver, then check_records() on what it received."""
     receiver.clear()
     compare(case, programs, receiver.port, tmp_path, udp=transport == "udp")
 
@@ -535,3 +573,67 @@ def test_unresponsive_listener_without_backoff(case: Case, programs: Programs, s
     stay bounded and change nothing."""
     _needs_root(case)
     compare(case, programs, silent_port, tmp_path, lib=programs.lib_nobackoff)
+
+
+# --- the programs as musl and as i386 builds ---------------------------------------------
+
+VARIANT_CASES = ["fork_exec_chain", "fexecve", "vfork", "posix_spawn", "threads_that_fork",
+                 "close_all_fds_then_exec", "clashing_symbol_names", "std_fds_closed", "exit_via_abort",
+                 "exit_via_quick_exit", "exit_via_pthread_exit", "exit_with_every_fd_in_use",
+                 "exit_with_environ_null", "exit_via_exit", "exec_without_return",
+                 "signals_interrupting_everything", "threads_running_at_exit",
+                 "exit_from_thread_with_minimal_stack", "deleted_cwd", "odd_bytes_in_path_and_args",
+                 "process_state_at_main"]
+VARIANTS = [(v, name) for v in ("musl", "m32") for name in VARIANT_CASES
+            if v == "m32" or name != "process_state_at_main"]  # startstate reads glibc's mallinfo2
+
+
+def variant_case(name: str, variant: str) -> Case:
+    """The case; for musl its end records carry no exit status (musl has no on_exit: the
+    library's destructor sends them)."""
+    case = next(c for c in CASES if c.name == name)
+    ends = case.ends
+    if variant != "musl" or ends is None:
+        return case
+
+    def without_status(p: Programs) -> Counter[tuple[str, int | None]]:
+        out: Counter[tuple[str, int | None]] = Counter()
+        for (exe, status), n in ends(p).items():
+            out[(exe, None if exe.startswith(str(p.dir)) else status)] += n
+        return out
+
+    return replace(case, ends=without_status)
+
+
+@pytest.fixture
+def variant_programs(programs: Programs, request: pytest.FixtureRequest) -> Programs:
+    variant = request.node.callspec.params["variant"]
+    missing = variant_missing(variant)
+    if missing:
+        pytest.skip(missing)
+    # LD_PRELOAD=PREFIX/$LIB/libogrt.so: glibc's loaders expand $LIB to the directory of the
+    # process's class, musl's opens the literal '$LIB' directory (the 64-bit build)
+    return replace(programs, suffix=f".{variant}", lib=programs.dir / "prefix-tcp" / "$LIB" / "libogrt.so",
+                   lib_udp=programs.dir / "prefix-udp" / "$LIB" / "libogrt.so",
+                   lib_nobackoff=programs.dir / "prefix-nobackoff" / "$LIB" / "libogrt.so")
+
+
+VARIANT_IDS = [f"{v}-{n}" for v, n in VARIANTS]
+
+
+@pytest.mark.parametrize("transport", ["tcp", "udp"])
+@pytest.mark.parametrize(("variant", "name"), VARIANTS, ids=VARIANT_IDS)
+def test_variant_listening_daemon(variant: str, name: str, transport: str, variant_programs: Programs,
+                                  receiver: FrameReceiver, tmp_path: Path) -> None:
+    compare_and_check(variant_case(name, variant), transport, variant_programs, receiver, tmp_path)
+
+
+@pytest.mark.parametrize(("variant", "name"), VARIANTS, ids=VARIANT_IDS)
+def test_variant_port_closed(variant: str, name: str, variant_programs: Programs, tmp_path: Path) -> None:
+    compare(variant_case(name, variant), variant_programs, closed_port(), tmp_path)
+
+
+@pytest.mark.parametrize(("variant", "name"), VARIANTS, ids=VARIANT_IDS)
+def test_variant_unresponsive_listener(variant: str, name: str, variant_programs: Programs, silent_port: int,
+                                       tmp_path: Path) -> None:
+    compare(variant_case(name, variant), variant_programs, silent_port, tmp_path)
