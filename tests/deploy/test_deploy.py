@@ -83,8 +83,10 @@ def _install_preload(tmp: Path, port: int) -> Path:
          "TRANSPORT=tcp", f"JOBID_VAR={JOB_VAR}", "CONNECT_TIMEOUT_MS=1000"],
         capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, f"make -C preload install failed:\n{proc.stdout}\n{proc.stderr}"
-    lib = prefix / "lib" / "libogrt.so"
-    assert lib.is_file()
+    # a literal $LIB, as the modulefile and the docs use it: the loader expands it per process
+    # (64-bit: lib/x86_64-linux-gnu); `make install` also makes a directory named $LIB for musl
+    lib = prefix / "$LIB" / "libogrt.so"
+    assert (prefix / "lib" / "x86_64-linux-gnu" / "libogrt.so").is_file() and lib.is_file()
     return lib
 
 
