@@ -8,7 +8,8 @@ PY := $(VENV)/bin/python
 
 # Debian packages the suite and the demo use (installed when run as root).
 APT_PACKAGES := gcc make libc6-dev binutils python3 python3-venv python3-dev \
-                g++ cmake lmod postgresql procps iproute2 git systemd
+                g++ cmake lmod postgresql procps iproute2 git systemd \
+                nats-server
 
 .PHONY: all apt-deps venv preload test demo clean
 
