@@ -11,6 +11,7 @@ from ogrt.errors import ConfigError
 
 if TYPE_CHECKING:
     from ogrt.config import Config
+    from ogrt.sink.config import SinkConfig
 
 __all__ = ["main", "build_parser"]
 
@@ -38,7 +39,42 @@ def _cmd_server(args: argparse.Namespace) -> int:
     return run(config, args.worker_index, args.control_fd)
 
 
+def _load_sink(path: str, prefix: str) -> SinkConfig | None:
+    from ogrt.sink.config import load_sink_config
+
+    try:
+        return load_sink_config(path)
+    except ConfigError as e:
+        print(f"{prefix}: {e}", file=sys.stderr)
+        return None
+
+
+def _cmd_sink(args: argparse.Namespace) -> int:
+    from ogrt.sink import run
+
+    config = _load_sink(args.config, "ogrt sink: config error")
+    return 2 if config is None else run(config)
+
+
+def _is_sink_file(path: str) -> bool:
+    from ogrt.config import read_toml
+    from ogrt.sink.config import is_sink_config
+
+    try:
+        return is_sink_config(read_toml(path))
+    except ConfigError:
+        return False  # the server config loader names the problem
+
+
 def _cmd_check_config(args: argparse.Namespace) -> int:
+    if _is_sink_file(args.path):
+        sink = _load_sink(args.path, args.path)
+        if sink is None:
+            return 1
+        src = sink.source
+        print(f"{args.path}: OK — sink: stream {src['stream']} (durable {src['durable']}) on "
+              f"{', '.join(src['servers'])}, outputs: " + ", ".join(f"{o.name} ({o.type})" for o in sink.outputs))
+        return 0
     config = _load(args.path, args.path)
     if config is None:
         return 1
@@ -77,8 +113,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=_cmd_server)
 
+    p = sub.add_parser("sink", help="consume records from NATS JetStream into the outputs",
+                       description="Fetch records from the [source] stream (a durable pull consumer "
+                                   "shared by every sink with the same `durable`), write them to every "
+                                   "[outputs.NAME] and ack them once all persisted them. Logs to stderr; "
+                                   "SIGTERM/SIGINT finish the batch in hand and exit 0.")
+    p.add_argument("--config", "-c", metavar="PATH", required=True, help="sink.conf (TOML)")
+    p.set_defaults(func=_cmd_sink)
+
     p = sub.add_parser("check-config", help="validate a config file",
-                       description="Validate ogrt.conf; exit 1 with a message naming the bad key.")
+                       description="Validate ogrt.conf (or a sink's config: one with [source]); "
+                                   "exit 1 with a message naming the bad key.")
     p.add_argument("path", metavar="PATH")
     p.set_defaults(func=_cmd_check_config)
 
