@@ -126,12 +126,15 @@ async def connect(options: Mapping[str, Any], name: str) -> Client:
     import nats
 
     ratelog = RateLimitedLog(log, interval=10.0, burst=1)
+    client = nats.NATS()
 
     async def on_error(e: Exception) -> None:
         ratelog.log(logging.WARNING, "nats error", "%s: NATS: %s", name, e or type(e).__name__)
 
     async def on_disconnect() -> None:
-        ratelog.log(logging.WARNING, "nats disconnect", "%s: disconnected from NATS; reconnecting", name)
+        if not client.is_closed:  # not our own close()
+            ratelog.log(logging.WARNING, "nats disconnect", "%s: disconnected from NATS; reconnecting",
+                        name)
 
     async def on_reconnect() -> None:
         log.info("%s: reconnected to NATS", name)
@@ -145,7 +148,6 @@ async def connect(options: Mapping[str, Any], name: str) -> Client:
         kwargs.update(user=options["user"], password=options["password"])
     if options["creds"]:
         kwargs["user_credentials"] = options["creds"]
-    client = nats.NATS()
     # with max_reconnect_attempts=-1 a first connect to a dead cluster would retry for ever
     task = asyncio.ensure_future(client.connect(**kwargs))
     try:

@@ -112,8 +112,12 @@ class NatsOutput(Output):
                 await self._js.add_stream(config)
                 log.info("output %s: created stream %s (%d replicas, %s retention, subjects %s.>)",
                          self.name, self.stream, o["replicas"], o["retention"], self.subject)
-            except nats.js.errors.BadRequestError:  # another collector created it meanwhile
-                await self._js.stream_info(self.stream)
+            except nats.js.errors.BadRequestError as e:  # another collector created it meanwhile?
+                try:
+                    await self._js.stream_info(self.stream)
+                except nats.js.errors.NotFoundError:  # no: e.g. another stream holds the subjects
+                    raise OutputError(f"nats: cannot create stream {self.stream} for {self.subject}.>: "
+                                      f"{e.description or e}") from e
             return
         have = info.config.num_replicas or 1
         if have != o["replicas"]:
