@@ -255,6 +255,11 @@ def report(results: list[tuple[str, dict[str, float]]]) -> None:
     print(head)
     for name, r in results:
         print(f"  {name:18s} {r['rate']:>10,.0f}" + "".join(f" {r[s]:>17,.1f}" for s in STAGES))
+    rates = {name: r["rate"] for name, r in results}
+    for more, base, what in (("1 coll x 2 sink", "1 coll x 1 sink", "a second sink"),
+                             ("2 coll x 1 sink", "1 coll x 1 sink", "a second collector")):
+        if more in rates and base in rates:
+            print(f"  {what}: records/s x {rates[more] / rates[base]:.2f}")
     # the per-record costs of the run with the most processes (all stages busy, least idle polling)
     name, best = results[-1]
     costs = {s: best[s] for s in STAGES}

@@ -316,3 +316,25 @@ def test_sigterm_finishes_the_batch_in_hand(nats_cluster, ogrt_server, ogrt_sink
     assert {k[0] for k in keys} == set(ids)
     assert second.metric("ogrt_sink_redelivered_total") == 0
     assert second.stop() == 0
+
+
+def test_record_over_max_payload_rejected_and_counted_others_published(ogrt_server, tmp_path):
+    from tests.fixtures.nats import NatsCluster, find_nats_server
+
+    binary = find_nats_server()
+    if binary is None:
+        pytest.skip("nats-server not found; `make test` installs Debian's nats-server")
+    small = NatsCluster(binary, size=1, max_payload=64 * 1024)
+    try:
+        small.start_all()
+        coll = ogrt_server(nats_output(small.urls, replicas=1), jsonl=False)
+        big = start_msg(args=[b"x" * 1000] * 100)  # ~100 KB of JSON: over the 64 KB max_payload
+        ok_pairs, _ = make_pairs(1)
+        coll.send_tcp(frame(12, big) + ok_pairs[0])
+        wait_for(lambda: out_metric(coll, "ogrt_output_rejected_total") >= 1, 30, "the big record rejected")
+        wait_for(lambda: out_metric(coll, "ogrt_output_persisted_total") >= 2, 30, "the others published")
+        assert out_metric(coll, "ogrt_output_rejected_total") == 1
+        assert "max_payload" in coll.stderr_text()
+        assert coll.stop() == 0
+    finally:
+        small.destroy()
