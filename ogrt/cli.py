@@ -3,34 +3,32 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from ogrt import __version__
 from ogrt.errors import ConfigError
 
-if TYPE_CHECKING:
-    from ogrt.config import Config
-    from ogrt.sink.config import SinkConfig
-
 __all__ = ["main", "build_parser"]
 
 
-def _load(path: str | None, prefix: str) -> Config | None:
-    """The validated config, or None after printing ``PREFIX: dotted.key: why`` on stderr."""
-    from ogrt.config import load_config
+T = TypeVar("T")
 
+
+def _load(loader: Callable[[Any], T], path: str | None, prefix: str) -> T | None:
+    """`loader(path)`: the validated config, or None after printing ``PREFIX: dotted.key: why``."""
     try:
-        return load_config(path)
+        return loader(path)
     except ConfigError as e:
         print(f"{prefix}: {e}", file=sys.stderr)
         return None
 
 
 def _cmd_server(args: argparse.Namespace) -> int:
+    from ogrt.config import load_config
     from ogrt.server import run
 
-    config = _load(args.config, "ogrt server: config error")
+    config = _load(load_config, args.config, "ogrt server: config error")
     if config is None:
         return 2
     if args.port is not None:
@@ -39,20 +37,11 @@ def _cmd_server(args: argparse.Namespace) -> int:
     return run(config, args.worker_index, args.control_fd)
 
 
-def _load_sink(path: str, prefix: str) -> SinkConfig | None:
-    from ogrt.sink.config import load_sink_config
-
-    try:
-        return load_sink_config(path)
-    except ConfigError as e:
-        print(f"{prefix}: {e}", file=sys.stderr)
-        return None
-
-
 def _cmd_sink(args: argparse.Namespace) -> int:
     from ogrt.sink import run
+    from ogrt.sink.config import load_sink_config
 
-    config = _load_sink(args.config, "ogrt sink: config error")
+    config = _load(load_sink_config, args.config, "ogrt sink: config error")
     return 2 if config is None else run(config)
 
 
@@ -67,15 +56,18 @@ def _is_sink_file(path: str) -> bool:
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
+    from ogrt.config import load_config
+    from ogrt.sink.config import load_sink_config
+
     if _is_sink_file(args.path):
-        sink = _load_sink(args.path, args.path)
+        sink = _load(load_sink_config, args.path, args.path)
         if sink is None:
             return 1
         src = sink.source
         print(f"{args.path}: OK — sink: stream {src['stream']} (durable {src['durable']}) on "
               f"{', '.join(src['servers'])}, outputs: " + ", ".join(f"{o.name} ({o.type})" for o in sink.outputs))
         return 0
-    config = _load(args.path, args.path)
+    config = _load(load_config, args.path, args.path)
     if config is None:
         return 1
     s = config.server

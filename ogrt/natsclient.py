@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 import threading
 from collections.abc import Awaitable, Coroutine, Mapping
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -26,6 +25,8 @@ from ogrt.keys import Key, non_empty, positive
 from ogrt.ratelimit import RateLimitedLog
 
 if TYPE_CHECKING:
+    import ssl
+
     from nats.aio.client import Client
 
 __all__ = ["KEYS", "check_url", "check_replicas", "connect", "LoopThread", "msg_id"]
@@ -112,6 +113,8 @@ def msg_id(record: Mapping[str, Any]) -> str:
 
 
 def _tls(options: Mapping[str, Any]) -> ssl.SSLContext | None:
+    import ssl
+
     if not (options["tls_ca"] or options["tls_cert"]
             or any(u.startswith("tls://") for u in options["servers"])):
         return None

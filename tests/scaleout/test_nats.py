@@ -319,11 +319,12 @@ def test_sigterm_finishes_the_batch_in_hand(nats_cluster, ogrt_server, ogrt_sink
 
 
 def test_record_over_max_payload_rejected_and_counted_others_published(ogrt_server, tmp_path):
+    from tests.fixtures import missing_tool
     from tests.fixtures.nats import NatsCluster, find_nats_server
 
     binary = find_nats_server()
     if binary is None:
-        pytest.skip("nats-server not found; `make test` installs Debian's nats-server")
+        missing_tool("nats-server not found; `make test` installs Debian's nats-server")
     small = NatsCluster(binary, size=1, max_payload=64 * 1024)
     try:
         small.start_all()
