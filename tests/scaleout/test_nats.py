@@ -339,3 +339,30 @@ def test_record_over_max_payload_rejected_and_counted_others_published(ogrt_serv
         assert coll.stop() == 0
     finally:
         small.destroy()
+
+
+def test_stream_full_collector_spools_until_a_sink_makes_room(ogrt_server, ogrt_sink, tmp_path):
+    from tests.fixtures import missing_tool
+    from tests.fixtures.nats import NatsCluster, find_nats_server
+
+    binary = find_nats_server()
+    if binary is None:
+        missing_tool("nats-server not found; `make test` installs Debian's nats-server")
+    lone = NatsCluster(binary, size=1)
+    try:
+        lone.start_all()
+        coll = ogrt_server(nats_output(lone.urls, replicas=1, max_bytes=64 * 1024, batch_records=50), jsonl=False)
+        n = 300  # ~600 records of ~600 bytes: several times max_bytes
+        pairs, ids = make_pairs(n)
+        coll.send_tcp(b"".join(pairs))
+        wait_for(lambda: out_metric(coll, "ogrt_output_spooled_total") > 0, 30, "the full stream refusing")
+        assert out_metric(coll, "ogrt_output_persisted_total") < 2 * n
+        jsonl = tmp_path / "sink.jsonl"
+        sink = ogrt_sink(lone.urls, outputs={"j": {"type": "jsonl", "path": str(jsonl)}})
+        wait_for(lambda: len(jsonl_keys(jsonl)) >= 2 * n, 90, "every record through the sink")
+        keys = jsonl_keys(jsonl)
+        assert len(keys) == len(set(keys)) == 2 * n and {k[0] for k in keys} == set(ids)
+        assert out_metric(coll, "ogrt_output_dropped_total") == 0
+        assert coll.stop() == 0 and sink.stop() == 0
+    finally:
+        lone.destroy()
