@@ -114,10 +114,12 @@ def test_nats_server_and_sink_killed_under_load_all_records_once(nats_cluster, o
     sender = Sender([c.port for c in collectors], pairs, per_chunk=250, pause=0.05)
     sender.start()
     wait_for(lambda: sender.sent >= n // 3, 120, "a third of the load sent")
-    nats_cluster.kill(0)   # SIGKILL one NATS server ...
-    sinks[0].kill()        # ... and one sink, while records flow
+    leader = nats_cluster.stream_leader("OGRT")
+    assert leader is not None
+    nats_cluster.kill(leader)  # SIGKILL the NATS server leading the stream ...
+    sinks[0].kill()            # ... and one sink, while records flow
     wait_for(lambda: sender.sent >= n // 2, 120, "half of the load sent")
-    nats_cluster.start(0)  # the server comes back with its store and catches up
+    nats_cluster.start(leader)  # the server comes back with its store and catches up
     sender.join(180)
     assert sender.error is None and sender.sent == n
     wait_for(lambda: complete(dsn) >= n, 150, f"{n} complete processes in PostgreSQL")
