@@ -57,6 +57,7 @@ class NatsOutput(Output):
         self._loop: natsclient.LoopThread | None = None
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
+        self._recheck = False  # a write failed: check the stream exists before the next one
         self.duplicates = 0  # records the stream already held (a republish after a lost ack)
 
     @classmethod
@@ -128,14 +129,19 @@ class NatsOutput(Output):
     def write(self, records: Sequence[dict[str, Any]]) -> None:
         if not records:
             return
-        if self._loop is None or self._nc is None:
-            self.open()
+        if self._loop is None or self._nc is None or self._recheck:
+            self.open()  # after a failure: the stream may have been deleted meanwhile
+            self._recheck = False
         assert self._loop is not None
         try:
             self._loop.run(self._publish(records), self.ack_timeout + 1.0)
-        except (OutputError, RecordTooLarge):
+        except RecordTooLarge:
+            raise
+        except OutputError:
+            self._recheck = True
             raise
         except Exception as e:
+            self._recheck = True
             raise OutputError(f"nats {self.stream}: batch of {len(records)} not acknowledged: "
                               f"{type(e).__name__}: {e or 'timeout'}") from e
 

@@ -21,6 +21,9 @@ so a redelivery to the same sink process does not add a second JSON line; a rede
 another sink (or after a restart) does: JSON outputs behind sinks are at-least-once, and the
 (`id`, `event`) pair identifies copies.
 
+A sink idle for IDLE_CHECK fetches checks that its consumer still exists; when it (or its stream)
+was deleted, it binds again (creating the consumer once the stream exists).
+
 SIGTERM/SIGINT: the batch in hand is written and acked, then the sink exits 0.
 """
 from __future__ import annotations
@@ -52,6 +55,7 @@ log = logging.getLogger("ogrt.sink")
 READY_LINE = "ogrt sink ready"
 BACKOFF_MIN = 0.1
 MEMO = 200_000  # message ids remembered per output
+IDLE_CHECK = 10  # empty fetches in a row after which the sink checks that its consumer exists
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 
 
@@ -146,17 +150,39 @@ class Sink:
         import nats.errors
 
         batch, timeout = self.source["batch"], self.source["fetch_timeout"]
+        idle = 0
         while not stop.is_set():
             try:
                 msgs = await self.sub.fetch(batch, timeout=timeout)
             except nats.errors.TimeoutError:
+                idle += 1
+                if idle % IDLE_CHECK == 0 and not await self._consumer_exists():
+                    log.warning("consumer %s on stream %s is gone (deleted?); binding again",
+                                self.source["durable"], self.source["stream"])
+                    await _quiet(self.sub.unsubscribe())
+                    self.sub = None
+                    if not await self.bind(stop):
+                        return
                 continue
             except Exception as e:  # connection lost, cluster electing: the client reconnects
                 self.ratelog.log(logging.WARNING, "fetch", "fetch failed (%s: %s); retrying",
                                  type(e).__name__, e)
                 await _sleep_unless(stop, 0.5)
                 continue
+            idle = 0
             await self.handle(msgs, stop)
+
+    async def _consumer_exists(self) -> bool:
+        """False only when the server says the consumer (or its stream) does not exist."""
+        import nats.js.errors
+
+        try:
+            await asyncio.wait_for(self.sub.consumer_info(), 5.0)
+        except nats.js.errors.NotFoundError:
+            return False
+        except Exception:  # unreachable, electing a leader: not known to be gone
+            pass
+        return True
 
     async def handle(self, msgs: list[Msg], stop: asyncio.Event) -> None:
         """Write a fetched batch to every output, then ack it (or nak it for redelivery)."""
@@ -298,6 +324,13 @@ class Sink:
         self.writer.shutdown(wait=False)
         if self._metrics_server is not None:
             self._metrics_server.close()
+
+
+async def _quiet(aw: Any) -> None:
+    try:
+        await asyncio.wait_for(aw, 5.0)
+    except Exception:
+        pass
 
 
 def _seq(m: Msg) -> str:

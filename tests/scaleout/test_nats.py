@@ -368,3 +368,30 @@ def test_stream_full_collector_spools_until_a_sink_makes_room(ogrt_server, ogrt_
         assert coll.stop() == 0 and sink.stop() == 0
     finally:
         lone.destroy()
+
+
+def test_stream_deleted_under_way_recreated_by_collector_and_sink_binds_again(nats_cluster, ogrt_server,
+                                                                           ogrt_sink, tmp_path):
+    import nats
+
+    jsonl = tmp_path / "sink.jsonl"
+    coll = collector(ogrt_server, nats_cluster.urls)
+    sink = ogrt_sink(nats_cluster.urls, outputs={"j": {"type": "jsonl", "path": str(jsonl)}},
+                     source={"fetch_timeout": 0.2})
+    before, ids_before = make_pairs(10)
+    coll.send_tcp(b"".join(before))
+    wait_for(lambda: len(jsonl_keys(jsonl)) >= 20, 30, "the first records through")
+
+    async def delete() -> None:
+        nc = await nats.connect(nats_cluster.urls)
+        await nc.jetstream().delete_stream("OGRT")  # and with it the sinks' consumer
+        await nc.close()
+
+    asyncio.run(delete())
+    after, ids_after = make_pairs(10)
+    coll.send_tcp(b"".join(after))
+    wait_for(lambda: len(jsonl_keys(jsonl)) >= 40, 60, "the later records through a new stream")
+    keys = jsonl_keys(jsonl)
+    assert sorted(keys) == sorted((u, e) for u in ids_before + ids_after for e in ("start", "end"))
+    assert "is gone (deleted?); binding again" in sink.stderr_text()
+    assert coll.stop() == 0 and sink.stop() == 0
