@@ -4,8 +4,11 @@ Keys: the connection keys of ogrt/natsclient.py (`servers`, `stream`, credential
 `subject` ("ogrt.records": a record goes to `SUBJECT.start` or `SUBJECT.end`), `replicas`
 (3; the stream is created with that many copies when it does not exist; at most the number of
 `servers`), `retention` ("workqueue": a message leaves the stream once a sink acked it;
-"limits": kept until `max_age` seconds / `max_bytes`, for several independent sink groups),
-`duplicate_window` (seconds the stream remembers message ids, 120), `ack_timeout` (10 s).
+"limits": kept for several independent sink groups, until limits an operator sets), `duplicate_window`
+(seconds the stream remembers message ids, 120), `ack_timeout` (10 s). The stream is created
+without age or size limits: with `max_bytes` set, nats-server 2.9 was seen to delete the oldest
+unconsumed messages although the discard policy was "new"; bound the storage with the servers'
+`max_file_store` instead, which refuses new messages (they wait in the spool) and drops none.
 
 Delivery: a batch counts as persisted only when the stream acknowledged every record of it
 (the record is then stored on a majority of the replicas). A record is published with the
@@ -67,8 +70,6 @@ class NatsOutput(Output):
             "subject": opt.Key((str,), "ogrt.records", _subject),
             "replicas": opt.Key((int,), 3, _replicas),
             "retention": opt.Key((str,), "workqueue", opt.one_of("workqueue", "limits")),
-            "max_age": opt.Key((int, float), 0.0, opt.non_negative),  # 0: no limit
-            "max_bytes": opt.Key((int,), 0, opt.non_negative),  # 0: no limit
             "duplicate_window": opt.Key((int, float), 120.0, opt.positive),
             "ack_timeout": opt.Key((int, float), 10.0, opt.positive),
         })
@@ -98,7 +99,7 @@ class NatsOutput(Output):
 
     async def _ensure_stream(self) -> None:
         import nats.js.errors
-        from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+        from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 
         assert self._js is not None
         o = self.options
@@ -107,8 +108,7 @@ class NatsOutput(Output):
         except nats.js.errors.NotFoundError:
             config = StreamConfig(
                 name=self.stream, subjects=[f"{self.subject}.>"], retention=RetentionPolicy(o["retention"]),
-                storage=StorageType.FILE, num_replicas=o["replicas"], duplicate_window=o["duplicate_window"],
-                max_age=o["max_age"] or None, max_bytes=o["max_bytes"] or None, discard=DiscardPolicy.NEW)
+                storage=StorageType.FILE, num_replicas=o["replicas"], duplicate_window=o["duplicate_window"])
             try:
                 await self._js.add_stream(config)
                 log.info("output %s: created stream %s (%d replicas, %s retention, subjects %s.>)",

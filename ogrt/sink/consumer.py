@@ -170,7 +170,11 @@ class Sink:
                 await _sleep_unless(stop, 0.5)
                 continue
             idle = 0
-            await self.handle(msgs, stop)
+            try:
+                await self.handle(msgs, stop)
+            except (OSError, nats.errors.Error) as e:  # acks not sent: the batch comes back
+                self.ratelog.log(logging.WARNING, "ack", "cannot ack a batch of %d (%s: %s); it will "
+                                 "be redelivered", len(msgs), type(e).__name__, e)
 
     async def _consumer_exists(self) -> bool:
         """False only when the server says the consumer (or its stream) does not exist."""

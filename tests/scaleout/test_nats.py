@@ -343,21 +343,22 @@ def test_record_over_max_payload_rejected_and_counted_others_published(ogrt_serv
         small.destroy()
 
 
-def test_stream_full_collector_spools_until_a_sink_makes_room(ogrt_server, ogrt_sink, tmp_path):
+def test_jetstream_storage_full_collector_spools_until_a_sink_makes_room(ogrt_server, ogrt_sink, tmp_path):
+    """The servers' JetStream storage limit (max_file_store) refuses new messages and drops none."""
     from tests.fixtures import missing_tool
     from tests.fixtures.nats import NatsCluster, find_nats_server
 
     binary = find_nats_server()
     if binary is None:
         missing_tool("nats-server not found; `make test` installs Debian's nats-server")
-    lone = NatsCluster(binary, size=1)
+    lone = NatsCluster(binary, size=1, max_file_store="256KB")
     try:
         lone.start_all()
-        coll = ogrt_server(nats_output(lone.urls, replicas=1, max_bytes=64 * 1024, batch_records=50), jsonl=False)
-        n = 300  # ~600 records of ~600 bytes: several times max_bytes
+        coll = ogrt_server(nats_output(lone.urls, replicas=1, batch_records=50), jsonl=False)
+        n = 500  # 1,000 records of ~250-700 bytes: more than the 256 KB the server may store
         pairs, ids = make_pairs(n)
         coll.send_tcp(b"".join(pairs))
-        wait_for(lambda: out_metric(coll, "ogrt_output_spooled_total") > 0, 30, "the full stream refusing")
+        wait_for(lambda: out_metric(coll, "ogrt_output_write_errors_total") > 0, 30, "the full store refusing")
         assert out_metric(coll, "ogrt_output_persisted_total") < 2 * n
         jsonl = tmp_path / "sink.jsonl"
         sink = ogrt_sink(lone.urls, outputs={"j": {"type": "jsonl", "path": str(jsonl)}})
