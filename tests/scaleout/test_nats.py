@@ -66,6 +66,10 @@ def collector(ogrt_server: Any, urls: list[str]) -> Any:
     return ogrt_server(nats_output(urls), jsonl=False)
 
 
+def jsonl_sink(ogrt_sink: Any, urls: list[str], path: Any, **source: Any) -> Any:
+    return ogrt_sink(urls, outputs={"j": {"type": "jsonl", "path": str(path)}}, source=source)
+
+
 def db_state(dsn: str) -> dict[str, tuple[bool, bool]]:
     with psycopg.connect(dsn) as conn:
         try:
@@ -178,8 +182,7 @@ def _publish_raw(urls: list[str], items: list[tuple[str, bytes]]) -> None:
 def test_malformed_message_counted_acked_and_sink_goes_on(nats_cluster, ogrt_server, ogrt_sink, tmp_path):
     jsonl = tmp_path / "sink.jsonl"
     coll = collector(ogrt_server, nats_cluster.urls)
-    sink = ogrt_sink(nats_cluster.urls, outputs={"j": {"type": "jsonl", "path": str(jsonl)}},
-                     source={"ack_wait": 2.0})
+    sink = jsonl_sink(ogrt_sink, nats_cluster.urls, jsonl, ack_wait=2.0)
     first, first_ids = make_pairs(3)
     coll.send_tcp(b"".join(first))
     wait_for(lambda: sink.metric("ogrt_sink_acked_total") >= 6, 30, "first records acked")
@@ -299,15 +302,13 @@ def test_sigterm_finishes_the_batch_in_hand(nats_cluster, ogrt_server, ogrt_sink
     n = 3_000
     coll = collector(ogrt_server, nats_cluster.urls)
     first_file, second_file = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
-    first = ogrt_sink(nats_cluster.urls, source={"ack_wait": 2.0, "batch": 100},
-                      outputs={"j": {"type": "jsonl", "path": str(first_file)}})
+    first = jsonl_sink(ogrt_sink, nats_cluster.urls, first_file, ack_wait=2.0, batch=100)
     pairs, ids = make_pairs(n)
     sender = Sender([coll.port], pairs, per_chunk=100, pause=0.02)
     sender.start()
     wait_for(lambda: first.metric("ogrt_sink_acked_total") >= 1000, 60, "the first sink busy")
     assert first.stop() == 0  # SIGTERM while records flow
-    second = ogrt_sink(nats_cluster.urls, source={"ack_wait": 2.0, "batch": 100},
-                       outputs={"j": {"type": "jsonl", "path": str(second_file)}})
+    second = jsonl_sink(ogrt_sink, nats_cluster.urls, second_file, ack_wait=2.0, batch=100)
     sender.join(120)
     assert sender.error is None
     wait_for(lambda: len(jsonl_keys(first_file)) + len(jsonl_keys(second_file)) >= 2 * n, 60,
@@ -320,55 +321,36 @@ def test_sigterm_finishes_the_batch_in_hand(nats_cluster, ogrt_server, ogrt_sink
     assert second.stop() == 0
 
 
-def test_record_over_max_payload_rejected_and_counted_others_published(ogrt_server, tmp_path):
-    from tests.fixtures import missing_tool
-    from tests.fixtures.nats import NatsCluster, find_nats_server
-
-    binary = find_nats_server()
-    if binary is None:
-        missing_tool("nats-server not found; `make test` installs Debian's nats-server")
-    small = NatsCluster(binary, size=1, max_payload=64 * 1024)
-    try:
-        small.start_all()
-        coll = ogrt_server(nats_output(small.urls, replicas=1), jsonl=False)
-        big = start_msg(args=[b"x" * 1000] * 100)  # ~100 KB of JSON: over the 64 KB max_payload
-        ok_pairs, _ = make_pairs(1)
-        coll.send_tcp(frame(12, big) + ok_pairs[0])
-        wait_for(lambda: out_metric(coll, "ogrt_output_rejected_total") >= 1, 30, "the big record rejected")
-        wait_for(lambda: out_metric(coll, "ogrt_output_persisted_total") >= 2, 30, "the others published")
-        assert out_metric(coll, "ogrt_output_rejected_total") == 1
-        assert "max_payload" in coll.stderr_text()
-        assert coll.stop() == 0
-    finally:
-        small.destroy()
+def test_record_over_max_payload_rejected_and_counted_others_published(ogrt_server, lone_nats):
+    small = lone_nats(max_payload=64 * 1024)
+    coll = ogrt_server(nats_output(small.urls, replicas=1), jsonl=False)
+    big = start_msg(args=[b"x" * 1000] * 100)  # ~100 KB of JSON: over the 64 KB max_payload
+    ok_pairs, _ = make_pairs(1)
+    coll.send_tcp(frame(12, big) + ok_pairs[0])
+    wait_for(lambda: out_metric(coll, "ogrt_output_rejected_total") >= 1, 30, "the big record rejected")
+    wait_for(lambda: out_metric(coll, "ogrt_output_persisted_total") >= 2, 30, "the others published")
+    assert out_metric(coll, "ogrt_output_rejected_total") == 1
+    assert "max_payload" in coll.stderr_text()
+    assert coll.stop() == 0
 
 
-def test_jetstream_storage_full_collector_spools_until_a_sink_makes_room(ogrt_server, ogrt_sink, tmp_path):
+def test_jetstream_storage_full_collector_spools_until_a_sink_makes_room(ogrt_server, ogrt_sink, lone_nats,
+                                                                          tmp_path):
     """The servers' JetStream storage limit (max_file_store) refuses new messages and drops none."""
-    from tests.fixtures import missing_tool
-    from tests.fixtures.nats import NatsCluster, find_nats_server
-
-    binary = find_nats_server()
-    if binary is None:
-        missing_tool("nats-server not found; `make test` installs Debian's nats-server")
-    lone = NatsCluster(binary, size=1, max_file_store="256KB")
-    try:
-        lone.start_all()
-        coll = ogrt_server(nats_output(lone.urls, replicas=1, batch_records=50), jsonl=False)
-        n = 500  # 1,000 records of ~250-700 bytes: more than the 256 KB the server may store
-        pairs, ids = make_pairs(n)
-        coll.send_tcp(b"".join(pairs))
-        wait_for(lambda: out_metric(coll, "ogrt_output_write_errors_total") > 0, 30, "the full store refusing")
-        assert out_metric(coll, "ogrt_output_persisted_total") < 2 * n
-        jsonl = tmp_path / "sink.jsonl"
-        sink = ogrt_sink(lone.urls, outputs={"j": {"type": "jsonl", "path": str(jsonl)}})
-        wait_for(lambda: len(jsonl_keys(jsonl)) >= 2 * n, 90, "every record through the sink")
-        keys = jsonl_keys(jsonl)
-        assert len(keys) == len(set(keys)) == 2 * n and {k[0] for k in keys} == set(ids)
-        assert out_metric(coll, "ogrt_output_dropped_total") == 0
-        assert coll.stop() == 0 and sink.stop() == 0
-    finally:
-        lone.destroy()
+    lone = lone_nats(max_file_store="256KB")
+    coll = ogrt_server(nats_output(lone.urls, replicas=1, batch_records=50), jsonl=False)
+    n = 500  # 1,000 records of ~250-700 bytes: more than the 256 KB the server may store
+    pairs, ids = make_pairs(n)
+    coll.send_tcp(b"".join(pairs))
+    wait_for(lambda: out_metric(coll, "ogrt_output_write_errors_total") > 0, 30, "the full store refusing")
+    assert out_metric(coll, "ogrt_output_persisted_total") < 2 * n
+    jsonl = tmp_path / "sink.jsonl"
+    sink = jsonl_sink(ogrt_sink, lone.urls, jsonl)
+    wait_for(lambda: len(jsonl_keys(jsonl)) >= 2 * n, 90, "every record through the sink")
+    keys = jsonl_keys(jsonl)
+    assert len(keys) == len(set(keys)) == 2 * n and {k[0] for k in keys} == set(ids)
+    assert out_metric(coll, "ogrt_output_dropped_total") == 0
+    assert coll.stop() == 0 and sink.stop() == 0
 
 
 def test_stream_deleted_under_way_recreated_by_collector_and_sink_binds_again(nats_cluster, ogrt_server,
@@ -377,8 +359,7 @@ def test_stream_deleted_under_way_recreated_by_collector_and_sink_binds_again(na
 
     jsonl = tmp_path / "sink.jsonl"
     coll = collector(ogrt_server, nats_cluster.urls)
-    sink = ogrt_sink(nats_cluster.urls, outputs={"j": {"type": "jsonl", "path": str(jsonl)}},
-                     source={"fetch_timeout": 0.2})
+    sink = jsonl_sink(ogrt_sink, nats_cluster.urls, jsonl, fetch_timeout=0.2)
     before, ids_before = make_pairs(10)
     coll.send_tcp(b"".join(before))
     wait_for(lambda: len(jsonl_keys(jsonl)) >= 20, 30, "the first records through")
