@@ -3,33 +3,32 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from ogrt import __version__
 from ogrt.errors import ConfigError
 
-if TYPE_CHECKING:
-    from ogrt.config import Config
-
 __all__ = ["main", "build_parser"]
 
 
-def _load(path: str | None, prefix: str) -> Config | None:
-    """The validated config, or None after printing ``PREFIX: dotted.key: why`` on stderr."""
-    from ogrt.config import load_config
+T = TypeVar("T")
 
+
+def _load(loader: Callable[[Any], T], path: str | None, prefix: str) -> T | None:
+    """`loader(path)`: the validated config, or None after printing ``PREFIX: dotted.key: why``."""
     try:
-        return load_config(path)
+        return loader(path)
     except ConfigError as e:
         print(f"{prefix}: {e}", file=sys.stderr)
         return None
 
 
 def _cmd_server(args: argparse.Namespace) -> int:
+    from ogrt.config import load_config
     from ogrt.server import run
 
-    config = _load(args.config, "ogrt server: config error")
+    config = _load(load_config, args.config, "ogrt server: config error")
     if config is None:
         return 2
     if args.port is not None:
@@ -38,8 +37,37 @@ def _cmd_server(args: argparse.Namespace) -> int:
     return run(config, args.worker_index, args.control_fd)
 
 
+def _cmd_sink(args: argparse.Namespace) -> int:
+    from ogrt.sink import run
+    from ogrt.sink.config import load_sink_config
+
+    config = _load(load_sink_config, args.config, "ogrt sink: config error")
+    return 2 if config is None else run(config)
+
+
+def _is_sink_file(path: str) -> bool:
+    from ogrt.config import read_toml
+    from ogrt.sink.config import is_sink_config
+
+    try:
+        return is_sink_config(read_toml(path))
+    except ConfigError:
+        return False  # the server config loader names the problem
+
+
 def _cmd_check_config(args: argparse.Namespace) -> int:
-    config = _load(args.path, args.path)
+    from ogrt.config import load_config
+    from ogrt.sink.config import load_sink_config
+
+    if _is_sink_file(args.path):
+        sink = _load(load_sink_config, args.path, args.path)
+        if sink is None:
+            return 1
+        src = sink.source
+        print(f"{args.path}: OK — sink: stream {src['stream']} (durable {src['durable']}) on "
+              f"{', '.join(src['servers'])}, outputs: " + ", ".join(f"{o.name} ({o.type})" for o in sink.outputs))
+        return 0
+    config = _load(load_config, args.path, args.path)
     if config is None:
         return 1
     s = config.server
@@ -77,8 +105,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=_cmd_server)
 
+    p = sub.add_parser("sink", help="consume records from NATS JetStream into the outputs",
+                       description="Fetch records from the [source] stream (a durable pull consumer "
+                                   "shared by every sink with the same `durable`), write them to every "
+                                   "[outputs.NAME] and ack them once all persisted them. Logs to stderr; "
+                                   "SIGTERM/SIGINT finish the batch in hand and exit 0.")
+    p.add_argument("--config", "-c", metavar="PATH", required=True, help="sink.conf (TOML)")
+    p.set_defaults(func=_cmd_sink)
+
     p = sub.add_parser("check-config", help="validate a config file",
-                       description="Validate ogrt.conf; exit 1 with a message naming the bad key.")
+                       description="Validate ogrt.conf (or a sink's config: one with [source]); "
+                                   "exit 1 with a message naming the bad key.")
     p.add_argument("path", metavar="PATH")
     p.set_defaults(func=_cmd_check_config)
 

@@ -25,7 +25,8 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 __all__ = ["Config", "ServerConfig", "MetricsConfig", "SpoolConfig", "OutputConfig", "load_config",
-           "parse_config", "ConfigError", "DEFAULT_STATE_DIR", "default_state_dir"]
+           "parse_config", "parse_outputs", "read_toml", "ConfigError", "DEFAULT_STATE_DIR",
+           "default_state_dir", "log_level"]
 
 DEFAULT_STATE_DIR = Path("/var/lib/ogrt")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -54,7 +55,7 @@ def _transports(value: list[Any]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(value))
 
 
-def _log_level(value: str) -> str:
+def log_level(value: str) -> str:
     if value.lower() not in LOG_LEVELS:
         raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
     return value.lower()
@@ -73,7 +74,7 @@ class ServerConfig:
     max_connections: int = option((int,), 4096, at_least(1))
     max_connections_per_peer: int = option((int,), 0, at_least(0))  # 0: see connections_per_peer
     state_dir: Path = option((str,), check=non_empty, convert=Path, factory=default_state_dir)
-    log_level: str = option((str,), "info", convert=_log_level)
+    log_level: str = option((str,), "info", convert=log_level)
     udp_rcvbuf: int = option((int,), 32 << 20, at_least(0))
     fragment_timeout: float = option((int, float), 10.0, at_least(0.1))
     fragment_max_bytes: int = option((int,), 64 << 20, at_least(0))
@@ -121,7 +122,8 @@ _SECTIONS = {"server": ServerConfig, "metrics": MetricsConfig, "spool": SpoolCon
 _TOP = {name: Key((Mapping,), {}) for name in (*_SECTIONS, "outputs")}
 
 
-def _outputs(t: Mapping[str, Any], state_dir: Path) -> tuple[OutputConfig, ...]:
+def parse_outputs(t: Mapping[str, Any], state_dir: Path) -> tuple[OutputConfig, ...]:
+    """`[outputs.NAME]` tables, each checked by its type's class (empty: SQLite in state_dir)."""
     from ogrt.outputs import OUTPUT_TYPES  # late: the outputs import their backends
 
     if not t:  # the embedded default
@@ -150,7 +152,7 @@ def _outputs(t: Mapping[str, Any], state_dir: Path) -> tuple[OutputConfig, ...]:
 def parse_config(data: Mapping[str, Any], path: Path | None = None) -> Config:
     tables = check_table("", data, _TOP)
     sections = {name: cls(**check_table(name, tables[name], keys_of(cls))) for name, cls in _SECTIONS.items()}
-    outputs = _outputs(tables["outputs"], sections["server"].state_dir)
+    outputs = parse_outputs(tables["outputs"], sections["server"].state_dir)
     return Config(**sections, outputs=outputs, path=path)
 
 
@@ -158,12 +160,15 @@ def load_config(path: str | os.PathLike[str] | None) -> Config:
     """Read and validate a file; None gives the defaults (port 7971, SQLite in state_dir)."""
     if path is None:
         return parse_config({})
-    p = Path(path)
+    return parse_config(read_toml(path), Path(path).resolve())
+
+
+def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The TOML file's tables; ConfigError naming the file when it cannot be read or parsed."""
     try:
-        with open(p, "rb") as f:
-            data = tomllib.load(f)
+        with open(path, "rb") as f:
+            return tomllib.load(f)
     except OSError as e:
-        raise ConfigError(str(p), f"cannot read: {e.strerror or e}") from None
+        raise ConfigError(str(path), f"cannot read: {e.strerror or e}") from None
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(str(p), f"not valid TOML: {e}") from None
-    return parse_config(data, p.resolve())
+        raise ConfigError(str(path), f"not valid TOML: {e}") from None

@@ -39,6 +39,14 @@ METRICS: dict[str, tuple[str, str]] = {
     "ogrt_output_queue_depth": ("gauge", "Records queued in memory for the output now."),
     "ogrt_workers": ("gauge", "Worker processes running."),
     "ogrt_udp_kernel_drops_total": ("counter", "Datagrams the kernel dropped: the UDP receive buffer was full."),
+    # `ogrt sink`
+    "ogrt_sink_received_total": ("counter", "Messages fetched from the stream."),
+    "ogrt_sink_acked_total": ("counter", "Messages acknowledged after every output persisted them."),
+    "ogrt_sink_redelivered_total": ("counter", "Messages fetched that had been delivered before."),
+    "ogrt_sink_nacked_total": ("counter", "Messages handed back for redelivery (an output was down)."),
+    "ogrt_sink_rejected_total": ("counter", "Messages terminated: not a record, or refused by an output."),
+    "ogrt_sink_lag": ("gauge", "Messages in the stream not yet delivered to the consumer."),
+    "ogrt_sink_ack_pending": ("gauge", "Messages delivered to the consumer's sinks, not yet acked."),
 }
 
 # OutputRunner.stats() key → metric name

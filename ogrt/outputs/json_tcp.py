@@ -17,10 +17,9 @@ import socket
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import orjson
-
 from ogrt.outputs import options as opt
 from ogrt.outputs.base import Output, OutputError
+from ogrt.outputs.jsonl import json_lines
 
 
 class JsonTcpOutput(Output):
@@ -79,8 +78,7 @@ class JsonTcpOutput(Output):
     def write(self, records: Sequence[dict[str, Any]]) -> None:
         if not records:
             return
-        dumps, nl = orjson.dumps, orjson.OPT_APPEND_NEWLINE
-        data = b"".join([dumps(r, option=nl) for r in records])
+        data = json_lines(records)
         if self.sock is None or self._peer_closed():
             self.open()
         assert self.sock is not None

@@ -26,6 +26,19 @@ import orjson
 from ogrt.outputs import options as opt
 from ogrt.outputs.base import Output, OutputError
 
+__all__ = ["JsonlOutput", "record_json", "json_lines"]
+
+
+def record_json(record: dict[str, Any]) -> bytes:
+    """One record as compact JSON (no newline): what the `nats` output publishes."""
+    return orjson.dumps(record)
+
+
+def json_lines(records: Sequence[dict[str, Any]]) -> bytes:
+    """Records as newline-delimited JSON, one line each (jsonl files, json_tcp streams)."""
+    dumps, nl = orjson.dumps, orjson.OPT_APPEND_NEWLINE
+    return b"".join([dumps(r, option=nl) for r in records])
+
 
 class JsonlOutput(Output):
     type_name = "jsonl"
@@ -89,8 +102,7 @@ class JsonlOutput(Output):
     def write(self, records: Sequence[dict[str, Any]]) -> None:
         if not records:
             return
-        dumps, nl = orjson.dumps, orjson.OPT_APPEND_NEWLINE
-        data = b"".join([dumps(r, option=nl) for r in records])
+        data = json_lines(records)
         try:
             if self._lock_fd is None:
                 self.open()
