@@ -54,7 +54,6 @@ class Dashboard:
                                  autoescape=True, undefined=jinja2.StrictUndefined)
         self.templates = Jinja2Templates(env=env)
         env.globals.update(base=self.base, nav=NAV, filters=FILTERS, display=_display, link=self.link, dict=dict)
-        env.filters["tojson_safe"] = lambda v: json.dumps(v).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
     def link(self, key: str, value: Any, p: Params) -> str | None:
         """The page a cell links to (filters kept), or None."""

@@ -6,6 +6,11 @@
 (function () {
   var COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"];
 
+  function chartWidth(target) {
+    var main = document.querySelector("main");
+    return Math.max(320, Math.min((main ? main.clientWidth : 900) - 40, 1100));
+  }
+
   function draw(block) {
     var data = JSON.parse(block.textContent);
     var id = block.id.replace(/^plot-/, "");
@@ -20,10 +25,15 @@
       series.push(spec);
       columns.push(s.values);
     });
-    var width = Math.max(320, Math.min(target.clientWidth || 900, 1200));
+    var width = chartWidth(target);
+    var x = { time: true };
+    if (data.x.length === 1) {  /* one day: a range around it, not years */
+      x.range = function () { return [data.x[0] - 86400, data.x[0] + 86400]; };
+    }
     var opts = {
       width: width, height: 220, series: series,
-      scales: { x: { time: true } },
+      tzDate: function (ts) { return uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"); },
+      scales: { x: x, y: { range: function (u, lo, hi) { return [0, Math.max(1, hi * 1.1)]; } } },
       axes: [{}, { size: 60 }]
     };
     if (data.x.length === 0) {
@@ -33,7 +43,7 @@
     var plot = new uPlot(opts, columns, target);
     target.setAttribute("data-drawn", "1");
     window.addEventListener("resize", function () {
-      plot.setSize({ width: Math.max(320, Math.min(target.clientWidth || 900, 1200)), height: 220 });
+      plot.setSize({ width: chartWidth(target), height: 220 });
     });
   }
 
