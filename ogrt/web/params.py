@@ -93,8 +93,10 @@ def parse(items: Iterable[tuple[str, str]], allowed: Iterable[str] = (), default
         if name in values:
             try:
                 times[name] = parse_time(values[name])
-            except (TimeSpecError, ValueError, OverflowError) as exc:
+            except (TimeSpecError, ValueError) as exc:
                 raise BadRequest(f"{name}: {exc}") from None
+            except OverflowError:
+                raise BadRequest(f"{name}: {values[name][:40]!r} is out of range") from None
     user = values.get("user")
     if user is not None and user.isdigit() and (len(user) > 10 or int(user) > MAX_UID):
         raise BadRequest(f"user: uid {user[:20]} is out of range")
