@@ -41,6 +41,7 @@ from ogrt.outputs.sqlrecords import set_digest  # noqa: E402
 from ogrt.report import jobtree, queries  # noqa: E402
 from ogrt.report.db import ReportDB, open_postgresql, open_sqlite  # noqa: E402
 from ogrt.report.timespec import parse_time  # noqa: E402
+from ogrt.sql.schema import SCHEMA_VERSION  # noqa: E402
 
 TARGET_SECONDS = 10.0
 END = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
@@ -147,6 +148,7 @@ def build_sqlite(path: str, n: int) -> None:
     conn.executescript((REPO / "ogrt/sql/sqlite.sql").read_text())
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = OFF")
+    conn.execute(f"INSERT INTO schema_version (version) VALUES ({SCHEMA_VERSION})")  # as the outputs do
     for table, columns, rows in tables(n):
         conn.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
                          rows)
@@ -162,6 +164,7 @@ def build_postgresql(dsn: str, n: int) -> None:
     schema = (REPO / "ogrt/sql/postgresql.sql").read_text()
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(schema)
+        conn.execute(f"INSERT INTO schema_version (version) VALUES ({SCHEMA_VERSION})")  # as the outputs do
         # load without the secondary indices, then build them (the schema is idempotent)
         for (name,) in conn.execute("SELECT indexname FROM pg_indexes WHERE schemaname = 'public' "
                                     "AND indexname NOT LIKE '%pkey' AND indexname NOT LIKE '%key'").fetchall():

@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""How fast the `ogrt web` pages get their data over 1,000,000 processes (SQLite, PostgreSQL).
+
+Builds the database of benchmarks/report_scale.py (same generator, same seed), then for each
+page times (1) its data request: the page function of ogrt/web/pages.py that the HTML view
+and the JSON/CSV downloads call, and (2) the whole HTTP request (`?format=json`) to a real
+`ogrt web` process on a loopback port. Prints seconds per page; each timing is the median
+of --repeat runs.
+
+Targets (issue 14): each page ≤ 1 s, the overview ≤ 2 s.
+
+    .venv/bin/python benchmarks/web.py [--processes N] [--backend sqlite|postgresql|both]
+        [--db PATH] [--keep] [--repeat 3]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks.report_scale import N_JOBS, PICKS, build_postgresql, build_sqlite  # noqa: E402
+from ogrt.report.db import open_target  # noqa: E402
+from ogrt.web import pages  # noqa: E402
+from ogrt.web.params import parse  # noqa: E402
+
+TARGET = 1.0
+TARGET_OVERVIEW = 2.0
+TOP_EXE = "/apps/gcc/0/bin/prog0"  # the most run executable of the generator (Zipf rank 1)
+
+#: (label, URL path below the base, page spec, query parameters, job id for the job page)
+CASES: list[tuple[str, str, pages.Spec, list[tuple[str, str]], str]] = [
+    ("overview", "/", pages.PAGES["/"], [], ""),
+    ("overview since=7d", "/", pages.PAGES["/"], [("since", "7d")], ""),
+    ("executables", "/executables", pages.PAGES["/executables"], [], ""),
+    ("executable (top one) → its jobs", "/executable", pages.PAGES["/executable"], [("path", TOP_EXE)], ""),
+    ("libraries", "/libraries", pages.PAGES["/libraries"], [], ""),
+    ("libraries q=libmkl", "/libraries", pages.PAGES["/libraries"], [("q", "libmkl")], ""),
+    ("modules", "/modules", pages.PAGES["/modules"], [], ""),
+    ("users", "/users", pages.PAGES["/users"], [], ""),
+    ("jobs", "/jobs", pages.PAGES["/jobs"], [], ""),
+    ("jobs page=20", "/jobs", pages.PAGES["/jobs"], [("page", "20")], ""),
+    (f"jobs user={PICKS['user']}", "/jobs", pages.PAGES["/jobs"], [("user", PICKS["user"])], ""),
+    ("signatures", "/signatures", pages.PAGES["/signatures"], [], ""),
+    (f"job {PICKS['job']}", f"/jobs/{PICKS['job']}", pages.JOB, [], PICKS["job"]),
+]
+
+
+def time_data(target: tuple[str, str], repeat: int) -> dict[str, float]:
+    out = {}
+    for label, _, spec, query, job in CASES:
+        params = parse(query, spec.allowed, spec.default_top, spec.choices)
+        runs = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            with open_target(target, read_only=True) as db:  # as the app: a connection per request
+                spec.func(db, params, False, **({"job_id": job} if job else {}))
+            runs.append(time.perf_counter() - t0)
+        out[label] = statistics.median(runs)
+    return out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def time_http(db: str, repeat: int) -> dict[str, float]:
+    port = _free_port()
+    tmp = tempfile.mkdtemp(prefix="ogrt-web-bench-")
+    conf = Path(tmp) / "ogrt.conf"
+    conf.write_text(f'[web]\naddress = "127.0.0.1:{port}"\n')
+    proc = subprocess.Popen([sys.executable, "-m", "ogrt", "web", "--config", str(conf), "--db", db],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        out = {}
+        for label, path, _, query, _ in CASES:
+            qs = "&".join(f"{k}={urllib.request.quote(v, safe='')}" for k, v in query + [("format", "json")])
+            runs = []
+            for _ in range(repeat):
+                t0 = time.perf_counter()
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}?{qs}", timeout=120) as resp:
+                    resp.read()
+                runs.append(time.perf_counter() - t0)
+            out[label] = statistics.median(runs)
+        return out
+    finally:
+        proc.terminate()
+        proc.wait(20)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def report(label: str, data: dict[str, float], http: dict[str, float], n: int) -> bool:
+    ok = True
+    print(f"{label}: {'page':36} {'data s':>7} {'HTTP s':>7}  target")
+    for name, seconds in data.items():
+        target = TARGET_OVERVIEW if name.startswith("overview") else TARGET
+        meets = http[name] <= target
+        ok &= meets
+        print(f"{label}: {name:36} {seconds:7.3f} {http[name]:7.3f}  ≤ {target:.0f} s {'ok' if meets else 'MISSES'}")
+    print(f"{label}: {n:,} processes, {N_JOBS:,} jobs: {'every page meets its target' if ok else 'some pages miss'}")
+    return ok
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--processes", type=int, default=1_000_000)
+    ap.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="both")
+    ap.add_argument("--db", help="SQLite file to build or reuse (default: a temp file)")
+    ap.add_argument("--keep", action="store_true", help="keep the temp SQLite database")
+    ap.add_argument("--repeat", type=int, default=3)
+    opts = ap.parse_args()
+    ok = True
+    if opts.backend in ("sqlite", "both"):
+        tmpdir = tempfile.mkdtemp(prefix="ogrt-web-bench-")
+        path = opts.db or os.path.join(tmpdir, "bench.sqlite")
+        try:
+            if not os.path.exists(path):
+                t0 = time.perf_counter()
+                build_sqlite(path, opts.processes)
+                print(f"sqlite: built {opts.processes:,} processes in {time.perf_counter() - t0:.0f} s: {path}")
+            ok &= report("sqlite", time_data(("sqlite", path), opts.repeat), time_http(path, opts.repeat),
+                         opts.processes)
+        finally:
+            if not opts.keep and not opts.db:
+                shutil.rmtree(tmpdir, ignore_errors=True)
+    if opts.backend in ("postgresql", "both"):
+        from tests.fixtures.postgres import PostgresServer, find_pg_bin
+
+        pg_bin = find_pg_bin()
+        if pg_bin is None:
+            print("postgresql: no initdb/pg_ctl found (install Debian's postgresql)")
+        else:
+            server: Any = PostgresServer(pg_bin)
+            server.initdb()
+            server.start()
+            try:
+                dsn = server.new_database("webbench")
+                t0 = time.perf_counter()
+                build_postgresql(dsn, opts.processes)
+                print(f"postgresql: built {opts.processes:,} processes in {time.perf_counter() - t0:.0f} s")
+                ok &= report("postgresql", time_data(("postgresql", dsn), opts.repeat),
+                             time_http(dsn, opts.repeat), opts.processes)
+            finally:
+                server.destroy()
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
