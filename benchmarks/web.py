@@ -10,12 +10,11 @@ of --repeat runs.
 Targets (issue 14): each page ≤ 1 s, the overview ≤ 2 s.
 
     .venv/bin/python benchmarks/web.py [--processes N] [--backend sqlite|postgresql|both]
-        [--db PATH] [--keep] [--repeat 3]
+        [--db PATH] [--keep] [--dsn CONNINFO] [--repeat 3]
 """
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import socket
 import statistics
@@ -25,12 +24,11 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.report_scale import N_JOBS, PICKS, build_postgresql, build_sqlite  # noqa: E402
+from benchmarks.report_scale import N_JOBS, PICKS, add_options, postgresql_database, sqlite_database  # noqa: E402
 from ogrt.report.db import open_target  # noqa: E402
 from ogrt.web import pages  # noqa: E402
 from ogrt.web.params import parse  # noqa: E402
@@ -123,45 +121,19 @@ def report(label: str, data: dict[str, float], http: dict[str, float], n: int) -
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--processes", type=int, default=1_000_000)
-    ap.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="both")
-    ap.add_argument("--db", help="SQLite file to build or reuse (default: a temp file)")
-    ap.add_argument("--keep", action="store_true", help="keep the temp SQLite database")
+    add_options(ap, backend="both")
     ap.add_argument("--repeat", type=int, default=3)
     opts = ap.parse_args()
     ok = True
     if opts.backend in ("sqlite", "both"):
-        tmpdir = tempfile.mkdtemp(prefix="ogrt-web-bench-")
-        path = opts.db or os.path.join(tmpdir, "bench.sqlite")
-        try:
-            if not os.path.exists(path):
-                t0 = time.perf_counter()
-                build_sqlite(path, opts.processes)
-                print(f"sqlite: built {opts.processes:,} processes in {time.perf_counter() - t0:.0f} s: {path}")
+        with sqlite_database(opts) as path:
             ok &= report("sqlite", time_data(("sqlite", path), opts.repeat), time_http(path, opts.repeat),
                          opts.processes)
-        finally:
-            if not opts.keep and not opts.db:
-                shutil.rmtree(tmpdir, ignore_errors=True)
     if opts.backend in ("postgresql", "both"):
-        from tests.fixtures.postgres import PostgresServer, find_pg_bin
-
-        pg_bin = find_pg_bin()
-        if pg_bin is None:
-            print("postgresql: no initdb/pg_ctl found (install Debian's postgresql)")
-        else:
-            server: Any = PostgresServer(pg_bin)
-            server.initdb()
-            server.start()
-            try:
-                dsn = server.new_database("webbench")
-                t0 = time.perf_counter()
-                build_postgresql(dsn, opts.processes)
-                print(f"postgresql: built {opts.processes:,} processes in {time.perf_counter() - t0:.0f} s")
+        with postgresql_database(opts) as dsn:
+            if dsn is not None:
                 ok &= report("postgresql", time_data(("postgresql", dsn), opts.repeat),
                              time_http(dsn, opts.repeat), opts.processes)
-            finally:
-                server.destroy()
     return 0 if ok else 1
 
 
