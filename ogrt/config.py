@@ -138,6 +138,7 @@ class WebConfig:
     base_path: str = option((str,), "", convert=_base_path)
     show_args: bool = option((bool,), False)
     output: str | None = option((str,), None, non_empty)  # the SQL output to read (default: the first)
+    cache_seconds: float = option((int, float), 60.0, between(0, 86400))  # a page's data is reused this long
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import threading
+import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -45,11 +48,40 @@ def _display(value: Any) -> str:
     return text
 
 
+class PageCache:
+    """Recent pages' data for `seconds` (a shared link opened by several people, the CSV and
+    JSON of the page just viewed: one set of queries). Bounded; 0 seconds: off."""
+
+    def __init__(self, seconds: float, size: int = 256) -> None:
+        self.seconds = seconds
+        self.size = size
+        self._pages: OrderedDict[Any, tuple[float, pages.Page]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Any) -> pages.Page | None:
+        with self._lock:
+            hit = self._pages.get(key)
+            if hit is None or time.monotonic() - hit[0] > self.seconds:
+                return None
+            self._pages.move_to_end(key)
+            return hit[1]
+
+    def put(self, key: Any, page: pages.Page) -> None:
+        if self.seconds <= 0:
+            return
+        with self._lock:
+            self._pages[key] = (time.monotonic(), page)
+            self._pages.move_to_end(key)
+            while len(self._pages) > self.size:
+                self._pages.popitem(last=False)
+
+
 class Dashboard:
     def __init__(self, config: WebConfig, target: tuple[str, str]) -> None:
         self.config = config
         self.target = target
         self.base = config.base_path
+        self.cache = PageCache(config.cache_seconds)
         env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(HERE / "templates")),
                                  autoescape=True, undefined=jinja2.StrictUndefined)
         self.templates = Jinja2Templates(env=env)
@@ -129,8 +161,14 @@ class Dashboard:
         return "".join(c if c.isalnum() or c in "-_." else "_" for c in tail)[:80]
 
     def _run(self, spec: pages.Spec, params: Params, kwargs: dict[str, Any]) -> pages.Page:
-        with open_target(self.target, read_only=True) as db:
-            return spec.func(db, params, self.config.show_args, **kwargs)
+        key = (spec.func.__name__, tuple(sorted(kv for kv in params.raw if kv[0] != "table")),
+               tuple(sorted(kwargs.items())))
+        page = self.cache.get(key)
+        if page is None:
+            with open_target(self.target, read_only=True) as db:
+                page = spec.func(db, params, self.config.show_args, **kwargs)
+            self.cache.put(key, page)
+        return page
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:

@@ -174,3 +174,23 @@ def test_base_path(web_data: WebData, start_web: Any) -> None:
     assert srv.get("/static/uPlot.iife.min.js")[0] == 200
     conn_status = WebServer(srv.proc, srv.port, "", srv.stderr_path).get("/jobs")[0]
     assert conn_status == 404
+
+
+@pytest.mark.parametrize("cache_seconds", [0, 3600])
+def test_page_cache(cache_seconds: int, tmp_path: Path, start_web: Any) -> None:
+    """A page's data is reused for cache_seconds (its downloads too); 0 reads every time."""
+    from tests.report.conftest import write_records
+    from tests.report.records import dataset, process, T4
+
+    path = str(tmp_path / "ogrt.sqlite")
+    write_records("sqlite", {"type": "sqlite", "path": path}, dataset())
+    srv = start_web(path, f"cache_seconds = {cache_seconds}\n")
+    before = json.loads(srv.get("/jobs?format=json")[2])
+    write_records("sqlite", {"type": "sqlite", "path": path},
+                  process(host="n9", job="job-new", user="carol", uid=1003, pid=1, ppid=0,
+                          exe="/bin/true", start=T4, seconds=1))
+    after = json.loads(srv.get("/jobs?format=json")[2])
+    assert "job-new" not in {j["job"] for j in before}
+    assert ("job-new" in {j["job"] for j in after}) == (cache_seconds == 0)
+    # the CSV of the page just viewed comes from the same data
+    assert ("job-new" in srv.get("/jobs?format=csv")[2]) == (cache_seconds == 0)
