@@ -165,7 +165,7 @@ def timeline(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "failed": bool(row.get("exit_status")), "seconds": round(end - start, 6),
         })
     return {"lanes": [{"label": k, "bars": v} for k, v in sorted(lanes.items())],
-            "start": spans and min(r["start_time"] for r, _, _ in spans), "seconds": round(t1 - t0, 6)}
+            "start": min(r["start_time"] for r, _, _ in spans), "seconds": round(t1 - t0, 6)}
 
 
 def _running(rows: list[dict[str, Any]]) -> Plot:

@@ -15,6 +15,8 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
+
 from ogrt.config import WebConfig
 from ogrt.web.passwords import verify_password
 
@@ -56,7 +58,8 @@ class Guard:
                 message = {**message, "headers": [*message.get("headers", []), *HEADERS]}
             await send(message)
 
-        user = self.user(scope)
+        # scrypt is slow on purpose: never on the event loop
+        user = await run_in_threadpool(self.user, scope) if self.config.auth == "basic" else self.user(scope)
         if user is None:
             await self._refuse(send_with_headers)
             return
