@@ -161,8 +161,8 @@ def _systemd_unquote(word: str) -> str:
     return value.replace("%%", "%").replace("$$", "$")
 
 
-def test_unit_keys_and_quoting(tmp_path: Path) -> None:
-    text = render("ogrt_server", "ogrt-server.service.j2", SERVER_VARS)
+def _service_keys(text: str) -> dict[str, str]:
+    """The [Service] keys of a unit's text."""
     service: dict[str, str] = {}
     section = ""
     for line in text.splitlines():
@@ -171,6 +171,12 @@ def test_unit_keys_and_quoting(tmp_path: Path) -> None:
         elif "=" in line and section == "[Service]":
             k, v = line.split("=", 1)
             service[k] = v
+    return service
+
+
+def test_unit_keys_and_quoting(tmp_path: Path) -> None:
+    text = render("ogrt_server", "ogrt-server.service.j2", SERVER_VARS)
+    service = _service_keys(text)
     assert service["User"] == "ogrt" and service["Group"] == "ogrt"
     assert service["NoNewPrivileges"] == "yes"
     assert service["ProtectSystem"] == "strict"
@@ -285,18 +291,6 @@ def test_inventory_and_site_are_valid_yaml() -> None:
     example = yaml.safe_load((REPO / "inventory" / "example.yml").read_text())
     assert set(example["all"]["children"]) == {"ogrt_servers", "compute", "login"}
     json.dumps(example)
-
-
-def _service_keys(text: str) -> dict[str, str]:
-    service: dict[str, str] = {}
-    section = ""
-    for line in text.splitlines():
-        if line.startswith("["):
-            section = line
-        elif "=" in line and section == "[Service]":
-            k, v = line.split("=", 1)
-            service[k] = v
-    return service
 
 
 def test_web_unit_is_hardened_and_runs_ogrt_web() -> None:
