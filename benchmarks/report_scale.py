@@ -219,8 +219,8 @@ def time_reports(db: ReportDB, label: str, n: int) -> float:
 @contextmanager
 def sqlite_database(opts: argparse.Namespace) -> Iterator[str]:
     """The path of the benchmark's SQLite database: --db (built when missing) or a temp file."""
-    tmpdir = tempfile.mkdtemp(prefix="ogrt-report-bench-")
-    path = opts.db or os.path.join(tmpdir, "bench.sqlite")
+    tmpdir = None if opts.db else tempfile.mkdtemp(prefix="ogrt-report-bench-")
+    path = opts.db or os.path.join(str(tmpdir), "bench.sqlite")
     try:
         if not os.path.exists(path):
             t0 = time.perf_counter()
@@ -231,7 +231,7 @@ def sqlite_database(opts: argparse.Namespace) -> Iterator[str]:
             print(f"sqlite: reusing {path}")
         yield path
     finally:
-        if not opts.keep and not opts.db:
+        if tmpdir is not None and not opts.keep:
             shutil.rmtree(tmpdir, ignore_errors=True)
 
 
