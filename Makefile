@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := gcc make libc6-dev binutils python3 python3-venv python3-dev \
                 g++ cmake lmod postgresql procps iproute2 git systemd \
                 slurmctld slurmd slurm-client munge musl-tools gcc-multilib \
-                nats-server
+                nats-server chromium
 
 .PHONY: all apt-deps venv preload test demo cluster clean
 
@@ -32,7 +32,7 @@ $(VENV)/.installed: pyproject.toml
 	@echo "==> creating the Python venv in $(VENV)"
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[test]'
+	$(VENV)/bin/pip install -q -e '.[test,web]'
 	@touch $@
 
 venv: $(VENV)/.installed

@@ -31,7 +31,8 @@ import sys
 import tempfile
 import time
 from datetime import datetime, timedelta, timezone
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,6 +42,7 @@ from ogrt.outputs.sqlrecords import set_digest  # noqa: E402
 from ogrt.report import jobtree, queries  # noqa: E402
 from ogrt.report.db import ReportDB, open_postgresql, open_sqlite  # noqa: E402
 from ogrt.report.timespec import parse_time  # noqa: E402
+from ogrt.sql.schema import SCHEMA_VERSION  # noqa: E402
 
 TARGET_SECONDS = 10.0
 END = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
@@ -147,6 +149,7 @@ def build_sqlite(path: str, n: int) -> None:
     conn.executescript((REPO / "ogrt/sql/sqlite.sql").read_text())
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = OFF")
+    conn.execute(f"INSERT INTO schema_version (version) VALUES ({SCHEMA_VERSION})")  # as the outputs do
     for table, columns, rows in tables(n):
         conn.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
                          rows)
@@ -162,6 +165,7 @@ def build_postgresql(dsn: str, n: int) -> None:
     schema = (REPO / "ogrt/sql/postgresql.sql").read_text()
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(schema)
+        conn.execute(f"INSERT INTO schema_version (version) VALUES ({SCHEMA_VERSION})")  # as the outputs do
         # load without the secondary indices, then build them (the schema is idempotent)
         for (name,) in conn.execute("SELECT indexname FROM pg_indexes WHERE schemaname = 'public' "
                                     "AND indexname NOT LIKE '%pkey' AND indexname NOT LIKE '%key'").fetchall():
@@ -212,9 +216,11 @@ def time_reports(db: ReportDB, label: str, n: int) -> float:
     return worst
 
 
-def run_sqlite(opts: argparse.Namespace) -> float:
-    tmpdir = tempfile.mkdtemp(prefix="ogrt-report-bench-")
-    path = opts.db or os.path.join(tmpdir, "bench.sqlite")
+@contextmanager
+def sqlite_database(opts: argparse.Namespace) -> Iterator[str]:
+    """The path of the benchmark's SQLite database: --db (built when missing) or a temp file."""
+    tmpdir = None if opts.db else tempfile.mkdtemp(prefix="ogrt-report-bench-")
+    path = opts.db or os.path.join(str(tmpdir), "bench.sqlite")
     try:
         if not os.path.exists(path):
             t0 = time.perf_counter()
@@ -223,23 +229,26 @@ def run_sqlite(opts: argparse.Namespace) -> float:
                   f"({os.path.getsize(path) / 1e6:.0f} MB): {path}")
         else:
             print(f"sqlite: reusing {path}")
-        with open_sqlite(path) as db:
-            return time_reports(db, "sqlite", opts.processes)
+        yield path
     finally:
-        if not opts.keep and not opts.db:
+        if tmpdir is not None and not opts.keep:
             shutil.rmtree(tmpdir, ignore_errors=True)
 
 
-def run_postgresql(opts: argparse.Namespace) -> float:
+@contextmanager
+def postgresql_database(opts: argparse.Namespace) -> Iterator[str | None]:
+    """A filled PostgreSQL database: --dsn, or a throwaway server started as the tests start
+    one (None when PostgreSQL is not installed)."""
     server = None
-    dsn = opts.dsn
-    if not dsn:  # a throwaway server, as the tests start it
+    dsn = getattr(opts, "dsn", None)
+    if not dsn:
         from tests.fixtures.postgres import PostgresServer, find_pg_bin
 
         pg_bin = find_pg_bin()
         if pg_bin is None:
             print("postgresql: no initdb/pg_ctl found (install Debian's postgresql) or pass --dsn")
-            return 0.0
+            yield None
+            return
         server = PostgresServer(pg_bin)
         server.initdb()
         server.start()
@@ -248,20 +257,37 @@ def run_postgresql(opts: argparse.Namespace) -> float:
         t0 = time.perf_counter()
         build_postgresql(dsn, opts.processes)
         print(f"postgresql: built {opts.processes:,} processes in {time.perf_counter() - t0:.1f} s")
-        with open_postgresql(dsn) as db:
-            return time_reports(db, "postgresql", opts.processes)
+        yield dsn
     finally:
         if server is not None:
             server.destroy()
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_options(ap: argparse.ArgumentParser, backend: str = "sqlite") -> None:
+    """The database options of this benchmark and of benchmarks/web.py."""
     ap.add_argument("--processes", type=int, default=1_000_000)
-    ap.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="sqlite")
+    ap.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default=backend)
     ap.add_argument("--db", help="SQLite file to build or reuse (default: a temp file)")
     ap.add_argument("--keep", action="store_true", help="keep the temp SQLite database")
     ap.add_argument("--dsn", help="PostgreSQL database to fill (default: start a throwaway server)")
+
+
+def run_sqlite(opts: argparse.Namespace) -> float:
+    with sqlite_database(opts) as path, open_sqlite(path) as db:
+        return time_reports(db, "sqlite", opts.processes)
+
+
+def run_postgresql(opts: argparse.Namespace) -> float:
+    with postgresql_database(opts) as dsn:
+        if dsn is None:
+            return 0.0
+        with open_postgresql(dsn) as db:
+            return time_reports(db, "postgresql", opts.processes)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_options(ap)
     opts = ap.parse_args()
     worst = 0.0
     if opts.backend in ("sqlite", "both"):

@@ -89,6 +89,29 @@ def _cmd_unescape(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_web(args: argparse.Namespace) -> int:
+    try:
+        from ogrt.web.serve import run
+    except ImportError as e:
+        print(f"ogrt web: needs the web extra (pip install 'ogrt[web]'): {e}", file=sys.stderr)
+        return 2
+    config = _load(args.config, "ogrt web: config error")
+    if config is None:
+        return 2
+    return run(config, db=args.db, output=args.output, port=args.port)
+
+
+def _cmd_hash_password(args: argparse.Namespace) -> int:
+    from ogrt.web.passwords import MAX_PASSWORD, hash_password
+
+    password = sys.stdin.readline().rstrip("\r\n")
+    if not password or len(password.encode()) > MAX_PASSWORD:
+        print(f"ogrt web hash-password: give a password of 1..{MAX_PASSWORD} bytes on stdin", file=sys.stderr)
+        return 1
+    print(hash_password(password))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ogrt", description="OGRT: track which programs and shared libraries HPC jobs really run.")
@@ -125,6 +148,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("text")
     p.add_argument("-n", action="store_true", help="no trailing newline")
     p.set_defaults(func=_cmd_unescape)
+
+    p = sub.add_parser("web", help="serve the read-only web dashboard",
+                       description="Serve the dashboard over the database `ogrt report` reads "
+                                   "([web] in ogrt.conf: address, auth, base_path, show_args).")
+    p.add_argument("--config", "-c", metavar="PATH", help="ogrt.conf: its [web] table and SQL output")
+    p.add_argument("--db", metavar="PATH|URL", help="SQLite file or postgresql:// URL (instead of the config's output)")
+    p.add_argument("--output", metavar="NAME", help="the sqlite/postgresql output to read (default: the first)")
+    p.add_argument("--port", type=int, default=None, help=argparse.SUPPRESS)
+    p.set_defaults(func=_cmd_web)
+    web_sub = p.add_subparsers(dest="web_command", metavar="hash-password")
+    h = web_sub.add_parser("hash-password", help="read a password on stdin, print its hash for [web.users]",
+                           description="Read one line (the password) on stdin; print its scrypt hash.")
+    h.set_defaults(func=_cmd_hash_password)
 
     from ogrt.report import cli as report_cli
     report_cli.add_parser(sub)

@@ -17,16 +17,17 @@ from types import MappingProxyType
 from typing import Any
 
 from ogrt.errors import ConfigError
-from ogrt.keys import Key, at_least, between, check_table, host_port, ip_address, keys_of, non_empty, option
+from ogrt.keys import (Key, at_least, between, check_table, host_port, ip_address, keys_of, non_empty,
+                       one_of, option)
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["Config", "ServerConfig", "MetricsConfig", "SpoolConfig", "OutputConfig", "load_config",
-           "parse_config", "parse_outputs", "read_toml", "ConfigError", "DEFAULT_STATE_DIR",
-           "default_state_dir", "log_level"]
+__all__ = ["Config", "ServerConfig", "MetricsConfig", "SpoolConfig", "WebConfig", "OutputConfig",
+           "load_config", "parse_config", "parse_outputs", "read_toml", "ConfigError",
+           "DEFAULT_STATE_DIR", "default_state_dir", "log_level"]
 
 DEFAULT_STATE_DIR = Path("/var/lib/ogrt")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -102,6 +103,45 @@ class SpoolConfig:
     max_bytes: int = option((int,), 1 << 30, at_least(0))  # per output and worker
 
 
+def _base_path(value: str) -> str:
+    if value and (not value.startswith("/") or value.endswith("/") or "//" in value
+                  or not all(c.isalnum() or c in "/-._~" for c in value)):
+        raise ValueError('must be "" or a URL path like "/ogrt" (no trailing "/")')
+    return value
+
+
+def _proxies(value: list[Any]) -> tuple[str, ...]:
+    for item in value:
+        if not isinstance(item, str) or ip_address(item):
+            raise ValueError(f"{item!r} is not an IP address")
+    return tuple(value)
+
+
+def _web_users(value: Mapping[str, Any]) -> Mapping[str, str]:
+    from ogrt.web.passwords import is_hash  # late: ogrt.web needs the web extra, this does not
+
+    for name, digest in value.items():
+        if not isinstance(digest, str) or not is_hash(digest):
+            raise ValueError(f"user {name!r}: not a password hash from `ogrt web hash-password` "
+                             "(plain-text passwords are not accepted)")
+    return MappingProxyType(dict(value))
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """`[web]`: the `ogrt web` dashboard; `[web.users]` NAME = "HASH" for `auth = "basic"`."""
+
+    address: tuple[str, int] = option((str,), ("127.0.0.1", 8971), convert=host_port)
+    auth: str = option((str,), "none", one_of("none", "basic", "proxy"))
+    users: Mapping[str, str] = option((Mapping,), convert=_web_users, factory=lambda: MappingProxyType({}))
+    proxy_header: str = option((str,), "X-Remote-User", non_empty)
+    proxies: tuple[str, ...] = option((list,), (), convert=_proxies)
+    base_path: str = option((str,), "", convert=_base_path)
+    show_args: bool = option((bool,), False)
+    output: str | None = option((str,), None, non_empty)  # the SQL output to read (default: the first)
+    cache_seconds: float = option((int, float), 60.0, between(0, 86400))  # a page's data is reused this long
+
+
 @dataclass(frozen=True)
 class OutputConfig:
     name: str
@@ -114,11 +154,12 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     spool: SpoolConfig = field(default_factory=SpoolConfig)
+    web: WebConfig = field(default_factory=WebConfig)
     outputs: tuple[OutputConfig, ...] = ()
     path: Path | None = None
 
 
-_SECTIONS = {"server": ServerConfig, "metrics": MetricsConfig, "spool": SpoolConfig}
+_SECTIONS = {"server": ServerConfig, "metrics": MetricsConfig, "spool": SpoolConfig, "web": WebConfig}
 _TOP = {name: Key((Mapping,), {}) for name in (*_SECTIONS, "outputs")}
 
 

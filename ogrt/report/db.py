@@ -44,6 +44,12 @@ class Dialect:
             return f"group_concat(DISTINCT {expr})"
         return f"string_agg(DISTINCT {expr}, ',')"
 
+    def day(self, expr: str) -> str:
+        """The UTC calendar day (YYYY-MM-DD text) of a stored time."""
+        if self.name == "sqlite":
+            return f"substr({expr}, 1, 10)"  # RFC 3339 UTC text
+        return f"to_char({expr} AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+
     @property
     def ilike(self) -> str:
         """Case-insensitive LIKE (SQLite's LIKE already is, for ASCII)."""
@@ -100,12 +106,14 @@ class ReportDB:
         self.close()
 
 
-def open_sqlite(path: str) -> ReportDB:
+def open_sqlite(path: str, read_only: bool = False) -> ReportDB:
+    """`read_only` (ogrt web): SQLite's mode=ro, no write is possible through this
+    connection; otherwise mode=rw (never creates a file) with query_only."""
     if not os.path.exists(path):
         raise ReportError(f"no OGRT database at {path} (use --db PATH or --config PATH)")
     try:
-        # mode=rw: never create a file; a write-protected file still opens read-only
-        conn = sqlite3.connect(f"file:{_uri_path(path)}?mode=rw", uri=True, timeout=30)
+        mode = "ro" if read_only else "rw"
+        conn = sqlite3.connect(f"file:{_uri_path(path)}?mode={mode}", uri=True, timeout=30)
         conn.execute("PRAGMA query_only = ON")
         versions = _versions(conn)
     except sqlite3.Error as exc:
@@ -194,14 +202,26 @@ def sql_output(config: str | None, name: str | None = None) -> OutputConfig:
     raise ReportError(f"{where}: no output named {name} (outputs: {listed})")
 
 
-def open_db(db: str | None = None, config: str | None = None, output: str | None = None) -> ReportDB:
-    """--db wins; else the SQL output of --config (--output NAME, or its first), or of the
-    daemon's defaults (its SQLite file in the state directory)."""
+def db_target(db: str | None = None, config: str | None = None, output: str | None = None) -> tuple[str, str]:
+    """(dialect name, SQLite path or DSN) of the database a report reads: --db wins; else the
+    SQL output of --config (--output NAME, or its first), or of the daemon's defaults (its
+    SQLite file in the state directory)."""
     if db is None:
         out = sql_output(config, output)
         if out.type == "postgresql":
-            return open_postgresql(out.options["dsn"])
-        return open_sqlite(out.options["path"])
+            return "postgresql", out.options["dsn"]
+        return "sqlite", out.options["path"]
     if db.startswith(("postgresql://", "postgres://")) or ("=" in db and not os.path.exists(db)):
-        return open_postgresql(db)
-    return open_sqlite(db)
+        return "postgresql", db
+    return "sqlite", db
+
+
+def open_target(target: tuple[str, str], read_only: bool = False) -> ReportDB:
+    """Open a `db_target()`; PostgreSQL sessions are always read-only."""
+    kind, where = target
+    return open_postgresql(where) if kind == "postgresql" else open_sqlite(where, read_only)
+
+
+def open_db(db: str | None = None, config: str | None = None, output: str | None = None) -> ReportDB:
+    """Open the database of `db_target()` (the arguments are the same)."""
+    return open_target(db_target(db, config, output))

@@ -434,3 +434,112 @@ def jobs(db: ReportDB, f: Filters, top: int) -> Report:
         rows,
         list_columns=("users",),
     )
+
+
+# -- queries the web dashboard added (ogrt/web/); the CLI may use them too -------------------
+def daily_sql(db: ReportDB, f: Filters) -> tuple[str, list[Any]]:
+    clauses, params = f.where(db.dialect)
+    day = db.dialect.day("p.start_time")
+    sql = f"""
+        SELECT {day} AS day, COUNT(*) AS processes,
+               COUNT(DISTINCT p.job_id) AS jobs,
+               COUNT(DISTINCT p.uid) AS users,
+               COUNT(DISTINCT p.host) AS hosts
+        FROM processes p
+        {_where(["p.start_time IS NOT NULL"] + clauses)}
+        GROUP BY {day}
+        ORDER BY day"""
+    return sql, params
+
+
+def daily(db: ReportDB, f: Filters) -> Report:
+    """Processes, jobs, users and hosts per UTC day (of the process start)."""
+    return Report(
+        "Activity per day (UTC)",
+        [("day", "Day"), ("processes", "Processes"), ("jobs", "Jobs"), ("users", "Users"),
+         ("hosts", "Hosts")],
+        db.query(*daily_sql(db, f)),
+    )
+
+
+def failing_sql(db: ReportDB, f: Filters, top: int) -> tuple[str, list[Any]]:
+    clauses, params = f.where(db.dialect)
+    limit, lparams = _limit(top)
+    sql = f"""
+        SELECT e.path AS executable, COUNT(*) AS failed,
+               COUNT(DISTINCT p.uid) AS users,
+               COUNT(DISTINCT p.job_id) AS jobs,
+               MAX(p.start_time) AS last_failure
+        FROM processes p JOIN executables e ON e.id = p.executable_id
+        {_where(["p.exit_status IS NOT NULL", "p.exit_status <> 0"] + clauses)}
+        GROUP BY e.path
+        ORDER BY failed DESC, executable
+        {limit}"""
+    return sql, params + lparams
+
+
+def failing(db: ReportDB, f: Filters, top: int) -> Report:
+    """Executables by number of runs that exited non-zero."""
+    return Report(
+        "Failing programs (non-zero exit)",
+        [("executable", "Executable"), ("failed", "Failed runs"), ("users", "Users"),
+         ("jobs", "Jobs"), ("last_failure", "Last failure")],
+        db.query(*failing_sql(db, f, top)),
+    )
+
+
+def executable_jobs_sql(db: ReportDB, f: Filters, top: int, path: str) -> tuple[str, list[Any]]:
+    clauses, params = f.where(db.dialect)
+    limit, lparams = _limit(top)
+    users_expr = db.dialect.list_agg("COALESCE(p.username, CAST(p.uid AS TEXT))")
+    sql = f"""
+        SELECT p.job_id AS job, COUNT(*) AS runs, {users_expr} AS users,
+               COUNT(DISTINCT p.host) AS hosts,
+               SUM({FAILED}) AS failed,
+               MIN(p.start_time) AS first_start, MAX(p.start_time) AS last_start
+        FROM processes p
+        {_where(["p.executable_id IN (SELECT x.id FROM executables x WHERE x.path = ?)",
+                 "p.job_id IS NOT NULL"] + clauses)}
+        GROUP BY p.job_id
+        ORDER BY last_start DESC, job
+        {limit}"""
+    return sql, [path] + params + lparams
+
+
+def executable_jobs(db: ReportDB, f: Filters, top: int, path: str) -> Report:
+    """The jobs that ran one executable (exact path), most recent first."""
+    rows = db.query(*executable_jobs_sql(db, f, top, path))
+    _split_lists(rows, ("users",))
+    return Report(
+        f"Jobs that ran {path}",
+        [("job", "Job"), ("runs", "Runs"), ("users", "Users"), ("hosts", "Hosts"),
+         ("failed", "Failed"), ("first_start", "First start"), ("last_start", "Last start")],
+        rows,
+        list_columns=("users",),
+    )
+
+
+def library_daily_sql(db: ReportDB, f: Filters, pattern: str) -> tuple[str, list[Any]]:
+    clauses, params = f.selects(db.dialect)
+    d = db.dialect
+    match = f"l.path {d.ilike} ? ESCAPE '{BACKSLASH}'"
+    uses = library_uses("p.id AS id, p.job_id AS job_id, p.start_time AS start_time",
+                        "libraries l", [match], clauses)
+    day = d.day("x.start_time")
+    sql = f"""
+        SELECT {day} AS day, COUNT(DISTINCT x.id) AS processes, COUNT(DISTINCT x.job_id) AS jobs
+        FROM ({uses}) x
+        WHERE x.start_time IS NOT NULL
+        GROUP BY {day}
+        ORDER BY day"""
+    one = [library_pattern(pattern)] + params
+    return sql, one + one
+
+
+def library_daily(db: ReportDB, f: Filters, pattern: str) -> Report:
+    """Per UTC day: processes and jobs that loaded a library matching `pattern`."""
+    return Report(
+        f"Processes loading a library matching {pattern!r}, per day (UTC)",
+        [("day", "Day"), ("processes", "Processes"), ("jobs", "Jobs")],
+        db.query(*library_daily_sql(db, f, pattern)),
+    )

@@ -161,8 +161,8 @@ def _systemd_unquote(word: str) -> str:
     return value.replace("%%", "%").replace("$$", "$")
 
 
-def test_unit_keys_and_quoting(tmp_path: Path) -> None:
-    text = render("ogrt_server", "ogrt-server.service.j2", SERVER_VARS)
+def _service_keys(text: str) -> dict[str, str]:
+    """The [Service] keys of a unit's text."""
     service: dict[str, str] = {}
     section = ""
     for line in text.splitlines():
@@ -171,6 +171,12 @@ def test_unit_keys_and_quoting(tmp_path: Path) -> None:
         elif "=" in line and section == "[Service]":
             k, v = line.split("=", 1)
             service[k] = v
+    return service
+
+
+def test_unit_keys_and_quoting(tmp_path: Path) -> None:
+    text = render("ogrt_server", "ogrt-server.service.j2", SERVER_VARS)
+    service = _service_keys(text)
     assert service["User"] == "ogrt" and service["Group"] == "ogrt"
     assert service["NoNewPrivileges"] == "yes"
     assert service["ProtectSystem"] == "strict"
@@ -285,3 +291,48 @@ def test_inventory_and_site_are_valid_yaml() -> None:
     example = yaml.safe_load((REPO / "inventory" / "example.yml").read_text())
     assert set(example["all"]["children"]) == {"ogrt_servers", "compute", "login"}
     json.dumps(example)
+
+
+def test_web_unit_is_hardened_and_runs_ogrt_web() -> None:
+    service = _service_keys(render("ogrt_server", "ogrt-web.service.j2",
+                                   {**SERVER_VARS, "ogrt_server_service_name": "ogrt-server"}))
+    assert service["User"] == "ogrt" and service["NoNewPrivileges"] == "yes"
+    assert service["ProtectSystem"] == "strict" and service["CapabilityBoundingSet"] == ""
+    assert service["RestrictAddressFamilies"] == "AF_INET AF_INET6 AF_UNIX"
+    assert _systemd_unquote(service["ReadWritePaths"]) == ODD_DIR + "/state"
+    argv = [a.replace("%%", "%").replace("$$", "$") for a in shlex.split(service["ExecStart"])]
+    assert argv == [ODD_DIR + "/venv/bin/ogrt", "web", "--config", ODD_DIR + "/etc/ogrt.conf"]
+
+
+@pytest.mark.skipif(not have("systemd-analyze"),
+                    reason="systemd-analyze is not installed (Debian package systemd)")
+def test_web_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    venv = tmp_path / "v e n v %d $HOME"
+    (venv / "bin").mkdir(parents=True)
+    (tmp_path / "state").mkdir()
+    ogrt = venv / "bin" / "ogrt"
+    ogrt.write_text("#!/bin/sh\nexit 0\n")
+    ogrt.chmod(0o755)
+    unit = tmp_path / "ogrt-web.service"
+    unit.write_text(render("ogrt_server", "ogrt-web.service.j2", {
+        **SERVER_VARS, "ogrt_server_venv": str(venv), "ogrt_server_state_path": str(tmp_path / "state"),
+        "ogrt_server_config_file": str(tmp_path / "ogrt.conf"), "ogrt_server_user": "root",
+        "ogrt_server_group": "root", "ogrt_server_service_name": "ogrt-server"}))
+    proc = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "ogrt-web.service" not in proc.stderr, proc.stderr
+
+
+def test_web_table_round_trips_through_check_config(tmp_path: Path) -> None:
+    """The role renders [web] and [web.users] like any table; the daemon's checker accepts them."""
+    from ogrt.web.passwords import hash_password
+
+    config = {"server": {"state_dir": str(tmp_path)},
+              "web": {"address": "127.0.0.1:8971", "auth": "basic", "show_args": False,
+                      "users": {"alice": hash_password("pw")}}}
+    conf = tmp_path / "ogrt.conf"
+    conf.write_text(render("ogrt_server", "ogrt.conf.j2", {"ogrt_server_merged_config": config}))
+    assert tomllib.loads(conf.read_text())["web"]["users"] == config["web"]["users"]
+    proc = subprocess.run([sys.executable, "-m", "ogrt", "check-config", str(conf)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
