@@ -90,12 +90,14 @@ def _cmd_unescape(args: argparse.Namespace) -> int:
 
 
 def _cmd_web(args: argparse.Namespace) -> int:
+    from ogrt.config import load_config
+
     try:
         from ogrt.web.serve import run
     except ImportError as e:
         print(f"ogrt web: needs the web extra (pip install 'ogrt[web]'): {e}", file=sys.stderr)
         return 2
-    config = _load(args.config, "ogrt web: config error")
+    config = _load(load_config, args.config, "ogrt web: config error")
     if config is None:
         return 2
     return run(config, db=args.db, output=args.output, port=args.port)
