@@ -16,7 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ogrt.config import Config
+from ogrt.config import FILE_OUTPUTS, Config
+from ogrt.filemodes import make_dirs, report_wide_modes, restrict_umask
 from ogrt.lifecycle import READY_LINE, install_stop_signals, setup_logging
 from ogrt.memory import tune_allocator
 from ogrt.metrics import RUNNER_STATS, merge, sample, serve_metrics
@@ -108,7 +109,7 @@ class Server:
 
     async def start(self) -> None:
         sc = self.config.server
-        Path(sc.state_dir).mkdir(parents=True, exist_ok=True)
+        make_dirs(sc.state_dir)
         self._start_runners()
         sinks = [r for _, r in self.runners]
         if "tcp" in sc.transports:
@@ -204,8 +205,11 @@ def run(config: Config, worker_index: int | None = None, control_fd: int | None 
     ogrt/supervisors/workers.py, which is handed `serve` and knows nothing of this module.
     """
     setup_logging(config.server.log_level)
+    restrict_umask()  # whatever we were started with: files 0640, directories 0750 at most
     if worker_index is not None:
         return run_worker(serve, config, worker_index, control_fd)
+    report_wide_modes(config.server.state_dir,
+                      [o.options["path"] for o in config.outputs if o.type in FILE_OUTPUTS])
     if config.server.workers > 1:
         return supervise(config)
 

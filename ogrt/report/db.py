@@ -62,7 +62,7 @@ def normalize_value(value: Any) -> Any:
 
 
 class ReportDB:
-    """A read-only connection plus its dialect."""
+    """A read-only connection (SQLite `mode=ro`, PostgreSQL read-only transactions) plus its dialect."""
 
     def __init__(self, conn: Any, dialect: Dialect, where: str) -> None:
         self.conn = conn
@@ -104,8 +104,8 @@ def open_sqlite(path: str) -> ReportDB:
     if not os.path.exists(path):
         raise ReportError(f"no OGRT database at {path} (use --db PATH or --config PATH)")
     try:
-        # mode=rw: never create a file; a write-protected file still opens read-only
-        conn = sqlite3.connect(f"file:{_uri_path(path)}?mode=rw", uri=True, timeout=30)
+        # mode=ro: reports never write (nor create a file); query_only as well
+        conn = sqlite3.connect(f"file:{_uri_path(path)}?mode=ro", uri=True, timeout=30)
         conn.execute("PRAGMA query_only = ON")
         versions = _versions(conn)
     except sqlite3.Error as exc:
@@ -158,8 +158,9 @@ def open_postgresql(dsn: str) -> ReportDB:
     import psycopg
 
     try:
-        conn = psycopg.connect(dsn, connect_timeout=10, autocommit=True)
-        conn.execute("SET default_transaction_read_only = on")  # reports never write
+        # reports never write: every transaction of the session is read-only
+        conn = psycopg.connect(dsn, connect_timeout=10, autocommit=True,
+                               options="-c default_transaction_read_only=on")
         # reports are one-off scans: compiling them (JIT) costs more than it saves
         conn.execute("SET jit = off")
         versions = _versions(conn)
