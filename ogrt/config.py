@@ -16,6 +16,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from ogrt.age import Age, parse_age
 from ogrt.errors import ConfigError
 from ogrt.keys import Key, at_least, between, check_table, host_port, ip_address, keys_of, non_empty, option
 
@@ -24,7 +25,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["Config", "ServerConfig", "MetricsConfig", "SpoolConfig", "OutputConfig", "load_config",
+__all__ = ["Config", "ServerConfig", "MetricsConfig", "SpoolConfig", "RetentionConfig", "OutputConfig", "load_config",
            "parse_config", "ConfigError", "DEFAULT_STATE_DIR", "default_state_dir"]
 
 DEFAULT_STATE_DIR = Path("/var/lib/ogrt")
@@ -102,6 +103,13 @@ class SpoolConfig:
 
 
 @dataclass(frozen=True)
+class RetentionConfig:
+    """`[retention]`: `max_age = "400d"` purges the SQL outputs once a day (ogrt/retention.py)."""
+
+    max_age: Age | None = option((str,), None, convert=parse_age)
+
+
+@dataclass(frozen=True)
 class OutputConfig:
     name: str
     type: str
@@ -113,11 +121,13 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     spool: SpoolConfig = field(default_factory=SpoolConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
     outputs: tuple[OutputConfig, ...] = ()
     path: Path | None = None
 
 
-_SECTIONS = {"server": ServerConfig, "metrics": MetricsConfig, "spool": SpoolConfig}
+_SECTIONS = {"server": ServerConfig, "metrics": MetricsConfig, "spool": SpoolConfig,
+             "retention": RetentionConfig}
 _TOP = {name: Key((Mapping,), {}) for name in (*_SECTIONS, "outputs")}
 
 

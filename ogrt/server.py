@@ -74,6 +74,7 @@ class Server:
         self.port = config.server.port
         self.failed = False  # a receiver died: stop and exit 1 (a supervisor restarts us)
         self.stop_event: asyncio.Event | None = None
+        self.retainer: Any = None  # [retention] max_age: in worker 0 only
 
     # -- start ---------------------------------------------------------------------------
     def _start_runners(self) -> None:
@@ -111,6 +112,11 @@ class Server:
         sc = self.config.server
         make_dirs(sc.state_dir)
         self._start_runners()
+        age = self.config.retention.max_age
+        if age is not None and self.worker_index == 0:
+            from ogrt.retention import Retainer
+            self.retainer = Retainer(age, self.config.outputs)
+            self.retainer.start()
         sinks = [r for _, r in self.runners]
         if "tcp" in sc.transports:
             tcp_sock = bind_socket(sc.address, sc.port, socket.SOCK_STREAM, self.reuse_port)
@@ -166,8 +172,10 @@ class Server:
         if self.udp is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.udp.stop, 10.0)
             self.udp.sock.close()
-        remaining = max(1.0, sc.shutdown_timeout - (time.monotonic() - t0))
         loop = asyncio.get_running_loop()
+        if self.retainer is not None:  # stops between two batches
+            await loop.run_in_executor(None, self.retainer.stop)
+        remaining = max(1.0, sc.shutdown_timeout - (time.monotonic() - t0))
         await asyncio.gather(*(loop.run_in_executor(None, runner.stop, remaining)
                                for _, runner in self.runners + self.orphans))
         if self._metrics_server is not None:

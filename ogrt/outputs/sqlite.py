@@ -25,6 +25,7 @@ from typing import Any
 from ogrt.filemodes import FILE_MODE, make_dirs
 from ogrt.outputs import options as opt
 from ogrt.outputs.sqlbase import Row, SqlOutput
+from ogrt.sql.retention import EPOCH_QUERY
 from ogrt.sql.schema import (SQLITE_UPSERT_END, SQLITE_UPSERT_PROCESS, KeyTable, SetTable,
                              create_schema, sqlite_insert, sqlite_lookup)
 
@@ -105,6 +106,10 @@ class SqliteOutput(SqlOutput):
 
     def _refused(self, exc: BaseException) -> bool:
         return isinstance(exc, _REFUSED)
+
+    def _purge_epoch(self) -> int:
+        assert self.conn is not None
+        return self.conn.execute(EPOCH_QUERY).fetchone()[0] or 0
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
