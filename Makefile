@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 # Debian packages the suite and the demo use (installed when run as root).
 APT_PACKAGES := gcc make libc6-dev binutils python3 python3-venv python3-dev \
                 g++ cmake lmod postgresql procps iproute2 git systemd \
-                slurmctld slurmd slurm-client munge
+                slurmctld slurmd slurm-client munge logrotate
 
 .PHONY: all apt-deps venv preload test demo cluster clean
 
