@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from ingest import Daemon, build_stream, output_toml, synthetic_pair, template  # noqa: E402
-from report_scale import build_postgresql, build_sqlite  # noqa: E402
+from report_scale import build_postgresql, build_sqlite, throwaway_postgres  # noqa: E402
 
 TARGET = 0.8
 
@@ -60,16 +60,9 @@ def run(kind: str, opts: argparse.Namespace) -> float:
         if kind == "sqlite":
             build_sqlite(str(work / "ogrt.sqlite"), opts.processes)
         else:
-            from tests.fixtures.postgres import PostgresServer, find_pg_bin
-
-            pg_bin = find_pg_bin()
-            if pg_bin is None:
-                print("postgresql: no initdb/pg_ctl found (install Debian's postgresql)")
+            server, dsn = throwaway_postgres()
+            if dsn is None:
                 return 0.0
-            server = PostgresServer(pg_bin)
-            server.initdb()
-            server.start()
-            dsn = server.new_database("bench")
             build_postgresql(dsn, opts.processes)
         print(f"{kind}: built {opts.processes:,} processes in {time.perf_counter() - t0:.0f} s", flush=True)
         d = Daemon(work, output_toml(kind, work, dsn, 0), 1)

@@ -32,6 +32,7 @@ import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 from collections.abc import Callable
+from typing import Any
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -230,20 +231,28 @@ def run_sqlite(opts: argparse.Namespace) -> float:
             shutil.rmtree(tmpdir, ignore_errors=True)
 
 
+def throwaway_postgres() -> tuple[Any, str | None]:
+    """(server, dsn of a new database) of a PostgreSQL started as the tests start it
+    (`server.destroy()` when done); (None, None) when its binaries are missing."""
+    from tests.fixtures.postgres import PostgresServer, find_pg_bin
+
+    pg_bin = find_pg_bin()
+    if pg_bin is None:
+        print("postgresql: no initdb/pg_ctl found (install Debian's postgresql)")
+        return None, None
+    server = PostgresServer(pg_bin)
+    server.initdb()
+    server.start()
+    return server, server.new_database("bench")
+
+
 def run_postgresql(opts: argparse.Namespace) -> float:
     server = None
     dsn = opts.dsn
     if not dsn:  # a throwaway server, as the tests start it
-        from tests.fixtures.postgres import PostgresServer, find_pg_bin
-
-        pg_bin = find_pg_bin()
-        if pg_bin is None:
-            print("postgresql: no initdb/pg_ctl found (install Debian's postgresql) or pass --dsn")
+        server, dsn = throwaway_postgres()
+        if dsn is None:
             return 0.0
-        server = PostgresServer(pg_bin)
-        server.initdb()
-        server.start()
-        dsn = server.new_database("bench")
     try:
         t0 = time.perf_counter()
         build_postgresql(dsn, opts.processes)

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import json
 import socket
 import ssl
-import threading
 from pathlib import Path
-from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from tests.outputs.helpers import LineListener
 
 
 class Authority:
@@ -64,18 +63,16 @@ class Authority:
         return cert_file, key_file
 
 
-class TlsListener:
-    """A TLS server on 127.0.0.1 (a thread) collecting NDJSON lines; with `client_ca` it
-    requires a client certificate issued by that CA. `.raw` holds every byte that arrived
-    on the TCP connections before TLS (ClientHello) when `plain_capture` is set: then it
-    does no TLS at all and only records what the client sends."""
+class TlsListener(LineListener):
+    """LineListener behind TLS (started at once); with `client_ca` it requires a client
+    certificate issued by that CA. With `plain_capture` it does no TLS at all: it keeps in
+    `.raw` the first bytes a client sends (its ClientHello) and hangs up."""
 
     def __init__(self, cert: tuple[Path, Path] | None, client_ca: Path | None = None,
                  plain_capture: bool = False) -> None:
-        self.lines: list[dict[str, Any]] = []
+        super().__init__()
         self.raw = b""
         self.handshake_errors: list[str] = []
-        self._lock = threading.Lock()
         self.ctx: ssl.SSLContext | None = None
         if not plain_capture:
             assert cert is not None
@@ -84,61 +81,24 @@ class TlsListener:
             if client_ca is not None:
                 self.ctx.verify_mode = ssl.CERT_REQUIRED
                 self.ctx.load_verify_locations(client_ca)
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.sock.settimeout(0.1)
-        self.port = self.sock.getsockname()[1]
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        self.start()
 
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
-
-    def _handle(self, conn: socket.socket) -> None:
+    def _read(self, conn: socket.socket) -> None:
         conn.settimeout(5)
-        with conn:
-            if self.ctx is None:  # record what a client sends in clear, then hang up
-                try:
-                    data = conn.recv(65536)
-                except OSError:
-                    data = b""
-                with self._lock:
-                    self.raw += data
-                return
+        if self.ctx is None:
             try:
-                tls = self.ctx.wrap_socket(conn, server_side=True)
-            except (ssl.SSLError, OSError) as e:
-                with self._lock:
-                    self.handshake_errors.append(str(e))
-                return
-            buf = b""
-            tls.settimeout(0.2)
-            while not self._stop.is_set():
-                try:
-                    chunk = tls.recv(65536)
-                except (TimeoutError, ssl.SSLWantReadError):
-                    continue
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                buf += chunk
-                *full, buf = buf.split(b"\n")
-                with self._lock:
-                    self.lines.extend(json.loads(x) for x in full)
-
-    def received(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return list(self.lines)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self.sock.close()
-        self._thread.join(5)
+                data = conn.recv(65536)
+            except OSError:
+                data = b""
+            with self._lock:
+                self.raw += data
+            conn.close()
+            return
+        try:
+            tls = self.ctx.wrap_socket(conn, server_side=True)
+        except (ssl.SSLError, OSError) as e:
+            with self._lock:
+                self.handshake_errors.append(str(e))
+            return
+        tls.settimeout(0.1)
+        super()._read(tls)
