@@ -52,7 +52,8 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 def _cmd_purge(args: argparse.Namespace) -> int:
     from ogrt.age import parse_age
     from ogrt.report.db import ReportError, sql_output
-    from ogrt.retention import purge, summary
+    from ogrt.retention import RetentionError, purge, summary
+    from ogrt.sql.schema import SchemaVersionError
 
     try:
         age = parse_age(args.older_than)
@@ -80,7 +81,8 @@ def _cmd_purge(args: argparse.Namespace) -> int:
         try:
             result = purge(o, cutoff, dry_run=args.dry_run, batch_rows=args.batch_rows, pause=args.pause)
         except Exception as e:  # the database's own errors (sqlite3, psycopg), e.g. unreachable
-            if type(e).__module__.split(".")[0] not in ("sqlite3", "psycopg"):
+            if type(e).__module__.split(".")[0] not in ("sqlite3", "psycopg") and not isinstance(
+                    e, (RetentionError, SchemaVersionError)):
                 raise
             print(f"ogrt purge: output {o.name}: {type(e).__name__}: {e}", file=sys.stderr)
             code = 1

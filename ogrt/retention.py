@@ -25,6 +25,7 @@ from ogrt.config import OutputConfig
 from ogrt.report.db import Dialect
 from ogrt.sql.retention import (AGE_STEPS, BUMP_EPOCH, PURGE_LOCK, SEED_EPOCH, SHARED_STEPS, AgeStep,
                                 SharedStep)
+from ogrt.sql.schema import SCHEMA_VERSION, VERSION_QUERY, SchemaVersionError, schema_statements
 
 __all__ = ["purge", "PurgeResult", "Retainer", "BATCH_ROWS"]
 
@@ -55,6 +56,10 @@ class PurgeResult:
         return out
 
 
+class RetentionError(Exception):
+    """The database cannot be purged (not an OGRT database)."""
+
+
 class _Db:
     """One write connection (autocommit; transactions explicit) and its dialect."""
 
@@ -75,6 +80,16 @@ class _Db:
             self.conn = psycopg.connect(output.options["dsn"], autocommit=True, connect_timeout=10,
                                         application_name="ogrt-purge")
             self.errors = psycopg.Error
+        try:
+            versions = [v for (v,) in self.conn.execute(VERSION_QUERY).fetchall()]
+        except self.errors:
+            versions = []
+        if versions != [SCHEMA_VERSION]:
+            self.conn.close()
+            raise SchemaVersionError(max(versions)) if versions else RetentionError(
+                "not an OGRT database (no schema_version)")
+        # a database of this version made before purge_epoch existed (no DDL otherwise)
+        self.conn.execute(next(s for s in schema_statements(output.type) if "purge_epoch" in s))
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self.conn.execute(self.dialect.sql(sql), tuple(params)).fetchone()[0]
