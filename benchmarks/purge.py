@@ -5,7 +5,8 @@ without, measured in one run (issue 16: within 20 %, a ratio >= 0.8).
 The database is built as benchmarks/report_scale.py builds it (its generator: 1,000,000
 processes over the 30 days before 2026-11-25, 2,000 executables, library and module sets).
 A real `ogrt server` (1 worker) writes into it; a sender process pushes start+end frames
-(each pair a fresh uuid) as fast as the daemon takes them, all the time. Windows, in order:
+(each pair a fresh uuid) as fast as the daemon writes them, all the time, keeping at most
+3,000 records unwritten (so none go through the spool, whose replay is slower). Windows, in order:
 `--window` seconds without purge, then the whole run of `ogrt purge --older-than 1d` (a
 separate process: every generated row is older, every record the daemon writes is newer),
 then `--window` seconds after it. Rate = records counted as persisted by the daemon's
@@ -25,23 +26,38 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+from ogrt.metrics import parse  # noqa: E402
 from ingest import Daemon, build_stream, output_toml, synthetic_pair, template  # noqa: E402
 from report_scale import build_postgresql, build_sqlite, throwaway_postgres  # noqa: E402
 
 TARGET = 0.8
+CHUNK = 1000  # records per send (one batch of the output)
+IN_FLIGHT = 3000  # records sent and not yet persisted, at most
 
 
-def sender(port: int, templates: list[tuple[bytes, bytes]], stop: mp.Event) -> None:  # type: ignore[type-arg]
-    """Start+end pairs with fresh uuids, as fast as the daemon reads them, until `stop`."""
+def sender(port: int, mport: int, templates: list[tuple[bytes, bytes]], stop: mp.Event) -> None:  # type: ignore[type-arg]
+    """Start+end pairs with fresh uuids, as fast as the daemon writes them, until `stop`:
+    a chunk of CHUNK records whenever fewer than IN_FLIGHT sent records are not yet
+    persisted (/metrics), so the output's queue (4 x 1,000) never overflows into the spool
+    and the rate is the writer's, not the spool's."""
     c = socket.create_connection(("127.0.0.1", port))
+    sent = 0
     while not stop.is_set():
-        c.sendall(build_stream(templates, 2000, 0))
+        with urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=30) as r:
+            done = sum(v for k, v in parse(r.read().decode()).items()
+                       if k.startswith("ogrt_output_persisted_total"))
+        if sent - done >= IN_FLIGHT:
+            time.sleep(0.005)
+            continue
+        c.sendall(build_stream(templates, CHUNK // 2, 0))
+        sent += CHUNK
     c.close()
 
 
@@ -69,7 +85,7 @@ def run(kind: str, opts: argparse.Namespace) -> float:
         s, e = synthetic_pair()
         templates = [template(12, s), template(13, e)]
         stop = mp.Event()
-        proc = mp.Process(target=sender, args=(d.port, templates, stop))
+        proc = mp.Process(target=sender, args=(d.port, d.mport, templates, stop))
         proc.start()
         try:
             rate_over(d, 5.0)  # warm up: caches, page cache
