@@ -171,6 +171,9 @@ def build_postgresql(dsn: str, n: int) -> None:
             with conn.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)
+            if columns[0] == "id":  # rows written later (a daemon) take ids after these
+                conn.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                             f"(SELECT COALESCE(max(id), 1) FROM {table}))")
         conn.execute(schema)
         conn.execute("ANALYZE")
 
