@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := gcc make libc6-dev binutils python3 python3-venv python3-dev \
                 g++ cmake lmod postgresql procps iproute2 git systemd \
                 slurmctld slurmd slurm-client munge musl-tools gcc-multilib \
-                nats-server chromium
+                nats-server chromium logrotate
 
 .PHONY: all apt-deps venv preload test demo cluster clean
 

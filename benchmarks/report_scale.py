@@ -33,6 +33,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -174,6 +175,9 @@ def build_postgresql(dsn: str, n: int) -> None:
             with conn.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)
+            if columns[0] == "id":  # rows written later (a daemon) take ids after these
+                conn.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                             f"(SELECT COALESCE(max(id), 1) FROM {table}))")
         conn.execute(schema)
         conn.execute("ANALYZE")
 
@@ -235,6 +239,21 @@ def sqlite_database(opts: argparse.Namespace) -> Iterator[str]:
             shutil.rmtree(tmpdir, ignore_errors=True)
 
 
+def throwaway_postgres() -> tuple[Any, str | None]:
+    """(server, dsn of a new database) of a PostgreSQL started as the tests start it
+    (`server.destroy()` when done); (None, None) when its binaries are missing."""
+    from tests.fixtures.postgres import PostgresServer, find_pg_bin
+
+    pg_bin = find_pg_bin()
+    if pg_bin is None:
+        print("postgresql: no initdb/pg_ctl found (install Debian's postgresql) or pass --dsn")
+        return None, None
+    server = PostgresServer(pg_bin)
+    server.initdb()
+    server.start()
+    return server, server.new_database("bench")
+
+
 @contextmanager
 def postgresql_database(opts: argparse.Namespace) -> Iterator[str | None]:
     """A filled PostgreSQL database: --dsn, or a throwaway server started as the tests start
@@ -242,17 +261,10 @@ def postgresql_database(opts: argparse.Namespace) -> Iterator[str | None]:
     server = None
     dsn = getattr(opts, "dsn", None)
     if not dsn:
-        from tests.fixtures.postgres import PostgresServer, find_pg_bin
-
-        pg_bin = find_pg_bin()
-        if pg_bin is None:
-            print("postgresql: no initdb/pg_ctl found (install Debian's postgresql) or pass --dsn")
+        server, dsn = throwaway_postgres()
+        if dsn is None:
             yield None
             return
-        server = PostgresServer(pg_bin)
-        server.initdb()
-        server.start()
-        dsn = server.new_database("bench")
     try:
         t0 = time.perf_counter()
         build_postgresql(dsn, opts.processes)

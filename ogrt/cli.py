@@ -77,6 +77,48 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_purge(args: argparse.Namespace) -> int:
+    from ogrt.age import parse_age
+    from ogrt.report.db import ReportError, sql_output
+    from ogrt.retention import RetentionError, purge, summary
+    from ogrt.sql.schema import SchemaVersionError
+
+    try:
+        age = parse_age(args.older_than)
+    except ValueError as e:
+        print(f"ogrt purge: --older-than: {e}", file=sys.stderr)
+        return 2
+    if args.batch_rows < 1 or not args.pause >= 0:
+        print("ogrt purge: --batch-rows must be >= 1 and --pause >= 0", file=sys.stderr)
+        return 2
+    config = _load(args.config, "ogrt purge: config error")
+    if config is None:
+        return 2
+    try:
+        outputs = ([sql_output(args.config, args.output)] if args.output else
+                   [o for o in config.outputs if o.type in ("sqlite", "postgresql")])
+    except ReportError as e:
+        print(f"ogrt purge: {e}", file=sys.stderr)
+        return 2
+    if not outputs:
+        print(f"ogrt purge: {args.config}: no sqlite or postgresql output", file=sys.stderr)
+        return 2
+    cutoff = age.cutoff()
+    code = 0
+    for o in outputs:
+        try:
+            result = purge(o, cutoff, dry_run=args.dry_run, batch_rows=args.batch_rows, pause=args.pause)
+        except Exception as e:  # the database's own errors (sqlite3, psycopg), e.g. unreachable
+            if type(e).__module__.split(".")[0] not in ("sqlite3", "psycopg") and not isinstance(
+                    e, (RetentionError, SchemaVersionError)):
+                raise
+            print(f"ogrt purge: output {o.name}: {type(e).__name__}: {e}", file=sys.stderr)
+            code = 1
+            continue
+        print("\n".join(summary({o.name: result})), flush=True)
+    return code
+
+
 def _cmd_unescape(args: argparse.Namespace) -> int:
     from ogrt.textenc import unescape
 
@@ -143,6 +185,23 @@ def build_parser() -> argparse.ArgumentParser:
                                    "exit 1 with a message naming the bad key.")
     p.add_argument("path", metavar="PATH")
     p.set_defaults(func=_cmd_check_config)
+
+    from ogrt.retention import BATCH_ROWS, PAUSE
+    p = sub.add_parser("purge", help="delete records older than an age from the SQL outputs",
+                       description="Delete the processes that ended (or, without an end, started) "
+                                   "before now minus AGE, then the executables, libraries, modules "
+                                   "and their sets no kept process uses; print what was removed and "
+                                   "kept. In batches of short transactions: the daemon keeps writing.")
+    p.add_argument("--config", "-c", metavar="PATH", required=True, help="ogrt.conf of the daemon")
+    p.add_argument("--older-than", metavar="AGE", required=True,
+                   help='e.g. 400d, 8w, 18m, 2y (d days, w weeks, m months, y years)')
+    p.add_argument("--dry-run", action="store_true", help="count what would go; change nothing")
+    p.add_argument("--output", metavar="NAME", help="only this sqlite/postgresql output (default: all)")
+    p.add_argument("--batch-rows", type=int, default=BATCH_ROWS, metavar="N",
+                   help=f"rows per transaction ({BATCH_ROWS})")
+    p.add_argument("--pause", type=float, default=PAUSE, metavar="F",
+                   help=f"after each batch sleep F times as long as it took ({PAUSE})")
+    p.set_defaults(func=_cmd_purge)
 
     p = sub.add_parser("unescape", help="turn escaped record text back into the original bytes",
                        description="Write the bytes an escaped text value stands for "

@@ -16,6 +16,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from ogrt.age import Age, parse_age
 from ogrt.errors import ConfigError
 from ogrt.keys import (Key, at_least, between, check_table, host_port, ip_address, keys_of, non_empty,
                        one_of, option)
@@ -25,8 +26,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["Config", "ServerConfig", "MetricsConfig", "SpoolConfig", "WebConfig", "OutputConfig",
-           "load_config", "parse_config", "parse_outputs", "read_toml", "ConfigError",
+__all__ = ["Config", "ServerConfig", "MetricsConfig", "SpoolConfig", "WebConfig", "RetentionConfig",
+           "OutputConfig", "load_config", "parse_config", "parse_outputs", "read_toml", "ConfigError",
            "DEFAULT_STATE_DIR", "default_state_dir", "log_level"]
 
 DEFAULT_STATE_DIR = Path("/var/lib/ogrt")
@@ -143,6 +144,13 @@ class WebConfig:
 
 
 @dataclass(frozen=True)
+class RetentionConfig:
+    """`[retention]`: `max_age = "400d"` purges the SQL outputs once a day (ogrt/retention.py)."""
+
+    max_age: Age | None = option((str,), None, convert=parse_age)
+
+
+@dataclass(frozen=True)
 class OutputConfig:
     name: str
     type: str
@@ -155,11 +163,13 @@ class Config:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     spool: SpoolConfig = field(default_factory=SpoolConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
     outputs: tuple[OutputConfig, ...] = ()
     path: Path | None = None
 
 
-_SECTIONS = {"server": ServerConfig, "metrics": MetricsConfig, "spool": SpoolConfig, "web": WebConfig}
+_SECTIONS = {"server": ServerConfig, "metrics": MetricsConfig, "spool": SpoolConfig, "web": WebConfig,
+             "retention": RetentionConfig}
 _TOP = {name: Key((Mapping,), {}) for name in (*_SECTIONS, "outputs")}
 
 

@@ -16,7 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ogrt.config import Config
+from ogrt.config import FILE_OUTPUTS, Config
+from ogrt.filemodes import make_dirs, report_wide_modes, restrict_umask
 from ogrt.lifecycle import READY_LINE, install_stop_signals, setup_logging
 from ogrt.memory import tune_allocator
 from ogrt.metrics import RUNNER_STATS, merge, sample, serve_metrics
@@ -73,6 +74,7 @@ class Server:
         self.port = config.server.port
         self.failed = False  # a receiver died: stop and exit 1 (a supervisor restarts us)
         self.stop_event: asyncio.Event | None = None
+        self.retainer: Any = None  # [retention] max_age: in worker 0 only
 
     # -- start ---------------------------------------------------------------------------
     def _start_runners(self) -> None:
@@ -108,8 +110,13 @@ class Server:
 
     async def start(self) -> None:
         sc = self.config.server
-        Path(sc.state_dir).mkdir(parents=True, exist_ok=True)
+        make_dirs(sc.state_dir)
         self._start_runners()
+        age = self.config.retention.max_age
+        if age is not None and self.worker_index == 0:
+            from ogrt.retention import Retainer
+            self.retainer = Retainer(age, self.config.outputs)
+            self.retainer.start()
         sinks = [r for _, r in self.runners]
         if "tcp" in sc.transports:
             tcp_sock = bind_socket(sc.address, sc.port, socket.SOCK_STREAM, self.reuse_port)
@@ -165,8 +172,10 @@ class Server:
         if self.udp is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.udp.stop, 10.0)
             self.udp.sock.close()
-        remaining = max(1.0, sc.shutdown_timeout - (time.monotonic() - t0))
         loop = asyncio.get_running_loop()
+        if self.retainer is not None:  # stops between two batches
+            await loop.run_in_executor(None, self.retainer.stop)
+        remaining = max(1.0, sc.shutdown_timeout - (time.monotonic() - t0))
         await asyncio.gather(*(loop.run_in_executor(None, runner.stop, remaining)
                                for _, runner in self.runners + self.orphans))
         if self._metrics_server is not None:
@@ -204,8 +213,11 @@ def run(config: Config, worker_index: int | None = None, control_fd: int | None 
     ogrt/supervisors/workers.py, which is handed `serve` and knows nothing of this module.
     """
     setup_logging(config.server.log_level)
+    restrict_umask()  # whatever we were started with: files 0640, directories 0750 at most
     if worker_index is not None:
         return run_worker(serve, config, worker_index, control_fd)
+    report_wide_modes(config.server.state_dir,
+                      [o.options["path"] for o in config.outputs if o.type in FILE_OUTPUTS])
     if config.server.workers > 1:
         return supervise(config)
 

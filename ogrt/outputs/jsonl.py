@@ -12,6 +12,8 @@ a rotation done by another one (the inode of PATH changed) and reopens.
 Rotation (`rotate_bytes` > 0): when PATH reaches that size after a batch, it is renamed to
 `PATH.YYYYmmddTHHMMSS` (UTC; `.1`, `.2`, ... appended if that name exists) in the same
 directory, and a new PATH is started. Lines are never split across files.
+
+Files are created 0640 (a rotation keeps its file's mode), directories 0750 (ogrt/filemodes.py).
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from ogrt.filemodes import FILE_MODE, make_dirs
 from ogrt.outputs import options as opt
 from ogrt.outputs.base import Output, OutputError
 
@@ -64,9 +67,10 @@ class JsonlOutput(Output):
     def open(self) -> None:
         try:
             d = os.path.dirname(os.path.abspath(self.path))
-            os.makedirs(d, exist_ok=True)
+            make_dirs(d)
             if self._lock_fd is None:
-                self._lock_fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                self._lock_fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                                        FILE_MODE)
             self._reopen()
         except OSError as e:
             raise OutputError(f"jsonl {self.path}: {e}") from e
@@ -75,7 +79,7 @@ class JsonlOutput(Output):
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
         st = os.fstat(fd)
         self._fd, self._ino = fd, (st.st_dev, st.st_ino)
 

@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # psycopg costs ~23 MB per process: imported only where a pos
 
 from ogrt.outputs import options as opt
 from ogrt.outputs.sqlbase import Row, SqlOutput
+from ogrt.sql.retention import PG_WRITER_GUARD
 from ogrt.sql.schema import (PG_COPY_STAGE, PG_STAGING, PG_UPSERT_PROCESSES, KeyTable, SetTable,
                              create_schema, pg_insert, pg_lookup)
 
@@ -84,6 +85,15 @@ class PostgresOutput(SqlOutput):
         """A value the server refuses, on a connection that is still up."""
         import psycopg
         return isinstance(exc, (psycopg.DataError, psycopg.IntegrityError)) and self.conn is not None
+
+    def _purge_epoch(self) -> int:
+        """The purge lock shared, then the epoch (two statements, one round trip: the
+        second reads after the wait)."""
+        assert self.conn is not None
+        cur = self.conn.execute(PG_WRITER_GUARD)
+        cur.nextset()
+        row = cur.fetchone()
+        return (row[0] if row else 0) or 0
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:

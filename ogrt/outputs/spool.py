@@ -34,6 +34,8 @@ from typing import Any
 
 import orjson
 
+from ogrt.filemodes import FILE_MODE, make_dirs
+
 log = logging.getLogger(__name__)
 
 CURSOR_INTERVAL = 0.5  # seconds between cursor writes during replay
@@ -69,7 +71,7 @@ class Spool:
 
     # -- opening and checking ------------------------------------------------------
     def _open(self) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.dir)
         segs = sorted(int(m.group(1)) for p in self.dir.iterdir() if (m := _SEG_RE.match(p.name)))
         cur_seg, cur_off = self._read_cursor()
         for n in [s for s in segs if s < cur_seg]:
@@ -131,7 +133,9 @@ class Spool:
             return
         self._cursor_at = now
         tmp = self.dir / "cursor.tmp"
-        tmp.write_text(f"{self._segments[0]} {self._head_off}\n")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, FILE_MODE)
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{self._segments[0]} {self._head_off}\n")
         os.replace(tmp, self.dir / "cursor")
 
     def _close_read(self) -> None:
@@ -202,7 +206,7 @@ class Spool:
         if self._tail_fd is not None:
             os.close(self._tail_fd)
         n = self._segments[-1] + 1 if self._segments else 1
-        fd = os.open(self.dir / _seg_name(n), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = os.open(self.dir / _seg_name(n), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
         if not self._segments:
             self._head_off = 0
         self._segments.append(n)

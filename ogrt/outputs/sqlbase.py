@@ -10,6 +10,11 @@ which points to those ids, is upserted by uuid. Once the caches are warm a batch
 the process rows. A failed transaction removes the ids it cached (`IdCache.rollback`), so
 no cached id is left that the database does not hold.
 
+Purges: `ogrt purge` may delete shared rows (sets, executables, libraries, modules) that no
+process refers to any more, and bumps the purge epoch as it does; each transaction reads
+the epoch first (`_purge_epoch`) and drops every cached id when it changed, so no process
+row is written pointing to a deleted row (ogrt/sql/retention.py).
+
 Errors: a driver error the dialect classes as refused (a value the database will not
 take) is raised as it is, so the runner isolates the record; any other driver error means
 the database is unavailable: OutputError, the runner spools the batch and retries.
@@ -46,6 +51,7 @@ class SqlOutput(Output):
         self.sets = SetResolver(self.libs, self.mods)
         self._caches = (self.exes, self.libs, self.mods, self.libsets, self.modsets,
                         *self.sets.caches)
+        self._epoch = 0
 
     # -- the dialect -----------------------------------------------------------------
     @abc.abstractmethod
@@ -79,6 +85,11 @@ class SqlOutput(Output):
         """Upsert the process rows: those with their start record in the batch, and those
         with only their end record (each iterable read once)."""
 
+    @abc.abstractmethod
+    def _purge_epoch(self) -> int:
+        """In the transaction, before any id is used: the purge epoch (0: never purged).
+        PostgreSQL also takes the purge lock shared here (see ogrt/sql/retention.py)."""
+
     def _connected(self) -> bool:
         return self.conn is not None
 
@@ -100,6 +111,11 @@ class SqlOutput(Output):
         rows = merge(records)
         try:
             with self._transaction():
+                epoch = self._purge_epoch()
+                if epoch != self._epoch:  # a purge may have deleted rows whose ids we hold
+                    for c in self._caches:
+                        c.clear()
+                    self._epoch = epoch
                 self._write_rows(rows)
         except BaseException as e:
             for c in self._caches:

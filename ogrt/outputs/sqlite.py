@@ -9,7 +9,8 @@ seconds for the write lock; past that the batch goes to the spool and is retried
 
 The write path is ogrt/outputs/sqlbase.py; here only the SQLite dialect: executemany of
 INSERT OR IGNORE, ids read back with chunked IN (...) lookups, and one upsert per process
-row (a lighter one for rows with only their end record). A database of another schema
+row (a lighter one for rows with only their end record). The database file is created 0640
+(SQLite gives -wal/-shm its mode). A database of another schema
 version is refused (OutputError: the runner keeps the records in its spool).
 """
 from __future__ import annotations
@@ -21,8 +22,10 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from ogrt.filemodes import FILE_MODE, make_dirs
 from ogrt.outputs import options as opt
 from ogrt.outputs.sqlbase import Row, SqlOutput
+from ogrt.sql.retention import EPOCH_QUERY
 from ogrt.sql.schema import (SQLITE_UPSERT_END, SQLITE_UPSERT_PROCESS, KeyTable, SetTable,
                              create_schema, sqlite_insert, sqlite_lookup)
 
@@ -52,7 +55,9 @@ class SqliteOutput(SqlOutput):
 
     # -- connection ----------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        make_dirs(os.path.dirname(os.path.abspath(self.path)))
+        # SQLite gives its -wal and -shm files the database file's mode: create it 0640
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE))
         conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
                                check_same_thread=False)
         try:
@@ -101,6 +106,10 @@ class SqliteOutput(SqlOutput):
 
     def _refused(self, exc: BaseException) -> bool:
         return isinstance(exc, _REFUSED)
+
+    def _purge_epoch(self) -> int:
+        assert self.conn is not None
+        return self.conn.execute(EPOCH_QUERY).fetchone()[0] or 0
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:

@@ -68,7 +68,7 @@ def normalize_value(value: Any) -> Any:
 
 
 class ReportDB:
-    """A read-only connection plus its dialect."""
+    """A read-only connection (SQLite `mode=ro`, PostgreSQL read-only transactions) plus its dialect."""
 
     def __init__(self, conn: Any, dialect: Dialect, where: str) -> None:
         self.conn = conn
@@ -106,14 +106,13 @@ class ReportDB:
         self.close()
 
 
-def open_sqlite(path: str, read_only: bool = False) -> ReportDB:
-    """`read_only` (ogrt web): SQLite's mode=ro, no write is possible through this
-    connection; otherwise mode=rw (never creates a file) with query_only."""
+def open_sqlite(path: str) -> ReportDB:
+    """SQLite's mode=ro: no write is possible through this connection (reports and ogrt web)."""
     if not os.path.exists(path):
         raise ReportError(f"no OGRT database at {path} (use --db PATH or --config PATH)")
     try:
-        mode = "ro" if read_only else "rw"
-        conn = sqlite3.connect(f"file:{_uri_path(path)}?mode={mode}", uri=True, timeout=30)
+        # mode=ro: reports never write (nor create a file); query_only as well
+        conn = sqlite3.connect(f"file:{_uri_path(path)}?mode=ro", uri=True, timeout=30)
         conn.execute("PRAGMA query_only = ON")
         versions = _versions(conn)
     except sqlite3.Error as exc:
@@ -166,8 +165,9 @@ def open_postgresql(dsn: str) -> ReportDB:
     import psycopg
 
     try:
-        conn = psycopg.connect(dsn, connect_timeout=10, autocommit=True)
-        conn.execute("SET default_transaction_read_only = on")  # reports never write
+        # reports never write: every transaction of the session is read-only
+        conn = psycopg.connect(dsn, connect_timeout=10, autocommit=True,
+                               options="-c default_transaction_read_only=on")
         # reports are one-off scans: compiling them (JIT) costs more than it saves
         conn.execute("SET jit = off")
         versions = _versions(conn)
@@ -216,10 +216,10 @@ def db_target(db: str | None = None, config: str | None = None, output: str | No
     return "sqlite", db
 
 
-def open_target(target: tuple[str, str], read_only: bool = False) -> ReportDB:
+def open_target(target: tuple[str, str]) -> ReportDB:
     """Open a `db_target()`; PostgreSQL sessions are always read-only."""
     kind, where = target
-    return open_postgresql(where) if kind == "postgresql" else open_sqlite(where, read_only)
+    return open_postgresql(where) if kind == "postgresql" else open_sqlite(where)
 
 
 def open_db(db: str | None = None, config: str | None = None, output: str | None = None) -> ReportDB:

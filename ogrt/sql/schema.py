@@ -99,7 +99,9 @@ def create_schema(execute: Callable[[str], Iterable[Any]], dialect: str) -> None
     found = [v for (v,) in execute(VERSION_QUERY)]
     if found and found != [SCHEMA_VERSION]:
         raise SchemaVersionError(max(found))
-    if not found:
+    if found:  # a table added within this version (no DDL on tables that exist, see above)
+        execute(next(s for s in stmts if "purge_epoch" in s))
+    else:
         for stmt in stmts[1:]:
             execute(stmt)
         execute(f"INSERT INTO schema_version (version) VALUES ({SCHEMA_VERSION})")

@@ -4,6 +4,11 @@
 -- (see README, "Text that is not UTF-8").
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 
+-- Bumped by `ogrt purge` in each transaction that deletes shared rows (sets, executables,
+-- libraries, modules): a writer that sees it change drops the ids it cached
+-- (ogrt/sql/retention.py). Also created in a database of this version made before it.
+CREATE TABLE IF NOT EXISTS purge_epoch (epoch INTEGER NOT NULL);
+
 CREATE TABLE IF NOT EXISTS executables (
     id        INTEGER PRIMARY KEY,
     path      TEXT NOT NULL,

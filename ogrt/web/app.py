@@ -165,7 +165,7 @@ class Dashboard:
                tuple(sorted(kwargs.items())))
         page = self.cache.get(key)
         if page is None:
-            with open_target(self.target, read_only=True) as db:
+            with open_target(self.target) as db:
                 page = spec.func(db, params, self.config.show_args, **kwargs)
             self.cache.put(key, page)
         return page

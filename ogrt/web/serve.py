@@ -34,7 +34,7 @@ def run(config: Config, db: str | None = None, output: str | None = None, port: 
     config_path = str(config.path) if config.path else None
     try:
         target = db_target(db, config_path, output or config.web.output)
-        open_target(target, read_only=True).close()  # fail now, not on the first page
+        open_target(target).close()  # fail now, not on the first page
     except ReportError as exc:
         print(f"ogrt web: {exc}", file=sys.stderr)
         return 2

@@ -160,6 +160,19 @@ def test_report_connections_are_read_only(sqlite_db: str, pg_db: str) -> None:
         with open_db(target) as db:
             n = db.query("SELECT COUNT(*) AS n FROM processes")[0]["n"]
             assert n == len({r["id"] for r in dataset()})  # nothing was deleted
+    # not only a setting the connection could undo: SQLite opens the file mode=ro
+    with open_db(sqlite_db) as db:
+        db.conn.execute("PRAGMA query_only = OFF")
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            db.conn.execute("DELETE FROM processes")
+    before = Path(sqlite_db).read_bytes()
+    assert report("--db", sqlite_db, "executables")[0] == 0
+    assert Path(sqlite_db).read_bytes() == before
+    # PostgreSQL: every transaction of the session is read-only from its start-up
+    with open_db(pg_db) as db:
+        assert db.conn.execute("SHOW default_transaction_read_only").fetchone()[0] == "on"
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            db.conn.execute("INSERT INTO modules (name) VALUES ('x')")
 
 
 def test_a_database_of_another_schema_version_is_named(sqlite_db: str, tmp_path: Path,

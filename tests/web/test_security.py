@@ -157,12 +157,12 @@ def test_bad_input_400_or_empty_logged_once(kind: str, web_data: WebData, start_
 
 
 def test_read_only_database_access(web_data: WebData) -> None:
-    with open_target(db_target(web_data.sqlite), read_only=True) as db:
+    with open_target(db_target(web_data.sqlite)) as db:
         with pytest.raises(sqlite3.OperationalError, match="readonly"):
             db.conn.execute("DELETE FROM processes")
     import psycopg
 
-    with open_target(db_target(web_data.pg), read_only=True) as db:
+    with open_target(db_target(web_data.pg)) as db:
         with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
             db.conn.execute("DELETE FROM processes")
 
