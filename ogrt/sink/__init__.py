@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
+from ogrt.filemodes import restrict_umask
 from ogrt.lifecycle import setup_logging
 from ogrt.sink.config import SinkConfig
 
@@ -15,6 +16,7 @@ def run(config: SinkConfig) -> int:
     from ogrt.sink.consumer import READY_LINE, Sink, serve
 
     setup_logging(config.sink.log_level)
+    restrict_umask()  # as the daemon: the outputs' files 0640, directories 0750 at most
 
     def ready(sink: Sink) -> None:
         print(f"{READY_LINE} stream={sink.source['stream']} durable={sink.source['durable']}",
