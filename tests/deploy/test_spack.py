@@ -270,7 +270,7 @@ def test_modulefile_role_finds_the_spack_installed_library(installed: tuple[Spac
     proc = run_playbook(tmp_path / "run", variables, "--tags", "ogrt_modulefile",
                         extra_env=spack.env)
     assert proc.returncode == 0, proc.stdout[-4000:]
-    lib = prefix / "lib" / "libogrt.so"
+    lib = prefix / "$LIB" / "libogrt.so"  # a literal $LIB: the loader picks the 64- or 32-bit build
     modulefile = root / "opt" / "modulefiles" / "ogrt" / "0.1.0.lua"
     assert f'prepend_path("LD_PRELOAD", "{lib}", ":")' in modulefile.read_text()
     out = lmod_script(f"module use {root / 'opt' / 'modulefiles'}", "module load ogrt",
