@@ -61,6 +61,14 @@ def _cmd_unescape(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_job_event(args: argparse.Namespace) -> int:
+    import os
+
+    from ogrt.jobevent import run
+
+    return run(args.event, os.environ, args.collector or os.environ.get("OGRT_COLLECTOR", ""), args.timeout)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ogrt", description="OGRT: track which programs and shared libraries HPC jobs really run.")
@@ -88,6 +96,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("text")
     p.add_argument("-n", action="store_true", help="no trailing newline")
     p.set_defaults(func=_cmd_unescape)
+
+    from ogrt.jobevent import DEFAULT_TIMEOUT
+
+    p = sub.add_parser("job-event", help="send a Slurm job's start or end record (controller hooks)",
+                       description="Build a JobStart/JobEnd record from the environment of Slurm's "
+                                   "PrologSlurmctld/EpilogSlurmctld or jobcomp/script and send it to the "
+                                   "collector. Always exits 0: a hook must never fail a job.")
+    p.add_argument("event", choices=("start", "end"))
+    p.add_argument("--collector", metavar="HOST:PORT[,HOST:PORT...]",
+                   help="collectors to try in order (default: $OGRT_COLLECTOR)")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                   help=f"connect and send timeout per collector (default {DEFAULT_TIMEOUT:g})")
+    p.set_defaults(func=_cmd_job_event)
 
     from ogrt.report import cli as report_cli
     report_cli.add_parser(sub)

@@ -170,7 +170,7 @@ def test_a_database_of_another_schema_version_is_named(sqlite_db: str, tmp_path:
     old = tmp_path / "v1.sqlite"
     shutil.copy(sqlite_db, old)
     with sqlite3.connect(old) as conn:
-        conn.execute("UPDATE schema_version SET version = 1")
+        conn.execute("UPDATE schema_version SET version = 2")
     assert report("executables", "--db", str(old))[0] == 2
     err = capsys.readouterr().err
-    assert "schema version 1" in err and "reads version 2" in err
+    assert "schema version 2" in err and "reads version 3" in err
