@@ -44,7 +44,9 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
         return 1
     s = config.server
     print(f"{args.path}: OK — {'+'.join(s.transports)} on {s.address}:{s.port}, {s.workers} worker(s), "
-          f"state_dir {s.state_dir}, outputs: "
+          f"state_dir {s.state_dir}, allowed_networks "
+          + (", ".join(map(str, s.allowed_networks)) if s.allowed_networks is not None else "all")
+          + ", outputs: "
           + ", ".join(f"{o.name} ({o.type})" for o in config.outputs))
     return 0
 
