@@ -6,9 +6,11 @@
 #      collector on head (10.77.0.1);
 #   2. a stamped program (ogrt-cc) and the demo's Python script into the job user's work dir;
 #   3. `sbatch --wait demo/cluster-job.sh` as ogrtuser on head: srun -N2 -n4 of the program, a
-#      Python step importing C extensions, a failing step, all under `module load ogrt`;
+#      Python step importing C extensions, a failing step, tracked without `module load`
+#      (the TaskProlog of roles/ogrt_slurm), the job's start and end records sent by Slurm's
+#      controller hooks;
 #   4. the collector stopped with SIGTERM (it flushes every record), then `ogrt report`:
-#      the job's process tree, its executables;
+#      the job, its process tree, its executables;
 #   5. demo/cluster.sh down, also when a step above failed.
 set -euo pipefail
 
@@ -39,16 +41,26 @@ chown "$user:" "$work"/*
 step "sbatch --wait cluster-job.sh as $user on head"
 job=$("$CLUSTER" exec head --user "$user" -- \
     sbatch --parsable --wait --chdir="$work" --output="$work/job-%j.out" \
-    "$work/cluster-job.sh" "${path[modulefiles]}" "$work") || {
+    "$work/cluster-job.sh" "$work") || {
     cat "$work"/job-*.out 2>/dev/null; echo "the job failed" >&2; exit 1; }
 job=${job%%;*}
 echo "    job $job finished; its output:"
 sed 's/^/    | /' "$work/job-$job.out"
 
+step "the job's records from Slurm's controller hooks (${path[hook_log]})"
+# the end records are sent right after the job ends (EpilogSlurmctld, jobcomp/script)
+for _ in $(seq 100); do
+    [ "$(grep -c "job-event end: job $job " "${path[hook_log]}" 2>/dev/null)" -ge 2 ] && break
+    sleep 0.2
+done
+grep " job $job " "${path[hook_log]}" | sed 's/^/    | /' || true
+
 step "stopping the collector (SIGTERM: it flushes every record)"
 "$CLUSTER" collector stop
 
-step "ogrt report job $job    (the process tree of the job, per node)"
+step "ogrt report jobs --job $job    (the job record: state, exit code, nodes, elapsed)"
+"$CLUSTER" report jobs --job "$job"
+step "ogrt report job $job    (the process tree of the job, per node, step and rank)"
 "$CLUSTER" report job "$job"
 step "ogrt report executables --job $job"
 "$CLUSTER" report executables --job "$job"

@@ -3,16 +3,12 @@
 #SBATCH --nodes=2
 #SBATCH --ntasks=4
 # The job of `make cluster` (submitted by demo/cluster-demo.sh as ogrtuser from head):
-#   cluster-job.sh MODULEFILES WORK_DIR
-# Tracking comes from `module load ogrt` (the deployed modulefile, real Lmod) in this script;
-# srun passes LD_PRELOAD and OGRT_ACTIVE on to every task.
+#   cluster-job.sh WORK_DIR
+# No `module load`: the TaskProlog of roles/ogrt_slurm gives every task (this script too)
+# the library in LD_PRELOAD and OGRT_ACTIVE=1.
 set -u
-modulefiles=$1
-work=$2
-source /usr/share/lmod/lmod/init/bash || exit 1
-module use "$modulefiles" || exit 1
-module load ogrt || exit 1
-echo "[job $SLURM_JOB_ID on $(hostname)] module load ogrt: LD_PRELOAD=$LD_PRELOAD OGRT_ACTIVE=$OGRT_ACTIVE"
+work=$1
+echo "[job $SLURM_JOB_ID on $(hostname)] from the TaskProlog: LD_PRELOAD=$LD_PRELOAD OGRT_ACTIVE=$OGRT_ACTIVE"
 
 echo "[step 0] srun -N2 -n4 hello: four ranks on two nodes"
 srun -N2 -n4 --label "$work/hello"

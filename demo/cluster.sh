@@ -16,7 +16,10 @@
 # address or route of the machine is touched, and 10.77.0.0/24 exists only inside.
 # Slurm 22.05 (Debian) runs without systemd or cgroup mounts (proctrack/linuxproc, task/none).
 # OGRT: the preload library is built for the collector at 10.77.0.1 and installed into a
-# private root, and `ansible-playbook site.yml` deploys the collector and modulefile there.
+# private root, and `ansible-playbook site.yml` deploys the collector, the modulefile and the
+# Slurm hooks (roles/ogrt_slurm) there; slurm.conf includes the role's snippet, so every task
+# runs under the library (TaskProlog) and every job sends a start and end record. The
+# collector takes records only from 10.77.0.0/28 (head, node1, node2).
 #
 # Settings (environment):
 #   OGRT_CLUSTER_DIR  state dir: configuration, keys, logs, pid files, the private root
@@ -50,6 +53,9 @@ PRELOAD=$ROOT/opt/ogrt/preload     # where a site's Spack would install the libr
 LIB=$PRELOAD/lib/libogrt.so
 OGRT=$ROOT/opt/ogrt/venv/bin/ogrt  # deployed by roles/ogrt_server
 CONF=$ROOT/etc/ogrt/ogrt.conf
+SLURM_SNIPPET=$ROOT/etc/slurm/ogrt.conf   # written by roles/ogrt_slurm, included by slurm.conf
+HOOK_LOG=$ROOT/var/log/ogrt/job-event.log
+ALLOWED_NETWORK=10.77.0.0/28       # the collector's allowed_networks: .0-.15
 DB=$ROOT/var/lib/ogrt/ogrt.sqlite
 MUNGE_SOCKET=$STATE/munge/munge.socket
 export SLURM_CONF=$ETC/slurm.conf
@@ -222,7 +228,6 @@ ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
-JobCompType=jobcomp/none
 MpiDefault=none
 MailProg=/bin/true
 SchedulerType=sched/backfill
@@ -241,6 +246,8 @@ SlurmdDebug=info
 NodeName=node1 NodeAddr=${ADDR[node1]} CPUs=2 RealMemory=1000 State=UNKNOWN
 NodeName=node2 NodeAddr=${ADDR[node2]} CPUs=2 RealMemory=1000 State=UNKNOWN
 PartitionName=debug Nodes=node1,node2 Default=YES MaxTime=INFINITE State=UP
+# OGRT: TaskProlog, PrologSlurmctld, EpilogSlurmctld, JobCompType/JobCompLoc (roles/ogrt_slurm)
+Include $SLURM_SNIPPET
 EOF
     local f
     for f in slurm.conf cgroup.conf plugstack.conf; do
@@ -312,15 +319,18 @@ library_up() {
 # The deployment: every variable of site.yml the cluster sets, and the one ansible-playbook call.
 deploy() {
     ROOT=$ROOT LIB=$LIB DB=$DB HEAD=${ADDR[head]} PORT=$COLLECTOR_PORT METRICS=$METRICS_PORT \
-        "$VENV/bin/python" - "$STATE/deploy-vars.json" <<'PY'
+        ALLOWED=$ALLOWED_NETWORK "$VENV/bin/python" - "$STATE/deploy-vars.json" <<'PY'
 import json, os, sys
 e = os.environ
 json.dump({
     "ogrt_root": e["ROOT"],
     "ogrt_modulefile_library": e["LIB"],
     "ogrt_modulefile_default": True,
+    "ogrt_slurm_library": e["LIB"],
+    "ogrt_slurm_collectors": [f"{e['HEAD']}:{e['PORT']}"],
     "ogrt_server_config": {
-        "server": {"address": e["HEAD"], "port": int(e["PORT"]), "transports": ["tcp", "udp"]},
+        "server": {"address": e["HEAD"], "port": int(e["PORT"]), "transports": ["tcp", "udp"],
+                   "allowed_networks": [e["ALLOWED"]]},
         "metrics": {"address": f"{e['HEAD']}:{e['METRICS']}"},
         "outputs": {"db": {"type": "sqlite", "path": e["DB"]}},
     },
@@ -335,11 +345,15 @@ PY
         export ANSIBLE_NOCOLOR=1 ANSIBLE_RETRY_FILES_ENABLED=0 \
             ANSIBLE_LOCAL_TEMP="$STATE/ansible/local" ANSIBLE_REMOTE_TEMP="$STATE/ansible/remote"
         export PATH="$VENV/bin:$PATH"
-        "$VENV/bin/ansible-playbook" -i inventory/local.yml site.yml -e "@$STATE/deploy-vars.json"
+        # this machine is also the Slurm controller and the nodes (one file system)
+        printf '%s\n' 'all:' '  children:' '    slurm_controllers: {hosts: {localhost: }}' \
+            '    slurm_nodes: {hosts: {localhost: }}' >"$STATE/slurm-inventory.yml"
+        "$VENV/bin/ansible-playbook" -i inventory/local.yml -i "$STATE/slurm-inventory.yml" site.yml \
+            -e "@$STATE/deploy-vars.json"
     ) >"$LOGS/ansible.log" 2>&1 || { show_log "$LOGS/ansible.log" 40; die "ansible-playbook site.yml failed"; }
     sed -n '/PLAY RECAP/,$p' "$LOGS/ansible.log" | sed '/^$/d; s/^/    /'
     local f
-    for f in "$OGRT" "$CONF"; do [ -e "$f" ] || die "the deployment did not create $f"; done
+    for f in "$OGRT" "$CONF" "$SLURM_SNIPPET"; do [ -e "$f" ] || die "the deployment did not create $f"; done
 }
 
 collector_start() {
@@ -397,12 +411,13 @@ cmd_up() {
     user_up
     say "munged (key in $STATE/munge)"
     munge_up
-    say "Slurm: slurmctld on head, slurmd on node1 and node2 (config $SLURM_CONF)"
-    slurm_up
+    # OGRT before Slurm: slurm.conf includes the Slurm hooks the deployment writes
     say "the preload library for the collector on head"
     library_up
     say "deploying OGRT with ansible-playbook site.yml into $ROOT"
     deploy
+    say "Slurm: slurmctld on head, slurmd on node1 and node2 (config $SLURM_CONF)"
+    slurm_up
     say "the collector on head"
     collector_start
     say "waiting for both nodes to be idle"
@@ -454,7 +469,9 @@ cmd_collector() {
 cmd_paths() {
     printf '%s=%s\n' state "$STATE" work "$STATE/work" slurm_conf "$SLURM_CONF" root "$ROOT" \
         library "$LIB" modulefiles "$ROOT/opt/modulefiles" ogrt_conf "$CONF" database "$DB" \
-        logs "$LOGS" job_user "$JOB_USER"
+        logs "$LOGS" job_user "$JOB_USER" slurm_snippet "$SLURM_SNIPPET" hook_log "$HOOK_LOG" \
+        metrics "${ADDR[head]}:$METRICS_PORT" netns_prefix "$NS" bridge "$BRIDGE" \
+        bridge_netns "$(netns "$NETNS_BRIDGE")"
 }
 
 cmd_status() {

@@ -109,6 +109,15 @@ command -v gcc >/dev/null || die "gcc not found: install the Debian package gcc"
 
 rm -rf "$DEMO/build" "$WORK" "$LOGS"
 mkdir -p "$WORK" "$LOGS" "$ROOT"
+# a database an older OGRT made (another schema version) would be refused: set it aside
+if [ -f "$DB" ] && ! (cd "$REPO" && "$VENV/bin/python" -c '
+import sqlite3, sys
+from ogrt.sql.schema import SCHEMA_VERSION
+db = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True)
+sys.exit([v for (v,) in db.execute("SELECT version FROM schema_version")] != [SCHEMA_VERSION])' "$DB" 2>/dev/null); then
+    for f in "$DB" "$DB-wal" "$DB-shm"; do [ -e "$f" ] && mv -f "$f" "${f/ogrt.sqlite/ogrt.old.sqlite}"; done
+    echo "    $DB was made by another OGRT version (schema): moved to ${DB%.sqlite}.old.sqlite"
+fi
 # shellcheck disable=SC2046
 read -r PORT METRICS_PORT < <(pick_ports $(cat "$DEMO/ports" 2>/dev/null || true)) || true
 [ -n "${PORT:-}" ] && [ -n "${METRICS_PORT:-}" ] || die "no free loopback port"

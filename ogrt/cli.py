@@ -72,7 +72,9 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
         return 1
     s = config.server
     print(f"{args.path}: OK — {'+'.join(s.transports)} on {s.address}:{s.port}, {s.workers} worker(s), "
-          f"state_dir {s.state_dir}, outputs: "
+          f"state_dir {s.state_dir}, allowed_networks "
+          + (", ".join(map(str, s.allowed_networks)) if s.allowed_networks is not None else "all")
+          + ", outputs: "
           + ", ".join(f"{o.name} ({o.type})" for o in config.outputs))
     return 0
 
@@ -156,6 +158,14 @@ def _cmd_hash_password(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_job_event(args: argparse.Namespace) -> int:
+    import os
+
+    from ogrt.jobevent import run
+
+    return run(args.event, os.environ, args.collector or os.environ.get("OGRT_COLLECTOR", ""), args.timeout)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ogrt", description="OGRT: track which programs and shared libraries HPC jobs really run.")
@@ -222,6 +232,19 @@ def build_parser() -> argparse.ArgumentParser:
     h = web_sub.add_parser("hash-password", help="read a password on stdin, print its hash for [web.users]",
                            description="Read one line (the password) on stdin; print its scrypt hash.")
     h.set_defaults(func=_cmd_hash_password)
+
+    from ogrt.jobevent import DEFAULT_TIMEOUT
+
+    p = sub.add_parser("job-event", help="send a Slurm job's start or end record (controller hooks)",
+                       description="Build a JobStart/JobEnd record from the environment of Slurm's "
+                                   "PrologSlurmctld/EpilogSlurmctld or jobcomp/script and send it to the "
+                                   "collector. Always exits 0: a hook must never fail a job.")
+    p.add_argument("event", choices=("start", "end"))
+    p.add_argument("--collector", metavar="HOST:PORT[,HOST:PORT...]",
+                   help="collectors to try in order (default: $OGRT_COLLECTOR)")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                   help=f"connect and send timeout per collector (default {DEFAULT_TIMEOUT:g})")
+    p.set_defaults(func=_cmd_job_event)
 
     from ogrt.report import cli as report_cli
     report_cli.add_parser(sub)

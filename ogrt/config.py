@@ -17,6 +17,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ogrt.age import Age, parse_age
+from ogrt.allowlist import Network, parse_networks
 from ogrt.errors import ConfigError
 from ogrt.keys import (Key, at_least, between, check_table, host_port, ip_address, keys_of, non_empty,
                        one_of, option)
@@ -82,6 +83,8 @@ class ServerConfig:
     fragment_max_bytes: int = option((int,), 64 << 20, at_least(0))
     max_buffered_bytes: int = option((int,), 256 << 20, at_least(1024))
     shutdown_timeout: float = option((int, float), 60.0, at_least(0.1))
+    #: senders records are taken from (CIDR list); absent: every address
+    allowed_networks: tuple[Network, ...] | None = option((list,), None, convert=parse_networks)
 
     @property
     def connections_per_peer(self) -> int:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from ogrt.metrics import Counters, sample
-from ogrt.proto.ogrt_pb2 import PROCESS_START
+from ogrt.proto.ogrt_pb2 import PROCESS_END, PROCESS_START
 from ogrt.ratelimit import RateLimitedLog
 from ogrt.record import Decoder, RecordError, UserResolver
 
@@ -39,8 +39,8 @@ class Ingest:
         self._decode = Decoder(resolve_user).decode
         self._k_frames = sample("ogrt_received_frames_total", transport=transport)
         self._k_bytes = sample("ogrt_received_bytes_total", transport=transport)
-        self._k_event = {"start": sample("ogrt_records_total", event="start"),
-                         "end": sample("ogrt_records_total", event="end")}
+        self._k_event = {e: sample("ogrt_records_total", event=e)
+                         for e in ("start", "end", "job_start", "job_end")}
         self._k_reject: dict[str, str] = {}
 
     def received(self, nbytes: int, nframes: int) -> None:
@@ -50,7 +50,7 @@ class Ingest:
             values[self._k_frames] = values.get(self._k_frames, 0) + nframes
 
     def frame(self, mtype: int, payload: bytes, peer: str) -> None:
-        """Decode one ProcessStart/ProcessEnd frame; a bad one is counted and logged (rate-limited)."""
+        """Decode one frame (process or job record); a bad one is counted and logged (rate-limited)."""
         try:
             record = self._decode(mtype, payload, peer)
         except RecordError as e:
@@ -68,6 +68,7 @@ class Ingest:
         decode = self._decode
         pending = self.pending
         starts = ends = 0
+        jobs: list[str] = []
         for mtype, payload in frames:
             try:
                 record = decode(mtype, payload, peer)
@@ -77,8 +78,10 @@ class Ingest:
             pending.append(record)
             if mtype == PROCESS_START:
                 starts += 1
-            else:
+            elif mtype == PROCESS_END:
                 ends += 1
+            else:
+                jobs.append(record["event"])
             if len(pending) >= self.max_pending:
                 self.flush()
                 pending = self.pending
@@ -89,6 +92,9 @@ class Ingest:
         if ends:
             key = self._k_event["end"]
             values[key] = values.get(key, 0) + ends
+        for event in jobs:
+            key = self._k_event[event]
+            values[key] = values.get(key, 0) + 1
 
     def reject(self, reason: str, peer: str, detail: str, n: int = 1) -> None:
         key = self._k_reject.get(reason)

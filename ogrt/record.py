@@ -13,10 +13,11 @@ from typing import Any
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from ogrt.proto import ogrt_pb2
-from ogrt.proto.ogrt_pb2 import PROCESS_END, PROCESS_START
+from ogrt.proto.ogrt_pb2 import JOB_END, JOB_START, PROCESS_END, PROCESS_START
 from ogrt.textenc import escape
 
-__all__ = ["RecordError", "LibList", "libs_key", "uuid_text", "rfc3339_us", "start_record", "end_record", "Decoder"]
+__all__ = ["RecordError", "LibList", "libs_key", "uuid_text", "rfc3339_us", "start_record", "end_record",
+           "job_record", "JOB_FIELDS", "Decoder"]
 
 # accepted time range: 1970-01-01 .. 9999-12-31 (what RFC 3339 can write)
 _MAX_TIME_US = 253402300799_999999
@@ -69,6 +70,8 @@ def _view_classes() -> tuple[Any, Any]:
             if f.name == "libs":
                 f.type = descriptor_pb2.FieldDescriptorProto.TYPE_BYTES
                 f.ClearField("type_name")
+            elif f.type_name.startswith(".ogrt."):  # other messages (JobInfo): in the copy
+                f.type_name = ".ogrt_libs_as_bytes." + f.type_name[len(".ogrt."):]
     pool = descriptor_pool.DescriptorPool()
     pool.Add(fdp)
     return (message_factory.GetMessageClass(pool.FindMessageTypeByName("ogrt_libs_as_bytes.ProcessStart")),
@@ -204,6 +207,7 @@ def start_record(msg: Any, peer: str, resolve_user: UserResolver) -> dict[str, A
         "rank": msg.rank if msg.HasField("rank") else None,
         "libs": _libs(msg.libs),
         "signature": escape(signature) if signature else None,
+        "step_id": escape(msg.step_id) if msg.step_id else None,
     }
 
 
@@ -238,12 +242,53 @@ def end_record(msg: Any, peer: str, resolve_user: UserResolver) -> dict[str, Any
     }
 
 
+#: the job record's keys after "event": (key, JobInfo field, kind); kind "text" is escaped bytes
+#: (null when empty), "int" an optional number (null when unset), "time" epoch seconds as
+#: RFC 3339 text (null when unset)
+JOB_FIELDS: tuple[tuple[str, str, str], ...] = (
+    ("job_id", "job_id", "text"), ("array_job_id", "array_job_id", "text"),
+    ("array_task_id", "array_task_id", "int"), ("user", "user", "text"), ("uid", "uid", "int"),
+    ("account", "account", "text"), ("partition", "partition", "text"), ("name", "name", "text"),
+    ("nodelist", "nodelist", "text"), ("num_nodes", "num_nodes", "int"),
+    ("num_tasks", "num_tasks", "int"), ("num_cpus", "num_cpus", "int"),
+    ("submit_time", "submit_time", "time"), ("start_time", "start_time", "time"),
+    ("end_time", "end_time", "time"), ("work_dir", "work_dir", "text"), ("state", "state", "text"),
+    ("exit_code", "exit_code", "int"), ("exit_signal", "exit_signal", "int"),
+    ("cluster", "cluster", "text"),
+)
+_MAX_TIME_S = _MAX_TIME_US // 1_000_000
+
+
+def job_record(msg: Any, event: str, peer: str) -> dict[str, Any]:
+    """A JobStart/JobEnd message → {"event": "job_start"|"job_end", "time", "peer", job keys}."""
+    job = msg.job
+    if not job.job_id:
+        raise RecordError("bad_job", "job record without job_id")
+    rec: dict[str, Any] = {"event": event,
+                           "time": rfc3339_us(job.time_us) if job.HasField("time_us") else None,
+                           "peer": peer}
+    for key, field, kind in JOB_FIELDS:
+        if kind == "text":
+            raw = getattr(job, field)
+            rec[key] = escape(raw) if raw else None
+        elif not job.HasField(field):
+            rec[key] = None
+        elif kind == "int":
+            rec[key] = getattr(job, field)
+        else:
+            sec = getattr(job, field)
+            if not 0 <= sec <= _MAX_TIME_S:
+                raise RecordError("bad_time", f"{field} {sec} s is out of range")
+            rec[key] = rfc3339_us(sec * 1_000_000)[:-8] + "Z"
+    return rec
+
+
 #: parses into one message before it is replaced (its arena grows with each parse)
 REUSE_PARSES = 64
 
 
 class Decoder:
-    """Payload of a ProcessStart/ProcessEnd frame → record dict; RecordError (with a reason) otherwise.
+    """Payload of a ProcessStart/ProcessEnd/JobStart/JobEnd frame → record dict; RecordError (with a reason) otherwise.
 
     Not thread-safe (one per receiving thread). Each message is parsed into up to
     REUSE_PARSES times: re-parsing into one upb message grows its arena (bounded by that
@@ -267,6 +312,13 @@ class Decoder:
         elif mtype == PROCESS_END:
             msg = self._end
             build = end_record
+        elif mtype == JOB_START or mtype == JOB_END:
+            job: Any = ogrt_pb2.JobStart() if mtype == JOB_START else ogrt_pb2.JobEnd()
+            try:
+                job.ParseFromString(payload)
+            except Exception as exc:
+                raise RecordError("bad_payload", f"type {mtype} payload does not parse: {exc}") from None
+            return job_record(job, "job_start" if mtype == JOB_START else "job_end", peer)
         else:
             raise RecordError("unknown_type", f"unknown message type {mtype}")
         try:

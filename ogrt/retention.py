@@ -25,7 +25,7 @@ from ogrt.config import OutputConfig
 from ogrt.report.db import Dialect
 from ogrt.sql.retention import (AGE_STEPS, BUMP_EPOCH, PURGE_LOCK, SEED_EPOCH, SHARED_STEPS, AgeStep,
                                 SharedStep)
-from ogrt.sql.schema import SCHEMA_VERSION, VERSION_QUERY, SchemaVersionError, schema_statements
+from ogrt.sql.schema import SCHEMA_VERSION, VERSION_QUERY, SchemaVersionError
 
 __all__ = ["purge", "PurgeResult", "Retainer", "BATCH_ROWS"]
 
@@ -88,8 +88,6 @@ class _Db:
             self.conn.close()
             raise SchemaVersionError(max(versions)) if versions else RetentionError(
                 "not an OGRT database (no schema_version)")
-        # a database of this version made before purge_epoch existed (no DDL otherwise)
-        self.conn.execute(next(s for s in schema_statements(output.type) if "purge_epoch" in s))
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self.conn.execute(self.dialect.sql(sql), tuple(params)).fetchone()[0]

@@ -272,6 +272,7 @@ void ogrt_collect_start(struct ogrt_start *s, int argc, char **argv, struct ogrt
     s->env = env_buf;
     s->modules = getenv("LOADEDMODULES");
     s->has_rank = parse_rank(&s->rank);
+    s->step_id = getenv("SLURM_STEP_ID");
 }
 
 static int64_t tv_us(struct timeval tv) { return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec; }

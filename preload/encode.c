@@ -133,6 +133,7 @@ size_t ogrt_encode_start(uint8_t *out, const struct ogrt_start *s)
     f_libs(&w, 16, s->libs, s->n_libs);
     if (sig_len(s->signature))
         f_len(&w, 17, s->signature, sig_len(s->signature));
+    f_str(&w, 18, s->step_id);
     return w.n;
 }
 

@@ -44,6 +44,7 @@ struct ogrt_start {
     const struct ogrt_lib *libs;
     size_t n_libs;
     const char *signature;
+    const char *step_id; /* SLURM_STEP_ID as given, or NULL */
 };
 
 struct ogrt_end {

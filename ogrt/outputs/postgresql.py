@@ -25,9 +25,10 @@ from ogrt.outputs import options as opt
 from ogrt.outputs.sqlbase import Row, SqlOutput
 from ogrt.sql.retention import PG_WRITER_GUARD
 from ogrt.sql.schema import (PG_COPY_STAGE, PG_STAGING, PG_UPSERT_PROCESSES, KeyTable, SetTable,
-                             create_schema, pg_insert, pg_lookup)
+                             create_schema, pg_insert, pg_lookup, upsert_job)
 
 MIGRATE_LOCK = 0x4F47_5254_0001  # pg_advisory_xact_lock key ("OGRT" 1)
+_UPSERT_JOB = upsert_job("postgresql")
 
 
 class PostgresOutput(SqlOutput):
@@ -130,3 +131,7 @@ class PostgresOutput(SqlOutput):
                 for row in rows:
                     write(row)
         cur.execute(PG_UPSERT_PROCESSES)
+
+    def _write_jobs(self, rows: list[Row]) -> None:
+        assert self.conn is not None
+        self.conn.cursor().executemany(_UPSERT_JOB, rows)

@@ -2,7 +2,8 @@
 only their dialect (connecting, transactions, how rows are inserted, which errors mean
 "the records are refused").
 
-Per batch, in one transaction: `merge()` folds the records into one row per process
+Per batch, in one transaction: job records (job_start/job_end) are upserted into `jobs`
+by job id; `merge()` folds the records into one row per process
 (ogrt/outputs/sqlrecords.py); the executables, libraries and modules without a cached id
 are inserted (unless there) and their ids cached, then likewise the library sets and
 module sets (content-addressed by digest) with their members; last, each process row,
@@ -27,8 +28,8 @@ from contextlib import AbstractContextManager, suppress
 from typing import Any
 
 from ogrt.outputs.base import Output, OutputError
-from ogrt.outputs.sqlrecords import (IdCache, ProcessRow, RowSets, SetMembers, SetResolver, merge,
-                                    row_values)
+from ogrt.outputs.sqlrecords import (IdCache, ProcessRow, RowSets, SetMembers, SetResolver, job_rows,
+                                    merge, row_values, split_jobs)
 from ogrt.sql import schema
 from ogrt.sql.schema import KeyTable, SchemaVersionError, SetTable
 
@@ -90,6 +91,10 @@ class SqlOutput(Output):
         """In the transaction, before any id is used: the purge epoch (0: never purged).
         PostgreSQL also takes the purge lock shared here (see ogrt/sql/retention.py)."""
 
+    @abc.abstractmethod
+    def _write_jobs(self, rows: list[Row]) -> None:
+        """Upsert job rows (JOB_COLUMNS tuples) with schema.upsert_job(dialect)."""
+
     def _connected(self) -> bool:
         return self.conn is not None
 
@@ -108,7 +113,8 @@ class SqlOutput(Output):
             return
         if not self._connected():
             self.open()
-        rows = merge(records)
+        processes, jobs = split_jobs(records)
+        rows = merge(processes)
         try:
             with self._transaction():
                 epoch = self._purge_epoch()
@@ -116,6 +122,8 @@ class SqlOutput(Output):
                     for c in self._caches:
                         c.clear()
                     self._epoch = epoch
+                if jobs:
+                    self._write_jobs(job_rows(jobs))
                 self._write_rows(rows)
         except BaseException as e:
             for c in self._caches:

@@ -27,9 +27,10 @@ from ogrt.outputs import options as opt
 from ogrt.outputs.sqlbase import Row, SqlOutput
 from ogrt.sql.retention import EPOCH_QUERY
 from ogrt.sql.schema import (SQLITE_UPSERT_END, SQLITE_UPSERT_PROCESS, KeyTable, SetTable,
-                             create_schema, sqlite_insert, sqlite_lookup)
+                             create_schema, sqlite_insert, sqlite_lookup, upsert_job)
 
 _CHUNK = 500  # host parameters per IN (...) lookup
+_UPSERT_JOB = upsert_job("sqlite")
 # errors caused by the records themselves (not by the database being unavailable)
 _REFUSED = (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError,
             sqlite3.ProgrammingError)
@@ -148,3 +149,7 @@ class SqliteOutput(SqlOutput):
         cur = self.conn.cursor()
         cur.executemany(SQLITE_UPSERT_PROCESS, with_start)
         cur.executemany(SQLITE_UPSERT_END, end_only)
+
+    def _write_jobs(self, rows: list[Row]) -> None:
+        assert self.conn is not None
+        self.conn.executemany(_UPSERT_JOB, rows)

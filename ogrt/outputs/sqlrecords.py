@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 
 from ogrt.record import libs_key
-from ogrt.sql.schema import END_COLUMNS, PROCESS_COLUMNS, RECORD_COLUMNS, START_COLUMNS
+from ogrt.sql.schema import END_COLUMNS, JOB_COLUMNS, PROCESS_COLUMNS, RECORD_COLUMNS, START_COLUMNS
 
 IDX = {c: i for i, c in enumerate(RECORD_COLUMNS)}
 #: the record key of a column where it is not the column's name (exe_signature, args and
@@ -131,6 +131,33 @@ def merge(records: Sequence[dict[str, Any]]) -> list[ProcessRow]:
             if mods:
                 row.modules = tuple(mods)
     return [rows[k] for k in sorted(rows)]
+
+
+#: the events of job records (ogrt.record.job_record); every other record is a process's
+JOB_EVENTS = frozenset(("job_start", "job_end"))
+#: per JOB_COLUMNS column, the job record key that fills it (the two event times aside)
+_JOB_KEYS = [{"username": "user"}.get(c, c) for c in JOB_COLUMNS[:-2]]
+
+
+def split_jobs(records: Sequence[dict[str, Any]]) -> tuple[Sequence[dict[str, Any]], list[dict[str, Any]]]:
+    """(the process records, the job records) of a batch; the batch itself when it holds no
+    job record (the usual case: no copy)."""
+    jobs = [r for r in records if r.get("event") in JOB_EVENTS]
+    if not jobs:
+        return records, []
+    return [r for r in records if r.get("event") not in JOB_EVENTS], jobs
+
+
+def job_rows(records: Iterable[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    """Job records → one JOB_COLUMNS tuple per job id, sorted by job id: a later record's
+    non-null values win over an earlier one's of the same job (upserted likewise)."""
+    rows: dict[str, list[Any]] = {}
+    for rec in records:
+        values = [rec.get(k) for k in _JOB_KEYS]
+        values += [rec.get("time"), None] if rec.get("event") == "job_start" else [None, rec.get("time")]
+        old = rows.get(values[0])
+        rows[values[0]] = values if old is None else [o if n is None else n for n, o in zip(values, old)]
+    return [tuple(rows[k]) for k in sorted(rows)]
 
 
 def set_digest(ids: Sequence[int]) -> bytes:

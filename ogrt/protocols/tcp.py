@@ -9,6 +9,7 @@ import sys
 import termios
 
 from ogrt.config import ServerConfig
+from ogrt.allowlist import PeerFilter
 from ogrt.framing import FrameDecoder, FrameError
 from ogrt.pipeline import Ingest
 
@@ -43,7 +44,9 @@ class _Connection(asyncio.Protocol):
         peername = transport.get_extra_info("peername")
         self.peer = peer_text(peername[0]) if peername else "?"
         per_peer = rx.per_peer.get(self.peer, 0)
-        if rx.closing:
+        if not rx.allowed(self.peer):
+            reason, detail = "not_allowed", "address outside [server] allowed_networks"
+        elif rx.closing:
             reason, detail = "shutting_down", "the daemon is stopping"
         elif per_peer >= rx.max_connections_per_peer:
             reason, detail = "max_connections_per_peer", f"{per_peer} connections open from this peer"
@@ -136,6 +139,7 @@ class TcpReceiver:
         self.max_frame_bytes = config.max_frame_bytes
         self.max_connections = config.max_connections
         self.max_connections_per_peer = config.connections_per_peer
+        self.allowed = PeerFilter(config.allowed_networks).allowed
         self.per_peer: dict[str, int] = {}
         self.idle_timeout = config.idle_timeout
         self.max_buffered_bytes = config.max_buffered_bytes

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from ogrt.allowlist import PeerFilter
 from ogrt.config import ServerConfig
 from ogrt.fragments import FragmentError, Reassembler
 from ogrt.framing import FrameError, parse_datagram
@@ -81,6 +82,7 @@ class UdpReceiver(threading.Thread):
         self.sock = sock
         self.ingest = ingest
         self.max_frame_bytes = config.max_frame_bytes
+        self._allowed = PeerFilter(config.allowed_networks).allowed
         self.reassembler = Reassembler(
             config.max_frame_bytes, max_bytes=config.fragment_max_bytes, timeout=config.fragment_timeout,
             on_drop=lambda reason, n: ingest.reject(reason, "-", "incomplete fragmented record dropped", n))
@@ -159,6 +161,9 @@ class UdpReceiver(threading.Thread):
             if len(self._peers) > 65536:
                 self._peers.clear()
             peer = self._peers[host] = peer_text(host)
+        if not self._allowed(peer):
+            self.ingest.reject("not_allowed", peer, "address outside [server] allowed_networks")
+            return
         try:
             mtype, payload = parse_datagram(data, self.max_frame_bytes)
         except FrameError as e:

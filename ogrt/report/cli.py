@@ -132,14 +132,30 @@ def _jobs(db: ReportDB, args: argparse.Namespace, out: TextIO) -> None:
     render(queries.jobs(db, _filters(args), args.top), args.format, out)
 
 
+def _job_header(job_id: str, n: int, record: dict[str, Any] | None) -> str:
+    """The title line: the job's record when there is one."""
+    title = f"Job {job_id}: {n} processes"
+    if record is None:
+        return title + " (no job record)"
+    parts = [f"{label} {record[key]}" for key, label in (
+        ("username", "user"), ("account", "account"), ("partition", "partition"), ("nodelist", "nodes"),
+        ("num_nodes", "node count"), ("state", "state"), ("exit_code", "exit"), ("exit_signal", "signal"),
+        ("elapsed", "elapsed s"), ("start_time", "start"), ("name", "name"))
+        if record.get(key) is not None]
+    return title + ("; " + ", ".join(parts) if parts else "")
+
+
 def _job(db: ReportDB, args: argparse.Namespace, out: TextIO) -> None:
     rows = queries.job_processes(db, args.job_id, _filters(args))
-    roots = jobtree.build_tree(rows)
+    record = queries.job_record(db, args.job_id)
+    roots = jobtree.group_roots(jobtree.build_tree(rows))
     table_rows = []
     for chain, depth, prefix in jobtree.walk(roots):
         table_rows.append({
             "process": prefix + chain.label,
             "host": chain.first.get("host"),
+            "step": chain.first.get("step_id"),
+            "rank": chain.first.get("rank"),
             "pid": chain.first.get("pid"),
             "ppid": chain.first.get("ppid"),
             "user": chain.first.get("user"),
@@ -149,12 +165,13 @@ def _job(db: ReportDB, args: argparse.Namespace, out: TextIO) -> None:
             "depth": depth,
             "uuid": chain.last.get("uuid"),
         })
-    columns = [("process", "Process"), ("host", "Host"), ("pid", "PID"), ("ppid", "PPID"), ("start_time", "Start"),
-               ("duration", "Duration s"), ("exit_status", "Exit")]
+    columns = [("process", "Process"), ("host", "Host"), ("step", "Step"), ("rank", "Rank"), ("pid", "PID"),
+               ("ppid", "PPID"), ("start_time", "Start"), ("duration", "Duration s"), ("exit_status", "Exit")]
     if args.format == "csv":
         columns += [("user", "User"), ("depth", "Depth"), ("uuid", "UUID")]
-    report = queries.Report(f"Job {args.job_id}: {len(rows)} processes", columns, table_rows)
-    data = {"job": args.job_id, "processes": len(rows), "tree": [jobtree.chain_dict(r) for r in roots]}
+    report = queries.Report(_job_header(args.job_id, len(rows), record), columns, table_rows)
+    data = {"job": args.job_id, "record": record, "processes": len(rows),
+            "tree": [jobtree.chain_dict(r) for r in roots]}
     render(report, args.format, out, json_data=data)
 
 

@@ -50,6 +50,12 @@ class Dialect:
             return f"substr({expr}, 1, 10)"  # RFC 3339 UTC text
         return f"to_char({expr} AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
 
+    def seconds_between(self, start: str, end: str) -> str:
+        """Seconds from time `start` to time `end` (NULL when either is)."""
+        if self.name == "sqlite":
+            return f"((julianday({end}) - julianday({start})) * 86400.0)"
+        return f"EXTRACT(EPOCH FROM ({end} - {start}))"
+
     @property
     def ilike(self) -> str:
         """Case-insensitive LIKE (SQLite's LIKE already is, for ASCII)."""

@@ -123,6 +123,17 @@ def build_tree(rows: list[dict[str, Any]]) -> list[Chain]:
     return roots
 
 
+def group_roots(roots: list[Chain]) -> list[Chain]:
+    """The roots grouped by node, then by job step and rank (tasks of `srun` under the
+    step's slurmstepd have no recorded parent: each is a root), then in start order."""
+    def key(chain: Chain) -> tuple[str, int, str, int, str]:
+        step = chain.first.get("step_id")
+        rank = chain.first.get("rank")
+        return (chain.first.get("host") or "", 0 if step is None else 1, str(step or ""),
+                -1 if rank is None else rank, chain.start_time or "")
+    return sorted(roots, key=key)
+
+
 def walk(roots: list[Chain]) -> list[tuple[Chain, int, str]]:
     """Depth-first (chain, depth, tree prefix like `│  ├─ `) for printing."""
     out: list[tuple[Chain, int, str]] = []
@@ -147,6 +158,8 @@ def chain_dict(chain: Chain) -> dict[str, Any]:
         "pid": chain.first.get("pid"),
         "ppid": chain.first.get("ppid"),
         "user": chain.first.get("user"),
+        "step_id": chain.first.get("step_id"),
+        "rank": chain.first.get("rank"),
         "start_time": chain.start_time,
         "end_time": chain.end_time,
         "duration": chain.duration,

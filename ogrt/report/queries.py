@@ -381,7 +381,8 @@ def job_sql(db: ReportDB, job_id: str, f: Filters) -> tuple[str, list[Any]]:
                COALESCE(p.username, CAST(p.uid AS TEXT)) AS "user",
                e.path AS exe, e.signature AS signature, p.args AS args, p.rank AS rank,
                p.start_time AS start_time, p.end_time AS end_time, p.duration AS duration,
-               p.exit_status AS exit_status, p.utime AS utime, p.stime AS stime
+               p.exit_status AS exit_status, p.utime AS utime, p.stime AS stime,
+               p.step_id AS step_id
         FROM processes p LEFT JOIN executables e ON e.id = p.executable_id
         {_where(clauses)}
         ORDER BY p.host, p.start_time, p.id"""
@@ -403,36 +404,73 @@ def job_processes(db: ReportDB, job_id: str, f: Filters) -> list[dict[str, Any]]
     return rows
 
 
+def _job_filters(f: Filters, dialect: Dialect) -> tuple[list[str], list[Any]]:
+    """The filters over the jobs table `j`, for jobs no recorded process belongs to: times
+    apply to the job's start, --host (a process's) matches none of them."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if f.since is not None:
+        clauses.append("j.start_time >= ?")
+        params.append(dialect.time_param(f.since))
+    if f.until is not None:
+        clauses.append("j.start_time < ?")
+        params.append(dialect.time_param(f.until))
+    if f.user is not None:
+        clauses.append("j.uid = ?" if f.user.isdigit() else "j.username = ?")
+        params.append(int(f.user) if f.user.isdigit() else f.user)
+    if f.host is not None:
+        clauses.append("1 = 0")
+    if f.job is not None:
+        clauses.append("j.job_id = ?")
+        params.append(f.job)
+    return clauses, params
+
+
 def jobs_sql(db: ReportDB, f: Filters, top: int) -> tuple[str, list[Any]]:
-    clauses, params = f.selects(db.dialect)
+    """The jobs of the recorded processes, with their job record where there is one, and
+    the jobs with a record but no recorded process."""
+    d = db.dialect
+    clauses, params = f.selects(d)
+    jclauses, jparams = _job_filters(f, d)
     limit, lparams = _limit(top)
     sql = f"""
-        SELECT p.job_id AS job, COUNT(*) AS processes,
-               {db.dialect.list_agg("COALESCE(p.username, CAST(p.uid AS TEXT))")} AS users,
-               COUNT(DISTINCT p.host) AS hosts,
-               SUM({CPU}) AS cpu_seconds,
-               SUM({FAILED}) AS failed,
-               MIN(p.start_time) AS first_start, MAX(p.start_time) AS last_start
-        FROM processes p
-        {_where(["p.job_id IS NOT NULL"] + clauses)}
-        GROUP BY p.job_id
-        ORDER BY last_start DESC, job
+        SELECT x.job AS job, COALESCE(j.username, x.users) AS "user", j.account AS account,
+               j.partition AS partition, j.nodelist AS nodes, j.num_nodes AS num_nodes,
+               j.state AS state, j.exit_code AS exit_code,
+               {d.seconds_between("j.start_time", "j.end_time")} AS elapsed,
+               x.processes AS processes, x.hosts AS hosts, x.cpu_seconds AS cpu_seconds,
+               x.failed AS failed, COALESCE(j.start_time, x.first_start) AS start_time
+        FROM (SELECT p.job_id AS job, COUNT(*) AS processes,
+                     {d.list_agg("COALESCE(p.username, CAST(p.uid AS TEXT))")} AS users,
+                     COUNT(DISTINCT p.host) AS hosts, SUM({CPU}) AS cpu_seconds,
+                     SUM({FAILED}) AS failed, MIN(p.start_time) AS first_start,
+                     MAX(p.start_time) AS last_start
+              FROM processes p
+              {_where(["p.job_id IS NOT NULL"] + clauses)}
+              GROUP BY p.job_id
+              UNION ALL
+              SELECT j.job_id, 0, NULL, 0, 0, 0, NULL, NULL
+              FROM jobs j
+              {_where(["NOT EXISTS (SELECT 1 FROM processes p WHERE p.job_id = j.job_id)"] + jclauses)}
+             ) x LEFT JOIN jobs j ON j.job_id = x.job
+        ORDER BY COALESCE(x.last_start, j.start_time) DESC, job
         {limit}"""
-    return sql, params + lparams
+    return sql, params + jparams + lparams
 
 
 def jobs(db: ReportDB, f: Filters, top: int) -> Report:
     rows = db.query(*jobs_sql(db, f, top))
-    _split_lists(rows, ("users",))
     for row in rows:
         row["cpu_seconds"] = round(float(row["cpu_seconds"] or 0.0), 3)
+        if row["elapsed"] is not None:
+            row["elapsed"] = round(float(row["elapsed"]), 3)
     return Report(
         "Jobs (most recent first)",
-        [("job", "Job"), ("processes", "Processes"), ("users", "Users"), ("hosts", "Hosts"),
-         ("cpu_seconds", "CPU s"), ("failed", "Failed"), ("first_start", "First start"),
-         ("last_start", "Last start")],
+        [("job", "Job"), ("user", "User"), ("account", "Account"), ("partition", "Partition"),
+         ("nodes", "Nodes"), ("state", "State"), ("exit_code", "Exit"), ("elapsed", "Elapsed s"),
+         ("processes", "Processes"), ("hosts", "Hosts"), ("cpu_seconds", "CPU s"),
+         ("failed", "Failed"), ("start_time", "Start")],
         rows,
-        list_columns=("users",),
     )
 
 
@@ -543,3 +581,23 @@ def library_daily(db: ReportDB, f: Filters, pattern: str) -> Report:
         [("day", "Day"), ("processes", "Processes"), ("jobs", "Jobs")],
         db.query(*library_daily_sql(db, f, pattern)),
     )
+
+
+#: the job record's columns a report shows (`ogrt report job` header, JSON "record")
+JOB_RECORD_COLUMNS = ("job_id", "array_job_id", "array_task_id", "username", "uid", "account",
+                      "partition", "name", "nodelist", "num_nodes", "num_tasks", "num_cpus",
+                      "submit_time", "start_time", "end_time", "work_dir", "state", "exit_code",
+                      "exit_signal", "cluster")
+
+
+def job_record(db: ReportDB, job_id: str) -> dict[str, Any] | None:
+    """The job's row of the jobs table (JOB_RECORD_COLUMNS and elapsed), or None."""
+    cols = ", ".join(f"j.{c} AS {c}" for c in JOB_RECORD_COLUMNS)
+    rows = db.query(f"SELECT {cols}, {db.dialect.seconds_between('j.start_time', 'j.end_time')} AS elapsed "
+                    "FROM jobs j WHERE j.job_id = ?", [job_id])
+    if not rows:
+        return None
+    row = rows[0]
+    if row["elapsed"] is not None:
+        row["elapsed"] = round(float(row["elapsed"]), 3)
+    return row

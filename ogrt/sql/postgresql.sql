@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS processes (
     cwd           TEXT,
     env           JSONB,         -- JSON object name -> escaped text
     rank          INTEGER,
+    step_id       TEXT,          -- SLURM_STEP_ID of the task
     start_time    TIMESTAMPTZ,
     end_time      TIMESTAMPTZ,
     exit_status   INTEGER,
@@ -65,6 +66,34 @@ CREATE TABLE IF NOT EXISTS processes (
     late_libset_id BIGINT,       -- libsets (id): libraries loaded after start (end record)
     modset_id      BIGINT        -- modsets (id): modules loaded at start
 ) WITH (fillfactor = 70);
+
+-- One row per batch job, from the job_start and job_end records of the scheduler's hooks
+-- (`ogrt job-event`), in either order: each column keeps the last value that was not NULL.
+-- NULL: the scheduler did not tell. Processes point to it by processes.job_id.
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id        TEXT PRIMARY KEY,
+    array_job_id  TEXT,
+    array_task_id BIGINT,
+    username      TEXT,
+    uid           BIGINT,
+    account       TEXT,
+    partition     TEXT,
+    name          TEXT,
+    nodelist      TEXT,          -- as Slurm compresses it: node[1-2]
+    num_nodes     INTEGER,
+    num_tasks     INTEGER,
+    num_cpus      INTEGER,
+    submit_time   TIMESTAMPTZ,
+    start_time    TIMESTAMPTZ,
+    end_time      TIMESTAMPTZ,
+    work_dir      TEXT,
+    state         TEXT,          -- COMPLETED, FAILED, CANCELLED, TIMEOUT, NODE_FAIL, ...
+    exit_code     INTEGER,
+    exit_signal   INTEGER,
+    cluster       TEXT,
+    started_event TIMESTAMPTZ,          -- when the job_start record was sent
+    ended_event   TIMESTAMPTZ           -- when the job_end record was sent
+);
 
 -- Library sets and module sets, content-addressed: the processes of one program load
 -- the same libraries over and over, so a process row points to a set (written once)
@@ -123,3 +152,4 @@ CREATE INDEX IF NOT EXISTS processes_late_libset ON processes (late_libset_id) W
 CREATE INDEX IF NOT EXISTS processes_modset ON processes (modset_id);
 CREATE INDEX IF NOT EXISTS libset_members_library ON libset_members (library_id);
 CREATE INDEX IF NOT EXISTS modset_members_module ON modset_members (module_id);
+CREATE INDEX IF NOT EXISTS jobs_start_time ON jobs (start_time);

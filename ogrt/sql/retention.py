@@ -7,7 +7,7 @@ bounded batches (one transaction per batch, so the daemon keeps writing between 
 
 1. `AGE_STEPS`: rows of a table older than the cut-off. A step is (table, key, time ended,
    time started): a row goes when it ended before the cut-off, or, without an end time,
-   started before it. Adding a table with a time (e.g. jobs) is one more entry here.
+   started before it: processes and job records.
 2. `SHARED_STEPS`, in order: library/module sets no process refers to (with their members),
    then executables, libraries and modules no process or set refers to.
 
@@ -64,6 +64,7 @@ class AgeStep:
 #: the tables whose rows age; processes first (the shared rows are freed by them)
 AGE_STEPS: tuple[AgeStep, ...] = (
     AgeStep("processes", "id", "end_time", "start_time"),
+    AgeStep("jobs", "job_id", "end_time", "start_time"),
 )
 
 _PROCESSES = AGE_STEPS[0]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-SCHEMA_VERSION = 2  # 2: library and module sets (libsets, modsets) instead of link tables
+SCHEMA_VERSION = 3  # 2: library and module sets (libsets, modsets); 3: jobs, processes.step_id
 DIALECTS = ("sqlite", "postgresql")
 VERSION_QUERY = "SELECT version FROM schema_version"
 
@@ -19,7 +19,7 @@ VERSION_QUERY = "SELECT version FROM schema_version"
 #: the columns a start record fills (uuid aside); exe_path + exe_signature name the executable
 START_COLUMNS: tuple[str, ...] = (
     "host", "peer", "job_id", "pid", "ppid", "uid", "gid", "username", "exe_path",
-    "exe_signature", "args", "cwd", "env", "rank", "start_time",
+    "exe_signature", "args", "cwd", "env", "rank", "step_id", "start_time",
 )
 #: the columns an end record fills (uuid aside)
 END_COLUMNS: tuple[str, ...] = (
@@ -39,6 +39,27 @@ PROCESS_COLUMNS: tuple[str, ...] = tuple(
     c for c in RECORD_COLUMNS if c not in EXE_KEY) + ID_COLUMNS
 #: indexed columns an end record also carries (the same values as its start record's)
 SHARED_INDEXED = ("host", "job_id", "uid", "start_time")
+
+
+# -- the jobs table -----------------------------------------------------------------------
+#: its columns: the job record's keys (ogrt.record.JOB_FIELDS) with user → username, and the
+#: times the scheduler's hooks sent the job_start and the job_end record
+JOB_COLUMNS: tuple[str, ...] = (
+    "job_id", "array_job_id", "array_task_id", "username", "uid", "account", "partition",
+    "name", "nodelist", "num_nodes", "num_tasks", "num_cpus", "submit_time", "start_time",
+    "end_time", "work_dir", "state", "exit_code", "exit_signal", "cluster", "started_event",
+    "ended_event",
+)
+
+
+def upsert_job(dialect: str) -> str:
+    """Insert a job row or fill in the stored one: each column takes the new value unless it
+    is NULL. A job's start and end records may come in any order and more than once."""
+    mark = "?" if dialect == "sqlite" else "%s"
+    excluded = "excluded" if dialect == "sqlite" else "EXCLUDED"
+    return (f"INSERT INTO jobs ({', '.join(JOB_COLUMNS)}) VALUES ({', '.join([mark] * len(JOB_COLUMNS))}) "
+            "ON CONFLICT (job_id) DO UPDATE SET "
+            + ", ".join(f"{c} = COALESCE({excluded}.{c}, jobs.{c})" for c in JOB_COLUMNS[1:]))
 
 
 # -- tables referred to by id ------------------------------------------------------------
@@ -76,7 +97,7 @@ class SchemaVersionError(Exception):
     def __init__(self, found: int) -> None:
         super().__init__(
             f"database schema version {found}, this OGRT writes version {SCHEMA_VERSION} "
-            "(library/module sets); it does not migrate older databases: point the output "
+            "(jobs, step ids); it does not migrate older databases: point the output "
             "at a new database (path or dsn) and keep the old one for reading")
         self.found = found
 
@@ -99,9 +120,7 @@ def create_schema(execute: Callable[[str], Iterable[Any]], dialect: str) -> None
     found = [v for (v,) in execute(VERSION_QUERY)]
     if found and found != [SCHEMA_VERSION]:
         raise SchemaVersionError(max(found))
-    if found:  # a table added within this version (no DDL on tables that exist, see above)
-        execute(next(s for s in stmts if "purge_epoch" in s))
-    else:
+    if not found:
         for stmt in stmts[1:]:
             execute(stmt)
         execute(f"INSERT INTO schema_version (version) VALUES ({SCHEMA_VERSION})")

@@ -46,6 +46,7 @@ CREATE TABLE IF NOT EXISTS processes (
     cwd           TEXT,
     env           TEXT,          -- JSON object name -> escaped text
     rank          INTEGER,
+    step_id       TEXT,          -- SLURM_STEP_ID of the task
     start_time    TEXT,
     end_time      TEXT,
     exit_status   INTEGER,
@@ -62,6 +63,34 @@ CREATE TABLE IF NOT EXISTS processes (
     libset_id      INTEGER REFERENCES libsets (id),  -- libraries at start
     late_libset_id INTEGER REFERENCES libsets (id),  -- libraries loaded after start (end record)
     modset_id      INTEGER REFERENCES modsets (id)   -- modules loaded at start
+);
+
+-- One row per batch job, from the job_start and job_end records of the scheduler's hooks
+-- (`ogrt job-event`), in either order: each column keeps the last value that was not NULL.
+-- NULL: the scheduler did not tell. Processes point to it by processes.job_id.
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id        TEXT PRIMARY KEY,
+    array_job_id  TEXT,
+    array_task_id INTEGER,
+    username      TEXT,
+    uid           INTEGER,
+    account       TEXT,
+    partition     TEXT,
+    name          TEXT,
+    nodelist      TEXT,          -- as Slurm compresses it: node[1-2]
+    num_nodes     INTEGER,
+    num_tasks     INTEGER,
+    num_cpus      INTEGER,
+    submit_time   TEXT,
+    start_time    TEXT,
+    end_time      TEXT,
+    work_dir      TEXT,
+    state         TEXT,          -- COMPLETED, FAILED, CANCELLED, TIMEOUT, NODE_FAIL, ...
+    exit_code     INTEGER,
+    exit_signal   INTEGER,
+    cluster       TEXT,
+    started_event TEXT,          -- when the job_start record was sent
+    ended_event   TEXT           -- when the job_end record was sent
 );
 
 -- Library sets and module sets, content-addressed: the processes of one program load
@@ -119,3 +148,4 @@ CREATE INDEX IF NOT EXISTS processes_late_libset ON processes (late_libset_id) W
 CREATE INDEX IF NOT EXISTS processes_modset ON processes (modset_id);
 CREATE INDEX IF NOT EXISTS libset_members_library ON libset_members (library_id);
 CREATE INDEX IF NOT EXISTS modset_members_module ON modset_members (module_id);
+CREATE INDEX IF NOT EXISTS jobs_start_time ON jobs (start_time);

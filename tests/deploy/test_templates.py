@@ -53,7 +53,7 @@ EVERY_SERVER_KEY: dict[str, Any] = {
     "max_frame_bytes": 65536, "idle_timeout": 12.5, "max_connections": 50,
     "max_connections_per_peer": 7, "log_level": "warning", "udp_rcvbuf": 8388608,
     "fragment_timeout": 3.5, "fragment_max_bytes": 1048576, "max_buffered_bytes": 2097152,
-    "shutdown_timeout": 9.5,
+    "shutdown_timeout": 9.5, "allowed_networks": ["10.77.0.0/24", "::1/128"],
 }
 
 
@@ -86,6 +86,8 @@ def test_every_daemon_key_is_settable(tmp_path: Path) -> None:
     assert {f.name for f in dataclasses.fields(loaded.server)} == {*EVERY_SERVER_KEY, "state_dir"}
     for key, value in EVERY_SERVER_KEY.items():
         got = getattr(loaded.server, key)
+        if key == "allowed_networks":
+            got = [str(n) for n in got]
         assert (list(got) if key == "transports" else got) == value, key
     assert loaded.server.state_dir == tmp_path / "state"
     assert loaded.metrics.address == ("127.0.0.1", 9999)
@@ -286,10 +288,11 @@ def test_inventory_and_site_are_valid_yaml() -> None:
     import yaml
 
     site = yaml.safe_load((REPO / "site.yml").read_text())
-    assert [p["hosts"] for p in site] == ["ogrt_servers", "compute:login"]
-    assert [p["roles"][0]["role"] for p in site] == ["ogrt_server", "ogrt_modulefile"]
+    assert [p["hosts"] for p in site] == ["ogrt_servers", "compute:login", "slurm_controllers:slurm_nodes"]
+    assert [p["roles"][0]["role"] for p in site] == ["ogrt_server", "ogrt_modulefile", "ogrt_slurm"]
     example = yaml.safe_load((REPO / "inventory" / "example.yml").read_text())
-    assert set(example["all"]["children"]) == {"ogrt_servers", "compute", "login"}
+    assert set(example["all"]["children"]) == {"ogrt_servers", "compute", "login", "slurm_controllers",
+                                               "slurm_nodes"}
     json.dumps(example)
 
 

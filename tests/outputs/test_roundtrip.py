@@ -88,7 +88,7 @@ def test_sqlite_roundtrip(tmp_path):
     _sql_roundtrip(make("sqlite", path=str(db)), lambda: sqlite3.connect(db))
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
 
 
 def test_postgresql_roundtrip(postgres):
@@ -101,7 +101,7 @@ def test_postgresql_roundtrip(postgres):
     again.close()
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT count(*) FROM processes").fetchone()[0] == 35
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
 
 
 def test_postgresql_down_raises_output_error(postgres):
@@ -149,15 +149,15 @@ def test_validate_fills_defaults():
 
 
 def test_postgresql_refuses_an_older_schema(postgres):
-    """A database of schema version 1 (link tables) is refused with a clear error, before
+    """A database of schema version 2 (before jobs) is refused with a clear error, before
     any statement touches it; the output stays usable once pointed at a new database."""
     dsn = postgres.new_database()
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-        conn.execute("INSERT INTO schema_version VALUES (1)")
+        conn.execute("INSERT INTO schema_version VALUES (2)")
         conn.execute("CREATE TABLE process_libraries (process_id BIGINT, library_id BIGINT)")
     out = make("postgresql", dsn=dsn)
-    with pytest.raises(OutputError, match="schema version 1, this OGRT writes version 2"):
+    with pytest.raises(OutputError, match="schema version 2, this OGRT writes version 3"):
         out.open()
     assert out.conn is None
     with psycopg.connect(dsn) as conn:
@@ -169,10 +169,10 @@ def test_sqlite_refuses_an_older_schema(tmp_path):
     db = tmp_path / "v1.db"
     with sqlite3.connect(db) as conn:
         conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-        conn.execute("INSERT INTO schema_version VALUES (1)")
+        conn.execute("INSERT INTO schema_version VALUES (2)")
     conn.close()
     out = make("sqlite", path=str(db))
-    with pytest.raises(OutputError, match="schema version 1, this OGRT writes version 2"):
+    with pytest.raises(OutputError, match="schema version 2, this OGRT writes version 3"):
         out.write(R.pairs(2))
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'processes'").fetchall() == []

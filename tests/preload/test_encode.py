@@ -65,13 +65,14 @@ def libs_msgs(libs: list[tuple[bytes, bytes | None]]) -> list[Any]:
 @given(uuid=st.binary(min_size=16, max_size=16), time_us=I64, exe=TEXT, pid=I32, ppid=I32, uid=U32,
        gid=U32, user=TEXT, host=TEXT, job=TEXT, args=st.lists(TEXT, max_size=6), cwd=TEXT,
        env=st.lists(st.tuples(ENVNAME, TEXT), max_size=4), modules=st.lists(MODULE, max_size=4),
-       rank=st.one_of(st.none(), I32), libs=st.lists(LIB, max_size=5), sig=SIG)
+       rank=st.one_of(st.none(), I32), libs=st.lists(LIB, max_size=5), sig=SIG,
+       step=st.one_of(st.none(), TEXT))
 def test_process_start_matches_official_decoder(driver: Path, uuid: bytes, time_us: int, exe: bytes,
                                                 pid: int, ppid: int, uid: int, gid: int, user: bytes,
                                                 host: bytes, job: bytes, args: list[bytes], cwd: bytes,
                                                 env: list[tuple[bytes, bytes]], modules: list[bytes],
                                                 rank: int | None, libs: list[tuple[bytes, bytes | None]],
-                                                sig: bytes | None) -> None:
+                                                sig: bytes | None, step: bytes | None) -> None:
     data = b"\x01" + item("u", uuid) + num("t", time_us) + item("e", exe) + num("p", pid) + num("P", ppid)
     data += num("U", uid) + num("G", gid) + item("s", user) + item("h", host) + item("j", job)
     data += b"".join(item("a", a) for a in args) + item("c", cwd)
@@ -80,12 +81,14 @@ def test_process_start_matches_official_decoder(driver: Path, uuid: bytes, time_
     if rank is not None:
         data += num("r", rank)
     data += libs_items(libs) + (item("S", sig) if sig is not None else b"")
+    if step is not None:
+        data += item("i", step)
     out = run(driver, data)
 
     want = ogrt_pb2.ProcessStart(uuid=uuid, time_us=time_us, exe=exe, pid=pid, ppid=ppid, uid=uid, gid=gid,
                                  user=user, hostname=host, job_id=job, args=args, cwd=cwd,
                                  env=[n + b"=" + v for n, v in env], modules=modules,
-                                 libs=libs_msgs(libs), signature=sig or b"")
+                                 libs=libs_msgs(libs), signature=sig or b"", step_id=step or b"")
     if rank is not None:
         want.rank = rank
     got = ogrt_pb2.ProcessStart.FromString(out)

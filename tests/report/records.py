@@ -9,6 +9,8 @@ Three jobs on two nodes plus a login-node process:
   job-3 (bob, node01): a stamped shared library loaded by the same MKL application.
   no job (alice, login1): vim.
 And one process whose start record never arrived (end only).
+Job records (the scheduler's): job-2 FAILED with exit code 1 (start and end record), job-9
+with a record but no recorded process; job-1 and job-3 have none.
 """
 from __future__ import annotations
 
@@ -124,4 +126,21 @@ def dataset() -> list[dict[str, Any]]:
     # the start of this one was lost: only its end arrived
     recs += process(host="node02", job="job-2", user="bob", uid=1002, pid=402, ppid=299,
                     exe="/usr/bin/true", start=T2 + 330 * s, seconds=0.01, started=False)
+    recs += job(T2, "job_start", "job-2", state=None)
+    recs += job(T2, "job_end", "job-2", state="FAILED", exit_code=1, end=T2 + timedelta(seconds=400))
+    recs += job(T1 - timedelta(days=1), "job_end", "job-9", state="COMPLETED", exit_code=0,
+                end=T1 - timedelta(days=1) + timedelta(seconds=30), user="carol", uid=1003)
     return recs
+
+
+def job(start: datetime, event: str, job_id: str, *, state: str | None, exit_code: int | None = None,
+        end: datetime | None = None, user: str = "bob", uid: int = 1002) -> list[dict[str, Any]]:
+    """A job record as `ogrt job-event` sends it (README "Record format")."""
+    def sec(t: datetime | None) -> str | None:
+        return None if t is None else t.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return [{"event": event, "time": rfc3339(end or start), "peer": "10.0.0.1", "job_id": job_id,
+             "array_job_id": None, "array_task_id": None, "user": user, "uid": uid, "account": "proj1",
+             "partition": "batch", "name": "run.sh", "nodelist": "node02", "num_nodes": 1, "num_tasks": None,
+             "num_cpus": 4, "submit_time": None, "start_time": sec(start), "end_time": sec(end),
+             "work_dir": "/home/bob", "state": state, "exit_code": exit_code,
+             "exit_signal": None if exit_code is None else 0, "cluster": "c1"}]

@@ -118,8 +118,18 @@ def test_signatures(report_db: str) -> None:
 
 def test_jobs(report_db: str) -> None:
     rows = report_json("jobs", "--db", report_db)
-    assert [r["job"] for r in rows] == ["job-3", "job-2", "job-1"]  # most recent first
+    assert [r["job"] for r in rows] == ["job-3", "job-2", "job-1", "job-9"]  # most recent first
     assert by(rows, "job")["job-1"]["processes"] == 8 and by(rows, "job")["job-2"]["failed"] == 1
+    two, one, nine = by(rows, "job")["job-2"], by(rows, "job")["job-1"], by(rows, "job")["job-9"]
+    assert (two["user"], two["account"], two["partition"], two["nodes"], two["state"], two["exit_code"],
+            two["elapsed"]) == ("bob", "proj1", "batch", "node02", "FAILED", 1, 400.0)
+    assert (one["user"], one["state"], one["elapsed"], one["account"]) == ("alice", None, None, None)
+    # a job record without any recorded process is listed, with 0 processes
+    assert (nine["processes"], nine["state"], nine["user"], nine["elapsed"]) == (0, "COMPLETED", "carol", 30.0)
+    assert [r["job"] for r in report_json("jobs", "--db", report_db, "--user", "carol")] == ["job-9"]
+    assert "job-9" not in [r["job"] for r in report_json("jobs", "--db", report_db, "--host", "node02")]
+    assert [r["job"] for r in report_json("jobs", "--db", report_db, "--since", "2026-11-24")] == [
+        "job-3", "job-2"]
 
 
 def test_job_tree_with_exec_chain(report_db: str) -> None:
@@ -140,6 +150,20 @@ def test_job_tree_with_exec_chain(report_db: str) -> None:
     assert root["images"][0]["args"] == ["bash", "job.sh"]
 
 
+def test_job_header_from_the_job_record(report_db: str) -> None:
+    code, text = report("job", "job-2", "--db", report_db)
+    assert code == 0
+    assert text.splitlines()[0].startswith("Job job-2: 7 processes; user bob, account proj1, partition batch,"
+                                           " nodes node02, node count 1, state FAILED, exit 1, signal 0,"
+                                           " elapsed s 400")
+    data = report_json("job", "job-2", "--db", report_db)
+    assert data["record"]["state"] == "FAILED" and data["record"]["elapsed"] == 400.0
+    assert report_json("job", "job-1", "--db", report_db)["record"] is None
+    # a job with a record and no process: the header, no rows
+    nine = report("job", "job-9", "--db", report_db)[1]
+    assert "state COMPLETED" in nine and nine.endswith("(no matching records)\n")
+
+
 def test_job_tree_pid_reuse_is_not_an_exec_chain(report_db: str) -> None:
     data = report_json("job", "job-2", "--db", report_db)
     commands = [c["command"] for c in data["tree"]]
@@ -153,7 +177,7 @@ def test_job_plain_text_tree(report_db: str) -> None:
     code, text = report("job", "job-1", "--db", report_db)
     assert code == 0
     lines = text.splitlines()
-    assert lines[0] == "Job job-1: 8 processes"
+    assert lines[0] == "Job job-1: 8 processes (no job record)"
     tree = [line.split(" node01 ")[0].rstrip() for line in lines[3:]]
     assert tree == ["bash", "├─ cat", "├─ sort", "├─ python3.11", "│  └─ dash", "├─ env → hello",
                     "└─ false"]

@@ -135,6 +135,6 @@ def test_payload_decoder_only_raises_record_error(mtype: int, payload: bytes) ->
     try:
         rec = Decoder(lambda uid: None).decode(mtype, payload, "10.0.0.1")
     except RecordError as e:
-        assert e.reason in ("unknown_type", "bad_payload", "bad_uuid", "bad_time")
+        assert e.reason in ("unknown_type", "bad_payload", "bad_uuid", "bad_time", "bad_job")
     else:
         json.dumps(rec)  # whatever parsed is JSON-ready text

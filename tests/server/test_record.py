@@ -9,7 +9,10 @@ from ogrt.proto import ogrt_pb2
 from ogrt.record import Decoder, RecordError, rfc3339_us
 
 START_KEYS = ["event", "id", "time", "host", "peer", "job_id", "pid", "ppid", "uid", "gid", "user", "exe",
-              "args", "cwd", "env", "modules", "rank", "libs", "signature"]
+              "args", "cwd", "env", "modules", "rank", "libs", "signature", "step_id"]
+JOB_KEYS = ["event", "time", "peer", "job_id", "array_job_id", "array_task_id", "user", "uid", "account",
+            "partition", "name", "nodelist", "num_nodes", "num_tasks", "num_cpus", "submit_time",
+            "start_time", "end_time", "work_dir", "state", "exit_code", "exit_signal", "cluster"]
 END_KEYS = ["event", "id", "time", "host", "peer", "job_id", "pid", "uid", "user", "libs", "start_time",
             "exit_status", "duration", "utime", "stime", "maxrss_kb", "minflt", "majflt", "inblock", "oublock",
             "nvcsw", "nivcsw"]
@@ -36,7 +39,7 @@ def test_start_record() -> None:
     assert rec["env"] == {"A": "1=2", "NOEQ": ""}
     assert rec["job_id"] is None and rec["signature"] is None
     assert rec["user"] == "hint"  # uid 4711 unknown on this host: the client's hint
-    assert rec["rank"] == 0 and rec["peer"] == "10.1.2.3"
+    assert rec["rank"] == 0 and rec["peer"] == "10.1.2.3" and rec["step_id"] is None
     assert rec["libs"] == [{"path": "/lib/l.so", "signature": "sig-1"}, {"path": "/lib/m.so", "signature": None}]
     json.dumps(rec)
 
@@ -57,13 +60,40 @@ def test_end_record_and_absent_optionals() -> None:
     (12, ogrt_pb2.ProcessStart(uuid=b"short").SerializeToString(), "bad_uuid"),
     (12, b"\xff\xff\xff", "bad_payload"),
     (13, ogrt_pb2.ProcessEnd(uuid=UUID, time_us=-5).SerializeToString(), "bad_time"),
-    (10, b"", "unknown_type"),
+    (10, b"", "bad_job"),  # a JobStart without job id
+    (11, ogrt_pb2.JobEnd(job=ogrt_pb2.JobInfo(job_id=b"1", end_time=-1)).SerializeToString(), "bad_time"),
+    (11, b"\xff\xff", "bad_payload"),
+    (9, b"", "unknown_type"),
     (99, b"", "unknown_type"),
 ])
 def test_rejections(mtype: int, payload: bytes, reason: str) -> None:
     with pytest.raises(RecordError) as ei:
         Decoder(_users).decode(mtype, payload, "p")
     assert ei.value.reason == reason
+
+
+def test_step_id_is_text() -> None:
+    msg = ogrt_pb2.ProcessStart(uuid=UUID, step_id=b"0")
+    assert Decoder(_users).decode(12, msg.SerializeToString(), "p")["step_id"] == "0"
+
+
+def test_job_records_carry_what_was_sent_and_null_for_the_rest() -> None:
+    info = ogrt_pb2.JobInfo(job_id=b"17", user=b"ogrtuser", uid=1001, partition=b"debug",
+                            nodelist=b"node[1-2]", num_nodes=2, start_time=1_795_000_000,
+                            end_time=1_795_000_010, state=b"FAILED", exit_code=3, exit_signal=0,
+                            time_us=1_795_000_010_000_001)
+    end = Decoder(_users).decode(11, ogrt_pb2.JobEnd(job=info).SerializeToString(), "10.77.0.1")
+    assert list(end) == JOB_KEYS
+    assert end["event"] == "job_end" and end["peer"] == "10.77.0.1" and end["job_id"] == "17"
+    assert end["start_time"] == "2026-11-18T11:06:40Z" and end["end_time"] == "2026-11-18T11:06:50Z"
+    assert (end["state"], end["exit_code"], end["exit_signal"], end["num_nodes"]) == ("FAILED", 3, 0, 2)
+    assert end["time"] == "2026-11-18T11:06:50.000001Z"
+    for key in ("array_job_id", "array_task_id", "account", "name", "num_tasks", "num_cpus",
+                "submit_time", "work_dir", "cluster"):
+        assert end[key] is None, key
+    start = Decoder(_users).decode(10, ogrt_pb2.JobStart(job=ogrt_pb2.JobInfo(job_id=b"17")).SerializeToString(), "p")
+    assert start["event"] == "job_start" and start["time"] is None and start["exit_code"] is None
+    json.dumps(end)
 
 
 def test_time_format_edges() -> None:

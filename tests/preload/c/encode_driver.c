@@ -70,6 +70,7 @@ int main(void)
         case 'l': libs[nlibs].path = t; libs[nlibs++].sig = NULL; break;
         case 'g': libs[nlibs - 1].sig = len ? t : NULL; break;
         case 'S': s.signature = t; break;
+        case 'i': s.step_id = t; break;
         default:
             if (key >= '0' && key <= '8') {
                 ints[key - '0'] = i64(d);
