@@ -80,6 +80,7 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def _cmd_purge(args: argparse.Namespace) -> int:
+    from ogrt.config import load_config
     from ogrt.age import parse_age
     from ogrt.report.db import ReportError, sql_output
     from ogrt.retention import RetentionError, purge, summary
@@ -93,7 +94,7 @@ def _cmd_purge(args: argparse.Namespace) -> int:
     if args.batch_rows < 1 or not args.pause >= 0:
         print("ogrt purge: --batch-rows must be >= 1 and --pause >= 0", file=sys.stderr)
         return 2
-    config = _load(args.config, "ogrt purge: config error")
+    config = _load(load_config, args.config, "ogrt purge: config error")
     if config is None:
         return 2
     try:

@@ -20,7 +20,7 @@ from ogrt.config import parse_config
 from ogrt.outputs.base import Output
 from tests.outputs.helpers import wait_for
 from tests.report.helpers import report_json
-from tests.report.records import process
+from tests.report.records import job, process
 
 NOW = datetime.now(timezone.utc)
 OLD = NOW - timedelta(days=500)
@@ -173,6 +173,29 @@ def test_purge_removes_exactly_the_old_and_what_only_they_used(kind, tmp_path, r
     conn.close()
 
 
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_purge_ages_job_records_like_processes(kind, tmp_path, request) -> None:
+    """A job record goes when the job ended before the cut-off, or, never ended, started
+    before it; a job that ended after the cut-off stays."""
+    postgres = request.getfixturevalue("postgres") if kind == "postgresql" else None
+    cls, options, conf = _output(kind, tmp_path, postgres)
+    recs = (job(OLD, "job_end", "old-ended", state="COMPLETED", exit_code=0, end=OLD + timedelta(hours=1))
+            + job(OLD, "job_start", "old-never-ended", state=None)
+            + job(NOW - timedelta(days=401), "job_end", "spans-the-cutoff", state="COMPLETED",
+                  exit_code=0, end=NOW - timedelta(days=399))
+            + job(RECENT, "job_end", "recent", state="FAILED", exit_code=3, end=RECENT + timedelta(hours=1)))
+    writer = cls("db", options)
+    writer.write(recs)
+    writer.close()
+    code, text = _purge("--config", conf, "--older-than", "400d", "--dry-run")
+    assert code == 0 and "jobs          would remove          2   kept          2" in text, text
+    code, text = _purge("--config", conf, "--older-than", "400d")
+    assert code == 0, text
+    conn = _connect(options)
+    assert {j for (j,) in conn.execute("SELECT job_id FROM jobs").fetchall()} == {"spans-the-cutoff", "recent"}
+    conn.close()
+
+
 def test_ages() -> None:
     now = datetime(2026, 3, 31, 12, tzinfo=timezone.utc)
     assert parse_age("400d").cutoff(now) == now - timedelta(days=400)
@@ -190,7 +213,8 @@ def test_ages() -> None:
 
 def test_purge_cli_errors(tmp_path, capsys) -> None:
     conf = tmp_path / "ogrt.conf"
-    conf.write_text('[outputs.j]\ntype = "jsonl"\npath = "/dev/null"\n')
+    records = tmp_path / "records.jsonl"
+    conf.write_text(f'[outputs.j]\ntype = "jsonl"\npath = "{records}"\n')
     assert main(["purge", "--config", str(conf), "--older-than", "18"]) == 2
     assert "m (months)" in capsys.readouterr().err
     assert main(["purge", "--config", str(conf), "--older-than", "18m"]) == 2
