@@ -80,8 +80,8 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def _cmd_purge(args: argparse.Namespace) -> int:
-    from ogrt.config import load_config
     from ogrt.age import parse_age
+    from ogrt.config import load_config
     from ogrt.report.db import ReportError, sql_output
     from ogrt.retention import RetentionError, purge, summary
     from ogrt.sql.schema import SchemaVersionError
