@@ -12,7 +12,7 @@ import pytest
 from tests.deploy.helpers import REPO, VENV_BIN, changed_tasks, recap, render, run_playbook
 from tests.server.test_job_event import PROLOG
 
-LIB = "/opt/site/ogrt/lib/libogrt.so"
+LIB = "/opt/site/ogrt/$LIB/libogrt.so"  # a literal $LIB, as the loader expands it
 
 
 def _inventory(tmp: Path) -> Path:
