@@ -109,7 +109,7 @@ def test_filters_in_the_url_match_the_reports(server: WebServer, web_data: WebDa
     db = web_data.db(kind)
     page.open(server.url + "/jobs?job=web-job-2")
     _same(page.table("jobs"), ogrt_report(db, "jobs", "--job", "web-job-2"),
-          ("job", "processes", "users", "hosts", "failed"))
+          ("job", "processes", "user", "hosts", "failed"))
     page.open(server.url + "/users?since=2000-01-01&until=2000-01-02")
     assert page.tab.locator("table[data-table=users]").count() == 0
     assert "No matching records" in page.tab.inner_text("main")
