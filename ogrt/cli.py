@@ -82,9 +82,7 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 def _cmd_purge(args: argparse.Namespace) -> int:
     from ogrt.age import parse_age
     from ogrt.config import load_config
-    from ogrt.report.db import ReportError, sql_output
-    from ogrt.retention import RetentionError, purge, summary
-    from ogrt.sql.schema import SchemaVersionError
+    from ogrt.retention import purge_outputs
 
     try:
         age = parse_age(args.older_than)
@@ -97,29 +95,8 @@ def _cmd_purge(args: argparse.Namespace) -> int:
     config = _load(load_config, args.config, "ogrt purge: config error")
     if config is None:
         return 2
-    try:
-        outputs = ([sql_output(args.config, args.output)] if args.output else
-                   [o for o in config.outputs if o.type in ("sqlite", "postgresql")])
-    except ReportError as e:
-        print(f"ogrt purge: {e}", file=sys.stderr)
-        return 2
-    if not outputs:
-        print(f"ogrt purge: {args.config}: no sqlite or postgresql output", file=sys.stderr)
-        return 2
-    cutoff = age.cutoff()
-    code = 0
-    for o in outputs:
-        try:
-            result = purge(o, cutoff, dry_run=args.dry_run, batch_rows=args.batch_rows, pause=args.pause)
-        except Exception as e:  # the database's own errors (sqlite3, psycopg), e.g. unreachable
-            if type(e).__module__.split(".")[0] not in ("sqlite3", "psycopg") and not isinstance(
-                    e, (RetentionError, SchemaVersionError)):
-                raise
-            print(f"ogrt purge: output {o.name}: {type(e).__name__}: {e}", file=sys.stderr)
-            code = 1
-            continue
-        print("\n".join(summary({o.name: result})), flush=True)
-    return code
+    return purge_outputs(config, args.output, age, dry_run=args.dry_run, batch_rows=args.batch_rows,
+                         pause=args.pause)
 
 
 def _cmd_unescape(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -21,13 +22,13 @@ from datetime import datetime
 from typing import Any
 
 from ogrt.age import Age
-from ogrt.config import OutputConfig
-from ogrt.report.db import Dialect
+from ogrt.config import Config, OutputConfig
+from ogrt.report.db import Dialect, ReportError, pick_sql_output
 from ogrt.sql.retention import (AGE_STEPS, BUMP_EPOCH, PURGE_LOCK, SEED_EPOCH, SHARED_STEPS, AgeStep,
                                 SharedStep)
 from ogrt.sql.schema import SCHEMA_VERSION, VERSION_QUERY, SchemaVersionError
 
-__all__ = ["purge", "PurgeResult", "Retainer", "BATCH_ROWS"]
+__all__ = ["purge", "purge_outputs", "PurgeResult", "Retainer", "BATCH_ROWS"]
 
 log = logging.getLogger("ogrt.retention")
 
@@ -255,3 +256,33 @@ def summary(results: Mapping[str, PurgeResult]) -> list[str]:
         out.append(f"output {name}: " + r.lines()[0])
         out.extend(r.lines()[1:])
     return out
+
+
+def purge_outputs(config: Config, output: str | None, age: Age, *, dry_run: bool, batch_rows: int,
+                  pause: float) -> int:
+    """`ogrt purge`: purge the output named `output`, else every SQL output of `config`,
+    printing each one's summary; the exit code (2: nothing to purge, 1: an output failed)."""
+    where = str(config.path or "the default config")
+    try:
+        outputs = ([pick_sql_output(config, output, where)] if output else
+                   [o for o in config.outputs if o.type in ("sqlite", "postgresql")])
+    except ReportError as e:
+        print(f"ogrt purge: {e}", file=sys.stderr)
+        return 2
+    if not outputs:
+        print(f"ogrt purge: {where}: no sqlite or postgresql output", file=sys.stderr)
+        return 2
+    cutoff = age.cutoff()
+    code = 0
+    for o in outputs:
+        try:
+            result = purge(o, cutoff, dry_run=dry_run, batch_rows=batch_rows, pause=pause)
+        except Exception as e:  # the database's own errors (sqlite3, psycopg), e.g. unreachable
+            if type(e).__module__.split(".")[0] not in ("sqlite3", "psycopg") and not isinstance(
+                    e, (RetentionError, SchemaVersionError)):
+                raise
+            print(f"ogrt purge: output {o.name}: {type(e).__name__}: {e}", file=sys.stderr)
+            code = 1
+            continue
+        print("\n".join(summary({o.name: result})), flush=True)
+    return code

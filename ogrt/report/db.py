@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
-from ogrt.config import ConfigError, OutputConfig, load_config
+from ogrt.config import Config, ConfigError, OutputConfig, load_config
 from ogrt.report.timespec import to_rfc3339
 from ogrt.sql.schema import DIALECTS, SCHEMA_VERSION, VERSION_QUERY
 
@@ -191,7 +191,12 @@ def sql_output(config: str | None, name: str | None = None) -> OutputConfig:
         cfg = load_config(config)
     except ConfigError as exc:
         raise ReportError(f"config error: {exc}") from None
-    where = config or "the default config"
+    return pick_sql_output(cfg, name, config or "the default config")
+
+
+def pick_sql_output(cfg: Config, name: str | None, where: str) -> OutputConfig:
+    """The output of `cfg` named `name` (an SQL one), else its first SQL output;
+    ReportError naming `where` and the outputs when there is none."""
     sql = [o for o in cfg.outputs if o.type in DIALECTS]
     listed = ", ".join(f"{o.name} ({o.type})" for o in cfg.outputs)
     if name is None:
