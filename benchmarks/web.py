@@ -33,6 +33,7 @@ from benchmarks.report_scale import N_JOBS, PICKS, add_options, postgresql_datab
 from ogrt.report.db import open_target  # noqa: E402
 from ogrt.web import pages  # noqa: E402
 from ogrt.web.params import parse  # noqa: E402
+from tests.fixtures.server import free_port  # noqa: E402
 
 TARGET = 1.0
 TARGET_OVERVIEW = 2.0
@@ -63,22 +64,16 @@ def time_data(target: tuple[str, str], repeat: int) -> dict[str, float]:
         runs = []
         for _ in range(repeat):
             t0 = time.perf_counter()
-            with open_target(target, read_only=True) as db:  # as the app: a connection per request
+            with open_target(target) as db:  # as the app: a read-only connection per request
                 spec.func(db, params, False, **({"job_id": job} if job else {}))
             runs.append(time.perf_counter() - t0)
         out[label] = statistics.median(runs)
     return out
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def time_http(db: str) -> dict[str, tuple[float, float]]:
     """Per page: the first HTTP request (runs the queries) and the second (the page cache)."""
-    port = _free_port()
+    port = free_port(udp_too=False)
     tmp = tempfile.mkdtemp(prefix="ogrt-web-bench-")
     conf = Path(tmp) / "ogrt.conf"
     conf.write_text(f'[web]\naddress = "127.0.0.1:{port}"\n')
