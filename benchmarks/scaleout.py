@@ -27,6 +27,7 @@ import argparse
 import math
 import multiprocessing as mp
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -97,7 +98,8 @@ class Stage:
 
 # -- the processes ------------------------------------------------------------------------------
 class Sink:
-    def __init__(self, workdir: Path, urls: list[str], stream: str, dsn: str, batch: int) -> None:
+    def __init__(self, workdir: Path, urls: list[str], stream: str, dsn: str, batch: int,
+                 profile: Path | None = None) -> None:
         self.mport = free_port(udp_too=False)
         conf = workdir / "sink.conf"
         conf.write_text(to_toml({
@@ -106,7 +108,8 @@ class Sink:
             "metrics": {"address": f"127.0.0.1:{self.mport}"},
             "outputs": {"db": {"type": "postgresql", "dsn": dsn}}}))
         self.err = open(workdir / "sink.stderr", "w+")
-        self.proc = subprocess.Popen([sys.executable, "-m", "ogrt", "sink", "--config", str(conf)],
+        prof = ["-m", "cProfile", "-o", str(profile)] if profile is not None else []
+        self.proc = subprocess.Popen([sys.executable, *prof, "-m", "ogrt", "sink", "--config", str(conf)],
                                      stdout=self.err, stderr=self.err, start_new_session=True)
         deadline = time.time() + 60
         while time.time() < deadline:
@@ -148,7 +151,7 @@ def postgres_pids(pg: PostgresServer) -> list[int]:
 
 # -- one run ------------------------------------------------------------------------------------
 def run(n_coll: int, n_sink: int, records: int, conns: int, templates: list[tuple[bytes, bytes]],
-        cluster: NatsCluster, pg: PostgresServer, batch: int) -> dict[str, float]:
+        cluster: NatsCluster, pg: PostgresServer, batch: int, profile: Path | None) -> dict[str, float]:
     stream = f"BENCH_C{n_coll}_S{n_sink}"
     dsn = pg.new_database("scaleout")
     create_stream(cluster.urls, stream)
@@ -163,7 +166,8 @@ def run(n_coll: int, n_sink: int, records: int, conns: int, templates: list[tupl
             collectors.append(Daemon(work / f"c{i}", output, workers=1))
         for i in range(n_sink):
             (work / f"s{i}").mkdir()
-            sinks.append(Sink(work / f"s{i}", cluster.urls, stream, dsn, batch))
+            prof = profile / f"sink-{stream}-{i}.prof" if profile is not None else None
+            sinks.append(Sink(work / f"s{i}", cluster.urls, stream, dsn, batch, prof))
         per_conn = records // 2 // (conns * n_coll)
         total = per_conn * 2 * conns * n_coll
         streams = [(c.port, build_stream(templates, per_conn, k)) for c in collectors for k in range(conns)]
@@ -205,6 +209,7 @@ def run(n_coll: int, n_sink: int, records: int, conns: int, templates: list[tupl
             s.stop()
         for c in collectors:
             c.stop()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def main() -> int:
@@ -213,7 +218,11 @@ def main() -> int:
     ap.add_argument("--runs", default="1x1,1x2,2x1,2x2", help="COLLECTORSxSINKS, comma-separated")
     ap.add_argument("--tcp-connections", type=int, default=2, help="sender connections per collector")
     ap.add_argument("--batch", type=int, default=500, help="sink [source] batch")
+    ap.add_argument("--profile", type=Path, metavar="DIR",
+                    help="run the sinks under cProfile, writing DIR/sink-STREAM-N.prof (pstats)")
     args = ap.parse_args()
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
 
     nats_bin, pg_bin = find_nats_server(), find_pg_bin()
     if nats_bin is None or pg_bin is None:
@@ -235,7 +244,7 @@ def main() -> int:
         for spec in args.runs.split(","):
             c, s = (int(x) for x in spec.lower().split("x"))
             print(f"run: {c} collector(s) x {s} sink(s), {args.records:,} records ...", flush=True)
-            r = run(c, s, args.records, args.tcp_connections, templates, cluster, pg, args.batch)
+            r = run(c, s, args.records, args.tcp_connections, templates, cluster, pg, args.batch, args.profile)
             print(f"  {int(r['records']):,} records in {r['seconds']:.2f} s = {r['rate']:,.0f} records/s")
             results.append((f"{c} coll x {s} sink", r))
     finally:
