@@ -1,9 +1,10 @@
 """`ogrt sink`: records from a JetStream stream into the configured outputs, acked once persisted.
 
 All sinks with the same `durable` share one durable pull consumer: the stream hands each
-message to one of them. The loop fetches up to `batch` messages, writes the valid records to
-every output (on one writer thread, so outputs keep their thread affinity), and only then acks
-them. Per message:
+message to one of them. The loop takes up to `batch` delivered messages (ogrt/sink/pull.py keeps
+the next pull request open, so the server delivers the next batch meanwhile), writes the valid
+records to every output (on one writer thread, so outputs keep their thread affinity), and only
+then acks them. Per message:
 
 - not a record (not a JSON object with `event` start/end and a canonical uuid `id`): counted
   in ``ogrt_sink_rejected_total{reason="malformed"}`` and terminated (acked for good, never
@@ -24,7 +25,8 @@ another sink (or after a restart) does: JSON outputs behind sinks are at-least-o
 A sink idle for IDLE_CHECK fetches checks that its consumer still exists; when it (or its stream)
 was deleted, it binds again (creating the consumer once the stream exists).
 
-SIGTERM/SIGINT: the batch in hand is written and acked, then the sink exits 0.
+SIGTERM/SIGINT: the batch in hand, and what the open pull request still delivers, is written
+and acked, then the sink exits 0.
 """
 from __future__ import annotations
 
@@ -43,6 +45,7 @@ from ogrt.metrics import merge, sample, serve_metrics
 from ogrt.outputs import OUTPUT_TYPES, Output, OutputError
 from ogrt.ratelimit import RateLimitedLog
 from ogrt.sink.config import SinkConfig
+from ogrt.sink.pull import Puller, delivered
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -98,7 +101,8 @@ class Sink:
         self.writer = ThreadPoolExecutor(1, thread_name_prefix="sink-writer")
         self.ratelog = RateLimitedLog(log, interval=10.0, burst=1)
         self.nc: Client | None = None
-        self.sub: Any = None
+        self.js: Any = None  # the JetStream context (consumer info, creation)
+        self.puller: Puller | None = None
         self.backoff = BACKOFF_MIN
         self.counts = {"received": 0, "acked": 0, "redelivered": 0, "nacked": 0,
                        "malformed": 0, "refused": 0}
@@ -143,24 +147,28 @@ class Sink:
                 durable_name=durable, ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL,
                 ack_wait=s["ack_wait"], max_deliver=-1, max_ack_pending=s["max_ack_pending"]))
             log.info("created durable consumer %s on stream %s", durable, stream)
-        self.sub = await js.pull_subscribe_bind(durable=durable, stream=stream)
+        if self.puller is not None:
+            await self.puller.close()
+        self.js = js
+        self.puller = Puller(self.nc, stream, durable, s["batch"], s["fetch_timeout"])
+        await self.puller.start()
 
     # -- the loop ----------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
-        import nats.errors
-
-        batch, timeout = self.source["batch"], self.source["fetch_timeout"]
+        """Take batches, write, ack until `stop`. The next batch is delivered while the outputs
+        persist this one (ogrt/sink/pull.py); each is acked only after every output persisted
+        it. On `stop` the messages delivered meanwhile are written and acked too (nothing is
+        left delivered but unacked, which would go to another sink after ack_wait)."""
         idle = 0
         while not stop.is_set():
+            assert self.puller is not None
             try:
-                msgs = await self.sub.fetch(batch, timeout=timeout)
-            except nats.errors.TimeoutError:
+                msgs = await self.puller.next_batch()
+            except (asyncio.TimeoutError, LookupError):
                 idle += 1
-                if idle % IDLE_CHECK == 0 and not await self._consumer_exists():
+                if self.puller.gone or (idle % IDLE_CHECK == 0 and not await self._consumer_exists()):
                     log.warning("consumer %s on stream %s is gone (deleted?); binding again",
                                 self.source["durable"], self.source["stream"])
-                    await _quiet(self.sub.unsubscribe())
-                    self.sub = None
                     if not await self.bind(stop):
                         return
                 continue
@@ -170,18 +178,27 @@ class Sink:
                 await _sleep_unless(stop, 0.5)
                 continue
             idle = 0
-            try:
-                await self.handle(msgs, stop)
-            except (OSError, nats.errors.Error) as e:  # acks not sent: the batch comes back
-                self.ratelog.log(logging.WARNING, "ack", "cannot ack a batch of %d (%s: %s); it will "
-                                 "be redelivered", len(msgs), type(e).__name__, e)
+            await self._handle(msgs, stop)
+        if self.puller is not None:
+            rest = await self.puller.finish()
+            if rest:
+                await self._handle(rest, stop)
+
+    async def _handle(self, msgs: list[Msg], stop: asyncio.Event) -> None:
+        import nats.errors
+
+        try:
+            await self.handle(msgs, stop)
+        except (OSError, nats.errors.Error) as e:  # acks not sent: the batch comes back
+            self.ratelog.log(logging.WARNING, "ack", "cannot ack a batch of %d (%s: %s); it will "
+                             "be redelivered", len(msgs), type(e).__name__, e)
 
     async def _consumer_exists(self) -> bool:
         """False only when the server says the consumer (or its stream) does not exist."""
         import nats.js.errors
 
         try:
-            await asyncio.wait_for(self.sub.consumer_info(), 5.0)
+            await asyncio.wait_for(self.js.consumer_info(self.source["stream"], self.source["durable"]), 5.0)
         except nats.js.errors.NotFoundError:
             return False
         except Exception:  # unreachable, electing a leader: not known to be gone
@@ -194,11 +211,8 @@ class Sink:
         seen: set[str] = set()
         for m in msgs:
             self.counts["received"] += 1
-            try:
-                if m.metadata.num_delivered > 1:
-                    self.counts["redelivered"] += 1
-            except Exception:  # not a JetStream message: cannot happen on a pull consumer
-                pass
+            if delivered(m.reply) > 1:
+                self.counts["redelivered"] += 1
             rec = parse_record(m.data)
             if rec is None:
                 self.counts["malformed"] += 1
@@ -301,9 +315,10 @@ class Sink:
             snap[sample("ogrt_output_persisted_total", output=name)] = t.persisted
             snap[sample("ogrt_output_write_errors_total", output=name)] = t.write_errors
             snap[sample("ogrt_output_rejected_total", output=name)] = t.rejected
-        if self.sub is not None:
+        if self.js is not None:
             try:
-                info = await asyncio.wait_for(self.sub.consumer_info(), 2.0)
+                info = await asyncio.wait_for(
+                    self.js.consumer_info(self.source["stream"], self.source["durable"]), 2.0)
                 snap["ogrt_sink_lag"] = info.num_pending or 0
                 snap["ogrt_sink_ack_pending"] = info.num_ack_pending or 0
             except Exception:  # NATS unreachable: the lag is unknown, not 0
