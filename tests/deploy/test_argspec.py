@@ -19,6 +19,12 @@ CASES = [
     ({"ogrt_server_config": {"server": {"state_dir": "relative/dir"}}},
      ["state_dir is an absolute"]),
     ({"ogrt_server_config": {"server": 7971}}, ["ogrt_server_config.server must be a dict"]),
+    ({"ogrt_server_sink_enabled": True, "ogrt_server_sink_config": "abc"},
+     ["Validation of arguments failed", "ogrt_server_sink_config", "dict"]),
+    ({"ogrt_server_sink_enabled": True, "ogrt_server_sink_config": {"sink": {"state_dir": "rel"}}},
+     ["ogrt_server_sink_config.sink must be a dict whose state_dir is an absolute"]),
+    ({"ogrt_server_sink_enabled": "maybe"},
+     ["Validation of arguments failed", "ogrt_server_sink_enabled", "bool"]),
     ({"ogrt_modulefile_default": "maybe", "ogrt_modulefile_library": "/nonexistent/lib.so"},
      ["Validation of arguments failed", "ogrt_modulefile_default", "bool"]),
 ]
