@@ -276,6 +276,10 @@ def report(results: list[tuple[str, dict[str, float]]]) -> None:
     print(f"\nper-record costs from '{name}': " + ", ".join(f"{s} {costs[s]:.1f} µs" for s in STAGES))
     print(f"limiting stage per process: {limit} ({costs[limit]:.1f} µs/record → at most "
           f"{1e6 / costs[limit]:,.0f} records/s per {limit[:-1]} process on one core)")
+    total = sum(costs.values())
+    print(f"all stages together: {total:.1f} µs CPU per record → at most "
+          f"{(os.cpu_count() or 1) * 1e6 / total:,.0f} records/s on this machine's {os.cpu_count()} cores "
+          "(every stage and the generator share them: end to end, the machine is the limit here)")
     print(f"\nto reach {TARGET:,} records/s (cores = rate x CPU per record, processes at 70% of a core):")
     for s in STAGES:
         cores = TARGET * costs[s] / 1e6

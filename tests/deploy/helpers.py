@@ -53,6 +53,15 @@ def run_playbook(tmp: Path, extra_vars: dict[str, Any], *args: str,
                           text=True, timeout=timeout)
 
 
+def local_deploy_vars(root: Path, source: Path) -> dict[str, Any]:
+    """The role variables of a test deployment into `root` as the current user, the wheel
+    built from the snapshot `source` with the suite's setuptools (no download)."""
+    user = os.environ.get("USER") or "root"
+    return {"ogrt_root": str(root), "ogrt_server_source": str(source),
+            "ogrt_server_manage_user": False, "ogrt_server_build_isolation": False,
+            "ogrt_server_user": user, "ogrt_server_group": user}
+
+
 def recap(proc: subprocess.CompletedProcess[str]) -> dict[str, int]:
     """The PLAY RECAP counters of localhost (ok, changed, failed, ...)."""
     m = re.search(r"^localhost\s+:\s+(.*)$", proc.stdout, re.M)

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.deploy.helpers import changed_tasks, free_port, have, recap, run_playbook
+from tests.deploy.helpers import changed_tasks, free_port, have, local_deploy_vars, recap, run_playbook
 from tests.deploy.test_deploy import _snapshot_source
 from tests.fixtures.nats import NatsCluster, find_nats_server
 from tests.fixtures.server import end_msg, frame, start_msg
@@ -59,16 +59,10 @@ def sink_deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SinkDe
         pytest.skip("nats-server is not installed (Debian package nats-server)")
     tmp = tmp_path_factory.mktemp("deploy-sink")
     root = tmp / "root"
-    user = os.environ.get("USER") or "root"
     nats = NatsCluster(binary, size=1)  # its port is known now; it runs from the first test on
     port = free_port()
     variables: dict[str, Any] = {
-        "ogrt_root": str(root),
-        "ogrt_server_source": str(_snapshot_source(tmp / "source")),
-        "ogrt_server_manage_user": False,
-        "ogrt_server_build_isolation": False,
-        "ogrt_server_user": user,
-        "ogrt_server_group": user,
+        **local_deploy_vars(root, _snapshot_source(tmp / "source")),
         "ogrt_server_sink_enabled": True,
         "ogrt_server_config": {
             "server": {"address": "127.0.0.1", "port": port, "transports": ["tcp"]},

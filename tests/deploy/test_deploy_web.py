@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.helpers import changed_tasks, free_port, have, recap, run_playbook
+from tests.deploy.helpers import changed_tasks, free_port, have, local_deploy_vars, recap, run_playbook
 from tests.deploy.test_deploy import _snapshot_source
 from tests.report.conftest import write_records
 from tests.report.records import dataset
@@ -23,15 +23,9 @@ from tests.report.records import dataset
 def web_deployment(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, int]:
     tmp = tmp_path_factory.mktemp("deploy-web")
     root = tmp / "root"
-    user = os.environ.get("USER") or "root"
     web_port = free_port()
     variables = {
-        "ogrt_root": str(root),
-        "ogrt_server_source": str(_snapshot_source(tmp / "source")),
-        "ogrt_server_manage_user": False,
-        "ogrt_server_build_isolation": False,
-        "ogrt_server_user": user,
-        "ogrt_server_group": user,
+        **local_deploy_vars(root, _snapshot_source(tmp / "source")),
         "ogrt_server_web_enabled": True,
         "ogrt_server_config": {
             "server": {"address": "127.0.0.1", "port": free_port(), "transports": ["tcp"]},
