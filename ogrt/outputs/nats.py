@@ -62,7 +62,7 @@ class _Acks:
 
     def __init__(self, number: int, count: int, done: asyncio.Future[None]) -> None:
         self.number, self.left, self.done = number, count, done
-        self.seen: set[bytes] = set()
+        self.seen: set[str] = set()
         self.duplicates = 0
         self.error = ""
 
@@ -206,9 +206,9 @@ class NatsOutput(Output):
         """One answer of the stream: {"stream", "seq", "duplicate"?} or {"error": {...}}."""
         acks = self._acks
         _, number, index = msg.subject.rsplit(".", 2)
-        if acks is None or number != str(acks.number) or index.encode() in acks.seen:
+        if acks is None or number != str(acks.number) or index in acks.seen:
             return  # a late answer to a batch that already failed, or a repeat
-        acks.seen.add(index.encode())
+        acks.seen.add(index)
         if not msg.data:  # a status: 503 no responders (no stream listens on the subject)
             status = (msg.headers or {}).get("Status", "?")
             acks.error = acks.error or (f"no stream on subject {self.subject}.* (status {status})"

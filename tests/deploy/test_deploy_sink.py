@@ -3,9 +3,9 @@
 (ogrt_server_sink_enabled) with sink.conf merged from ogrt_server_sink_config, both validated
 by the deployed `ogrt check-config`, the sink's own hardened unit. The deployed processes
 (deployed venv, deployed configs) carry a record through a real nats-server into the sink's
-jsonl file. A second run and --check change nothing; a bad sink config is refused and the
-old file stays; on a sink-only host (ogrt_server_collector_enabled false) no collector part
-is written."""
+jsonl file. A second run and --check change nothing; a bad sink config or nats output is
+refused and the old file stays; on a sink-only host (ogrt_server_collector_enabled false) no
+collector part is written."""
 from __future__ import annotations
 
 import json
@@ -191,6 +191,18 @@ def test_bad_sink_config_is_refused_and_not_installed(sink_deployment: SinkDeplo
     assert "failed to validate" in run.stdout, run.stdout[-3000:]
     assert "source.servers: must list at least one server" in run.stdout, run.stdout[-3000:]
     assert d.sink_conf.read_bytes() == before
+
+
+def test_bad_nats_output_is_refused_and_not_installed(sink_deployment: SinkDeployment) -> None:
+    d = sink_deployment
+    conf = d.root / "etc/ogrt/ogrt.conf"
+    before = conf.read_bytes()
+    site = d.variables["ogrt_server_config"]
+    bad = {**site, "outputs": {"js": {**site["outputs"]["js"], "replicas": 3}}}  # one server listed
+    run = run_playbook(d.tmp / "bad-nats", {**d.variables, "ogrt_server_config": bad}, "--tags", "ogrt_server")
+    assert run.returncode != 0
+    assert "outputs.js.replicas: 3 replicas need at least 3 servers" in run.stdout, run.stdout[-3000:]
+    assert conf.read_bytes() == before
 
 
 def test_sink_only_host_in_check_mode_writes_no_collector_part(sink_deployment: SinkDeployment) -> None:

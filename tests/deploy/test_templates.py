@@ -288,8 +288,10 @@ def test_inventory_and_site_are_valid_yaml() -> None:
     import yaml
 
     site = yaml.safe_load((REPO / "site.yml").read_text())
-    assert [p["hosts"] for p in site] == ["ogrt_servers", "compute:login", "slurm_controllers:slurm_nodes"]
-    assert [p["roles"][0]["role"] for p in site] == ["ogrt_server", "ogrt_modulefile", "ogrt_slurm"]
+    assert [p["hosts"] for p in site] == ["ogrt_servers", "ogrt_sinks", "compute:login",
+                                          "slurm_controllers:slurm_nodes"]
+    assert [p["roles"][0]["role"] for p in site] == ["ogrt_server", "ogrt_server", "ogrt_modulefile", "ogrt_slurm"]
+    assert site[1]["roles"][0]["vars"] == {"ogrt_server_collector_enabled": False, "ogrt_server_sink_enabled": True}
     example = yaml.safe_load((REPO / "inventory" / "example.yml").read_text())
     assert set(example["all"]["children"]) == {"ogrt_servers", "compute", "login", "slurm_controllers",
                                                "slurm_nodes"}
