@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
-from tests.fixtures.server import ServerHandle, frame, start_msg, end_msg
+from tests.fixtures.server import READY_LINE, ServerHandle, end_msg, frame, start_msg
 
-__all__ = ["PYTHON", "relay_server", "send", "fork_senders", "pairs", "NOBODY"]
+__all__ = ["PYTHON", "relay_server", "restart_server", "send", "fork_senders", "start_senders", "pairs", "NOBODY"]
 
 PYTHON = "/usr/bin/python3.11"
 NOBODY = 65534
@@ -56,10 +58,28 @@ print("done", bad)
 """
 
 
-def relay_server(ogrt_server: Any, munge_socket: str, server: str = "", outputs: str = "") -> ServerHandle:
-    """A collector with a relay listener (ephemeral port) asking `munge_socket`."""
-    toml = f'[server]\nrelay_port = 0\nmunge_socket = "{munge_socket}"\n{server}\n'
+def relay_server(ogrt_server: Any, munge_socket: str, server: str = "", outputs: str = "",
+                 relay_port: int = 0) -> ServerHandle:
+    """A collector with a relay listener (`relay_port`, 0: ephemeral) asking `munge_socket`."""
+    toml = f'[server]\nrelay_port = {relay_port}\nmunge_socket = "{munge_socket}"\n{server}\n'
     return ogrt_server(toml, extra_outputs=outputs)
+
+
+def restart_server(old: ServerHandle, timeout: float = 30.0) -> ServerHandle:
+    """A new `ogrt server` with the config of a stopped one (same ports, outputs, state)."""
+    err_path = old.stderr_path.with_name(old.stderr_path.name + ".again")
+    with open(err_path, "wb") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "ogrt", "server", "--config", str(old.config_path)],
+                                stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True)
+    handle = ServerHandle(proc, old.port, old.metrics_port, old.state_dir, old.config_path, old.jsonl_path,
+                          err_path)
+    deadline = time.monotonic() + timeout
+    while READY_LINE not in handle.stderr_text():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            handle.kill()
+            raise RuntimeError("ogrt server did not start again:\n" + handle.stderr_text()[-4000:])
+        time.sleep(0.05)
+    return handle
 
 
 def send(socket_path: str, frames: list[bytes], user: int | None = None) -> int:
@@ -81,10 +101,17 @@ def pairs(n: int, **fields: Any) -> list[tuple[bytes, bytes, str]]:
     return out
 
 
-def fork_senders(socket_path: str, procs: list[tuple[bytes, bytes, str]], workdir: Path) -> str:
-    """One forked process per pair sends its start and end datagram; the forker's last line."""
-    f = workdir / f"pairs-{os.getpid()}-{len(procs)}.txt"
+def start_senders(socket_path: str, procs: list[tuple[bytes, bytes, str]], workdir: Path) -> subprocess.Popen[str]:
+    """One forked process per pair sends its start and end datagram (in the background)."""
+    f = workdir / f"pairs-{time.monotonic_ns()}.txt"
     f.write_text("".join(f"{s.hex()} {e.hex()}\n" for s, e, _ in procs))
-    out = subprocess.run([PYTHON, "-I", "-S", "-c", _FORK, socket_path, str(f)], capture_output=True,
-                         text=True, timeout=300, check=True)
-    return out.stdout.strip().splitlines()[-1]
+    return subprocess.Popen([PYTHON, "-I", "-S", "-c", _FORK, socket_path, str(f)], stdout=subprocess.PIPE,
+                            text=True)
+
+
+def fork_senders(socket_path: str, procs: list[tuple[bytes, bytes, str]], workdir: Path) -> str:
+    """start_senders() and wait: the forker's last line ("done 0": every send succeeded)."""
+    proc = start_senders(socket_path, procs, workdir)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0
+    return out.strip().splitlines()[-1]

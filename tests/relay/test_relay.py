@@ -52,3 +52,73 @@ def test_kernel_identity_replaces_the_claim(munged, ogrt_server, ogrt_relay, tmp
         rows = dict(db.execute("SELECT uuid, verified FROM processes"))
     assert rows[str(u)] == 1 and rows[direct[0]["id"]] == 0
     assert relay.stop() == 0 and srv.stop() == 0
+
+
+def _exchange(port: int, data: bytes) -> bytes:
+    """Send raw bytes to the relay listener; its first answer frame."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
+        s.sendall(data)
+        out = b""
+        while len(out) < 8 or len(out) < 8 + struct.unpack(">I", out[4:8])[0]:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+    return out
+
+
+def _munge(socket_path: str, user: int | None = None) -> bytes:
+    import subprocess
+
+    return subprocess.run(["munge", "--socket", socket_path, "--string", "ogrt-relay-1"], capture_output=True,
+                          check=True, timeout=30, user=user, group=user, extra_groups=[] if user is not None
+                          else None).stdout.strip()
+
+
+def test_relay_connections_without_a_valid_credential_are_refused(munged, ogrt_server, ogrt_relay):
+    from ogrt.relay.wire import BATCH, HELLO, REFUSED, WELCOME, batch_frame
+
+    m, other = munged(), munged()
+    srv = relay_server(ogrt_server, m.socket)
+    port = srv.relay_port
+    records = frame(12, start_msg())
+    cases = {
+        "relay_no_credential": batch_frame(1, records),  # no HELLO at all
+        "relay_bad_credential": frame(HELLO, b"MUNGE:garbage:") + batch_frame(1, records),
+    }
+    for reason, data in cases.items():
+        answer = _exchange(port, data)
+        assert struct.unpack(">I", answer[:4])[0] == REFUSED and reason.encode() in answer
+    good = _munge(m.socket)
+    for reason, cred in [("relay_bad_credential", _munge(other.socket)),  # another cluster's key
+                         ("relay_user_not_allowed", _munge(m.socket, user=NOBODY))]:
+        answer = _exchange(port, frame(HELLO, cred) + batch_frame(1, records))
+        assert struct.unpack(">I", answer[:4])[0] == REFUSED and reason.encode() in answer, answer
+    # a valid credential is welcomed once; the same credential again is a replay
+    assert struct.unpack(">I", _exchange(port, frame(HELLO, good))[:4])[0] == WELCOME
+    assert b"relay_bad_credential" in _exchange(port, frame(HELLO, good))
+    # a relay whose munged has another key is refused: nothing it holds is stored
+    relay = ogrt_relay([f"127.0.0.1:{port}"], munge_socket=other.socket)
+    send(relay.socket, [records])
+    assert relay.wait_metric('ogrt_relay_upstream_failures_total{reason="refused"}', 1) >= 1
+    metrics = srv.metrics()
+    assert metrics['ogrt_rejected_total{reason="relay_no_credential"}'] == 1
+    assert metrics['ogrt_rejected_total{reason="relay_bad_credential"}'] >= 4
+    assert metrics['ogrt_rejected_total{reason="relay_user_not_allowed"}'] == 1
+    assert metrics.get('ogrt_records_total{event="start"}', 0) == 0 and srv.records(0) == []
+    assert relay.wait_metric("ogrt_relay_spooled_total", 1) == 1  # kept for a collector that takes it
+    assert BATCH != HELLO
+
+
+def test_direct_reject_takes_only_relay_records(munged, ogrt_server, ogrt_relay):
+    m = munged()
+    srv = relay_server(ogrt_server, m.socket, server='direct = "reject"\nrelay_users = ["nobody"]')
+    srv.send_tcp(frame(12, start_msg()) + frame(13, start_msg()))
+    srv.send_udp(frame(12, start_msg()))
+    assert srv.wait_metric('ogrt_rejected_total{reason="direct_rejected"}', 3) == 3
+    relay = ogrt_relay([f"127.0.0.1:{srv.relay_port}"], munge_socket=m.socket)
+    send(relay.socket, [frame(12, start_msg())])
+    [rec] = srv.records(1)
+    assert rec["verified"] is True and len(srv.records(2, timeout=0.5)) == 1
