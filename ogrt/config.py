@@ -198,6 +198,8 @@ class RelayConfig:
     fragment_timeout: float = option((int, float), 10.0, at_least(0.1))
     fragment_max_bytes: int = option((int,), 64 << 20, at_least(0))
     rcvbuf: int = option((int,), 8 << 20, at_least(0))
+    #: datagrams the socket may queue (see ogrt/relay/receive.py); 0: net.unix.max_dgram_qlen
+    queue_length: int = option((int,), 4096, between(0, 1 << 20))
     metrics: tuple[str, int] | None = option((str,), None, convert=host_port)
     log_level: str = option((str,), "info", convert=log_level)
 

@@ -12,6 +12,8 @@ import asyncio
 import logging
 import os
 import sys
+import threading
+from collections import deque
 
 from ogrt.config import Config
 
@@ -34,16 +36,32 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> int:
     counters = Counters()
     try:
         forwarder = Forwarder(rc, counters)
-        sock = bind_datagram_socket(rc.socket, rc.rcvbuf)
+        sock = bind_datagram_socket(rc.socket, rc.rcvbuf, rc.queue_length)
     except OSError as e:
         log.error("cannot start: %s", e)
         return 1
-    rx = DatagramSocket(sock, forwarder.add, counters, rc.max_frame_bytes, rc.fragment_timeout,
-                        rc.fragment_max_bytes)
-    loop.add_reader(sock.fileno(), rx.read_all)
+    # the reader thread hands record frames to the loop through a deque, one wake-up at a time
+    handed: deque[bytes] = deque()
+    scheduled = [False]
+
+    def take() -> None:
+        scheduled[0] = False
+        while handed:
+            forwarder.add(handed.popleft())
+
+    def emit(frame: bytes) -> None:  # the reader thread
+        handed.append(frame)
+        if not scheduled[0]:
+            scheduled[0] = True
+            loop.call_soon_threadsafe(take)
+
+    rx_counters = Counters()
+    rx = DatagramSocket(sock, emit, rx_counters, rc.max_frame_bytes, rc.fragment_timeout, rc.fragment_max_bytes)
+    reader = threading.Thread(target=rx.run, name="relay-socket", daemon=True)
+    reader.start()
 
     async def collect() -> dict[str, float]:
-        return merge([counters.snapshot(), forwarder.gauges(),
+        return merge([counters.snapshot(), rx_counters.snapshot(), forwarder.gauges(),
                       {"ogrt_fragments_pending": float(len(rx.reassembler))}])
 
     metrics_server = None
@@ -53,20 +71,18 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> int:
     runner = asyncio.create_task(forwarder.run(forward_stop))
     print(f"{READY_LINE} socket={rc.socket} upstream={','.join(f'{h}:{p}' for h, p in rc.upstream)}",
           file=sys.stderr, flush=True)
-    while not stop.is_set():
-        try:
-            await asyncio.wait_for(stop.wait(), 1.0)
-        except asyncio.TimeoutError:
-            rx.reassembler.expire()
+    await stop.wait()
     log.info("stopping: removing %s, draining", rc.socket)
     try:
         os.unlink(rc.socket)
     except OSError:
         pass
-    loop.remove_reader(sock.fileno())
+    rx.stop()
+    await loop.run_in_executor(None, reader.join)
     while rx.read_all():
         pass
     sock.close()
+    take()
     await forwarder.drain(rc.drain_timeout)
     forward_stop.set()
     await runner

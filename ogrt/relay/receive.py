@@ -15,6 +15,7 @@ import os
 import socket
 import stat
 import struct
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -34,15 +35,22 @@ _UCRED = struct.Struct("iII")  # struct ucred: pid_t pid, uid_t uid, gid_t gid
 Credentials = tuple[int, int, int]  # pid, uid, gid
 
 
-def bind_datagram_socket(path: str, rcvbuf: int) -> socket.socket:
+def bind_datagram_socket(path: str, rcvbuf: int, queue_length: int = 0) -> socket.socket:
     """A new AF_UNIX datagram socket at `path` (a stale socket file there is replaced),
-    mode 0666 (every local user sends), SO_PASSCRED on, non-blocking."""
+    mode 0666 (every local user sends), SO_PASSCRED on, non-blocking.
+
+    queue_length > 0: the socket may queue that many datagrams. The kernel takes a datagram
+    socket's queue length from net.unix.max_dgram_qlen of the network namespace the socket
+    is made in (Linux's default: 10); with CAP_SYS_ADMIN the socket is made in a private,
+    empty network namespace set to queue_length (a path-named Unix socket is reached from
+    every namespace; the host's setting is left alone). Without it the host's value stands.
+    """
     try:
         if stat.S_ISSOCK(os.lstat(path).st_mode):
             os.unlink(path)
     except FileNotFoundError:
         pass
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock = _new_socket(queue_length)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         if rcvbuf > 0:
@@ -59,6 +67,49 @@ def bind_datagram_socket(path: str, rcvbuf: int) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+QLEN = "/proc/sys/net/unix/max_dgram_qlen"
+
+
+def queue_length_now() -> int | None:
+    """net.unix.max_dgram_qlen of this network namespace."""
+    try:
+        with open(QLEN) as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return None
+
+
+def _new_socket(queue_length: int) -> socket.socket:
+    current = queue_length_now()
+    if queue_length <= 0 or (current is not None and current >= queue_length):
+        return socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    made: list[socket.socket] = []
+    why: list[str] = []
+
+    def in_private_namespace() -> None:  # unshare() moves only this thread
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.unshare(0x40000000) != 0:  # CLONE_NEWNET
+            why.append(os.strerror(ctypes.get_errno()))
+            return
+        try:
+            with open(QLEN, "w") as f:
+                f.write(str(queue_length))
+        except OSError as e:
+            why.append(str(e))
+        made.append(socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM))
+
+    t = threading.Thread(target=in_private_namespace, name="relay-socket-namespace")
+    t.start()
+    t.join()
+    if why:
+        log.warning("cannot give the relay socket a queue of %d datagrams (%s): it queues %s; bursts "
+                    "beyond take the libraries' direct transport (raise net.unix.max_dgram_qlen)",
+                    queue_length, why[0], current)
+    return made[0] if made else socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 
 
 class Corrector:
@@ -115,7 +166,11 @@ class Corrector:
 
 
 class DatagramSocket:
-    """Reads every waiting datagram (call when readable); each good record frame goes to `emit`."""
+    """Reads the socket in its own thread (`run()` until `stop()`), so that nothing the event
+    loop does (a spool's fsync) delays it: a Unix datagram socket queues only
+    net.unix.max_dgram_qlen datagrams (Linux's default: 10) and a sender that finds the queue
+    full takes its direct transport. Each good record frame goes to `emit` (in this thread).
+    """
 
     def __init__(self, sock: socket.socket, emit: Callable[[bytes], None], counters: Counters,
                  max_frame_bytes: int, fragment_timeout: float, fragment_max_bytes: int) -> None:
@@ -130,6 +185,21 @@ class DatagramSocket:
         self._buf = bytearray(RECV_BUFFER)
         self._cmsg = socket.CMSG_SPACE(_UCRED.size)
         self._k_reject: dict[str, str] = {}
+        self._stopping = False
+
+    def run(self) -> None:
+        """Block on the socket until stop(); read whatever waits each time it is readable."""
+        import select
+
+        poller = select.poll()
+        poller.register(self.sock.fileno(), select.POLLIN)
+        while not self._stopping:
+            if poller.poll(200):
+                self.read_all()
+            self.reassembler.expire()
+
+    def stop(self) -> None:
+        self._stopping = True
 
     def _fragment_dropped(self, reason: str, n: int) -> None:
         self.counters.inc(sample("ogrt_rejected_total", reason=reason), n)

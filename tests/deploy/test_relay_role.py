@@ -55,6 +55,8 @@ def test_writes_config_unit_and_directories(deployed) -> None:
     assert stat.S_IMODE((root / "run" / "ogrt").stat().st_mode) == 0o755
     assert stat.S_IMODE(conf.relay.spool_dir.stat().st_mode) == 0o750
     assert stat.S_IMODE((root / "etc" / "ogrt" / "relay.conf").stat().st_mode) == 0o640
+    sysctl = (root / "etc" / "sysctl.d" / "60-ogrt-relay.conf").read_text().splitlines()
+    assert sysctl[1:] == ["net.unix.max_dgram_qlen = 4096"]
     service = _service_keys((root / "etc" / "systemd" / "system" / "ogrt-relay.service").read_text())
     assert shlex.split(service["ExecStart"]) == [str(REPO / ".venv" / "bin" / "ogrt"), "relay", "--config",
                                                  str(root / "etc" / "ogrt" / "relay.conf")]

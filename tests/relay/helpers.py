@@ -15,7 +15,8 @@ from typing import Any
 
 from tests.fixtures.server import READY_LINE, ServerHandle, end_msg, frame, start_msg
 
-__all__ = ["PYTHON", "relay_server", "restart_server", "send", "fork_senders", "start_senders", "pairs", "NOBODY"]
+__all__ = ["PYTHON", "relay_server", "restart_server", "send", "fork_senders", "start_senders", "pairs", "NOBODY",
+           "spawn_programs"]
 
 PYTHON = "/usr/bin/python3.11"
 NOBODY = 65534
@@ -56,6 +57,36 @@ for p in kids:
     bad += os.waitstatus_to_exitcode(st) != 0
 print("done", bad)
 """
+
+
+# stdin: JSON {"env": {...}, "argv": [...], "n": N}. posix_spawns argv N times (8 at a time)
+# with env (the spawner itself runs without the library); prints the pids and the exit codes.
+_SPAWN = r"""
+import json, os, sys
+job = json.load(sys.stdin)
+running, pids, codes = [], [], []
+for _ in range(job["n"]):
+    running.append(os.posix_spawn(job["argv"][0], job["argv"], job["env"]))
+    pids.append(running[-1])
+    if len(running) >= 8:
+        _, st = os.waitpid(running.pop(0), 0)
+        codes.append(os.waitstatus_to_exitcode(st))
+for p in running:
+    _, st = os.waitpid(p, 0)
+    codes.append(os.waitstatus_to_exitcode(st))
+print(json.dumps({"pids": pids, "codes": codes}))
+"""
+
+
+def spawn_programs(env: dict[str, str], n: int, argv: list[str]) -> tuple[list[int], list[int]]:
+    """Run argv n times under `env` (LD_PRELOAD of the library); (their pids, exit codes)."""
+    import json
+
+    clean = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD" and not k.startswith("OGRT_")}
+    out = subprocess.run([PYTHON, "-I", "-S", "-c", _SPAWN], input=json.dumps({"env": env, "argv": argv, "n": n}),
+                         capture_output=True, text=True, timeout=600, env=clean, check=True)
+    res = json.loads(out.stdout)
+    return res["pids"], res["codes"]
 
 
 def relay_server(ogrt_server: Any, munge_socket: str, server: str = "", outputs: str = "",

@@ -1,13 +1,16 @@
 """Delivery through the relay when collectors or the relay go away: nothing lost, nothing twice
-(per collector), spool replayed in order. Real munged, collectors, relay; 2,000 forked senders."""
+(per collector), spool replayed in order. Real munged, collectors, relay; real programs under
+the library built with TRANSPORT=relay (2,000 of them), forked Python senders for the load."""
 from __future__ import annotations
 
 import signal
 import sqlite3
+import subprocess
 import time
 
+from tests.fixtures.preload import closed_port, preload_env
 from tests.fixtures.server import free_port
-from tests.relay.helpers import fork_senders, pairs, relay_server, restart_server, start_senders
+from tests.relay.helpers import pairs, relay_server, restart_server, spawn_programs, start_senders
 
 
 def _sqlite(path: object) -> str:
@@ -21,23 +24,29 @@ def _processes(path: object) -> tuple[int, int, int]:
                           "WHERE start_time IS NOT NULL").fetchone()
 
 
-def test_collector_stopped_10s_while_2000_processes_run(munged, ogrt_server, ogrt_relay, tmp_path):
+def test_collector_stopped_10s_while_2000_processes_run(munged, ogrt_server, ogrt_relay, relay_lib, tmp_path):
+    """2,000 real processes under the library built with TRANSPORT=relay."""
     m = munged()
     db = tmp_path / "db.sqlite"
     srv = relay_server(ogrt_server, m.socket, outputs=_sqlite(db), relay_port=free_port(udp_too=False))
-    relay = ogrt_relay([f"127.0.0.1:{srv.relay_port}"], munge_socket=m.socket)
+    relay_lib.socket.unlink(missing_ok=True)
+    relay = ogrt_relay([f"127.0.0.1:{srv.relay_port}"], munge_socket=m.socket, socket=str(relay_lib.socket))
     assert srv.stop() == 0
     stopped = time.monotonic()
-    procs = pairs(2000)
-    assert fork_senders(relay.socket, procs, tmp_path) == "done 0"
+    # a record that fell back to the direct path would go to this closed port: lost, and seen
+    env = preload_env(relay_lib.lib, closed_port())
+    pids, codes = spawn_programs(env, 2000, ["/bin/true"])
+    assert codes == [0] * 2000
     assert relay.wait_metric("ogrt_relay_spooled_total", 4000) == 4000  # no collector: all on disk
     time.sleep(max(0.0, 10.0 - (time.monotonic() - stopped)))
     srv = restart_server(srv)
     try:
         recs = srv.records(4000, timeout=60)
         keys = [(r["id"], r["event"]) for r in recs]
-        assert len(keys) == 4000 and set(keys) == {(u, e) for _, _, u in procs for e in ("start", "end")}
-        assert all(r["verified"] for r in recs)
+        assert len(keys) == 4000 and len(set(keys)) == 4000
+        assert {r["pid"] for r in recs} == set(pids)
+        assert {e for _, e in keys} == {"start", "end"} and len({i for i, _ in keys}) == 2000
+        assert all(r["verified"] and r["exe"] == "/usr/bin/true" for r in recs if r["event"] == "start")
         srv.wait_metric('ogrt_output_persisted_total{output="db"}', 4000)
         assert _processes(db) == (2000, 2000, 2000)
         assert relay.wait_metric("ogrt_relay_forwarded_total", 4000) == 4000
@@ -69,29 +78,35 @@ def test_collector_killed_under_load_loses_nothing(munged, ogrt_server, ogrt_rel
     assert _processes(db) == (3000, 3000, 3000)
 
 
-def test_relay_killed_then_restarted_replays_its_spool(munged, ogrt_server, ogrt_relay, tmp_path):
+def test_relay_killed_then_restarted_replays_its_spool(munged, ogrt_server, ogrt_relay, relay_lib, tmp_path):
+    """Real programs under the TRANSPORT=relay library: unharmed and recorded (directly) while
+    the relay is dead; the restarted relay replays what it had spooled."""
     m = munged()
     srv = relay_server(ogrt_server, m.socket, relay_port=free_port(udp_too=False))
-    relay = ogrt_relay([f"127.0.0.1:{srv.relay_port}"], munge_socket=m.socket)
+    relay_lib.socket.unlink(missing_ok=True)
+    relay = ogrt_relay([f"127.0.0.1:{srv.relay_port}"], munge_socket=m.socket, socket=str(relay_lib.socket))
+    env = preload_env(relay_lib.lib, srv.port)
     assert srv.stop() == 0
-    procs = pairs(300)
-    assert fork_senders(relay.socket, procs, tmp_path) == "done 0"
+    pids, codes = spawn_programs(env, 300, ["/bin/true"])
+    assert codes == [0] * 300
     assert relay.wait_metric("ogrt_relay_spooled_total", 600) == 600
-    relay.stop(signal.SIGKILL)
-    # the socket file is left behind without a reader: a send is refused at once (the library
-    # then takes its direct transport), it does not block
-    late = pairs(1)
-    assert fork_senders(relay.socket, late, tmp_path) == "done 1"
+    relay.stop(signal.SIGKILL)  # its socket file stays, nobody reads it
     srv = restart_server(srv)
     try:
+        out = subprocess.run(["/bin/echo", "unharmed"], env=env, capture_output=True, timeout=30)
+        assert (out.returncode, out.stdout, out.stderr) == (0, b"unharmed\n", b"")
+        direct = srv.records(2)
+        assert [(r["event"], r["verified"], r["exe"] if r["event"] == "start" else None) for r in direct] \
+            == [("start", False, "/usr/bin/echo"), ("end", False, None)]
         relay = ogrt_relay.again(relay)
-        recs = srv.records(600, timeout=60)
-        assert {(r["id"], r["event"]) for r in recs} == {(u, e) for _, _, u in procs for e in ("start", "end")}
-        assert len(recs) == 600
+        recs = srv.records(602, timeout=60)
+        relayed = [r for r in recs if r["verified"]]
+        assert len(relayed) == 600 and {r["pid"] for r in relayed} == set(pids)
         # SIGTERM drains: what the relay holds when it is told to stop reaches the collector
-        more = pairs(200)
-        assert fork_senders(relay.socket, more, tmp_path) == "done 0"
+        more, codes = spawn_programs(env, 100, ["/bin/true"])
+        assert codes == [0] * 100
         assert relay.stop() == 0
-        assert len(srv.records(1000, timeout=30)) == 1000
+        recs = srv.records(802, timeout=30)
+        assert len(recs) == 802 and {r["pid"] for r in recs if r["verified"]} == set(pids) | set(more)
     finally:
         srv.kill()

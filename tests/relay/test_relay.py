@@ -2,7 +2,6 @@
 senders as separate processes (of another uid where it matters)."""
 from __future__ import annotations
 
-import json
 import sqlite3
 import struct
 import uuid as uuidlib

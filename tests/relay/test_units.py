@@ -87,3 +87,23 @@ def test_acked_batches_settle_when_persisted_spooled_or_dropped(tmp_path):
     # a spool too small to take the batch: dropped, not settled well (the relay resends it)
     assert _settle(down, [R.start(i) for i in range(3, 3000)]) is False and down.dropped > 0
     down.stop(1.0)
+
+
+def test_socket_queues_queue_length_datagrams(tmp_path):
+    """The kernel's default queue (net.unix.max_dgram_qlen, 10 here) would refuse the 11th
+    unread datagram; the relay's socket takes queue_length of them (private namespace)."""
+    import socket
+
+    from ogrt.relay.receive import bind_datagram_socket, queue_length_now
+
+    if (queue_length_now() or 0) >= 150:
+        pytest.skip("this host's net.unix.max_dgram_qlen already queues 150 datagrams")
+    path = str(tmp_path / "q.sock")
+    sock = bind_datagram_socket(path, 0, queue_length=200)
+    sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        for i in range(150):
+            sender.sendto(b"x", socket.MSG_DONTWAIT, path)  # BlockingIOError when the queue is full
+    finally:
+        sender.close()
+        sock.close()
