@@ -29,7 +29,7 @@ from ogrt.framing import FrameDecoder, FrameError, encode_frame
 from ogrt.metrics import sample
 from ogrt.outputs.runner import Acked
 from ogrt.pipeline import Ingest
-from ogrt.protocols.tcp import peer_text
+from ogrt.protocols.tcp import transport_peer
 from ogrt.record import Decoder, RecordError, UserResolver
 from ogrt.relay.wire import BATCH, HELLO, REFUSED, WELCOME, ack_frame, parse_batch
 
@@ -77,8 +77,7 @@ class _RelayConnection(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         rx = self.rx
-        peername = transport.get_extra_info("peername")
-        self.peer = peer_text(peername[0]) if peername else "?"
+        self.peer = transport_peer(transport)
         if not rx.allowed(self.peer):
             self._refuse("not_allowed", "address outside [server] allowed_networks")
             return

@@ -12,22 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.helpers import REPO, changed_tasks, have, recap, render, run_playbook
+from tests.deploy.helpers import REPO, changed_tasks, have, local_inventory, recap, render, run_playbook
 from tests.deploy.test_templates import _service_keys
 from tests.fixtures.server import frame, start_msg
 from tests.relay.helpers import relay_server, send
 
 
-def _inventory(tmp: Path) -> Path:
-    path = tmp / "inventory.yml"
-    path.write_text((REPO / "inventory" / "local.yml").read_text()
-                    + "    ogrt_relays:\n      hosts:\n        localhost:\n")
-    return path
-
-
 def _play(tmp: Path, variables: dict, *args: str) -> subprocess.CompletedProcess[str]:
     tmp.mkdir(parents=True, exist_ok=True)
-    return run_playbook(tmp / "run", variables, "--tags", "ogrt_relay", *args, inventory=_inventory(tmp))
+    return run_playbook(tmp / "run", variables, "--tags", "ogrt_relay", *args, inventory=local_inventory(tmp, "ogrt_relays"))
 
 
 @pytest.fixture(scope="module")
