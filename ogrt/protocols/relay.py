@@ -180,7 +180,7 @@ class _RelayConnection(asyncio.Protocol):
             records.append(rec)
             keys.append(key)
         rx.ingest.counters.inc(rx.k_frames, len(frames))
-        if not records:
+        if not records or not rx.sinks:
             self._send_ack(batch_id)
             return
         group = _Group(self, batch_id, len(rx.sinks), keys)

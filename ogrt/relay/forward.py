@@ -86,6 +86,8 @@ class Forwarder:
 
     # -- batching --------------------------------------------------------------------------
     def add(self, frame: bytes) -> None:
+        if self.pending and self.pending_bytes + len(frame) > self.config.batch_bytes:
+            self.seal()  # a batch stays within batch_bytes, or is one record
         self.pending.append(frame)
         self.pending_bytes += len(frame)
         if len(self.pending) >= self.config.batch_records or self.pending_bytes >= self.config.batch_bytes:

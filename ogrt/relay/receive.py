@@ -30,6 +30,7 @@ __all__ = ["Credentials", "Corrector", "DatagramSocket", "bind_datagram_socket",
 
 log = logging.getLogger("ogrt.relay")
 
+BATCH_OVERHEAD = 16  # a batch frame's header and id: a batch of one record stays within max_frame_bytes
 RECV_BUFFER = 1 << 18  # bytes: the largest datagram taken (bigger ones are cut: rejected)
 _UCRED = struct.Struct("iII")  # struct ucred: pid_t pid, uid_t uid, gid_t gid
 Credentials = tuple[int, int, int]  # pid, uid, gid
@@ -245,6 +246,10 @@ class DatagramSocket:
                 return
             mtype, payload = joined
         frame = self.corrector.correct(mtype, payload, cred)
+        if frame is not None and len(frame) > self.max_frame_bytes - BATCH_OVERHEAD:
+            self.corrector.reject("too_large", cred, f"record of {len(frame)} bytes does not fit a batch "
+                                  f"of max_frame_bytes={self.max_frame_bytes}")
+            return
         if frame is not None:
             self.counters.inc("ogrt_relay_records_total")
             self.emit(frame)

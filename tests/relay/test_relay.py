@@ -117,7 +117,14 @@ def test_direct_reject_takes_only_relay_records(munged, ogrt_server, ogrt_relay)
     srv.send_tcp(frame(12, start_msg()) + frame(13, start_msg()))
     srv.send_udp(frame(12, start_msg()))
     assert srv.wait_metric('ogrt_rejected_total{reason="direct_rejected"}', 3) == 3
-    relay = ogrt_relay([f"127.0.0.1:{srv.relay_port}"], munge_socket=m.socket)
-    send(relay.socket, [frame(12, start_msg())])
-    [rec] = srv.records(1)
-    assert rec["verified"] is True and len(srv.records(2, timeout=0.5)) == 1
+    relay = ogrt_relay([f"127.0.0.1:{srv.relay_port}"], munge_socket=m.socket,
+                       extra={"max_frame_bytes": 2048, "batch_bytes": 1024})
+    small = [frame(12, start_msg()) for _ in range(10)]  # ~300 bytes each
+    # a record that fits a datagram of max_frame_bytes but not a batch of it is refused, counted
+    huge = frame(12, start_msg(cwd=b"x" * (2030 - len(start_msg(cwd=b"").SerializeToString()))))
+    assert 2048 - 16 < len(huge) <= 2048
+    send(relay.socket, small + [huge])
+    recs = srv.records(10)
+    assert len(recs) == 10 and all(r["verified"] for r in recs)
+    assert relay.wait_metric('ogrt_rejected_total{reason="too_large"}', 1) == 1
+    assert srv.metric("ogrt_relay_batches_acked_total") >= max(2, sum(map(len, small)) // 1024)  # <= batch_bytes each
