@@ -24,7 +24,8 @@ _SETTINGS = (
     ('SERVER_HOST', 'host', 'localhost', '1..253', 'collector daemon address or name (names: /etc/hosts first; only others use the resolver)'),
     ('SERVER_PORT', 'uint', '7971', '1..65535', 'collector daemon TCP/UDP port'),
     ('JOBID_VAR', 'envname', 'SLURM_JOB_ID', '', 'environment variable holding the job id (PBS_JOBID, ...)'),
-    ('TRANSPORT', 'choice', 'tcp', 'tcp|udp', 'tcp: one short connection per record; udp: datagrams (records over 60,000 bytes are split into Fragment frames)'),
+    ('TRANSPORT', 'choice', 'tcp', 'tcp|udp|relay', "tcp: one short connection per record; udp: datagrams (records over 60,000 bytes are split into Fragment frames); relay: the UDP datagrams on the node's Unix socket RELAY_SOCKET, falling back to tcp when it is missing, refused or full"),
+    ('RELAY_SOCKET', 'path', '/run/ogrt/relay.sock', '1..107', "the node relay's Unix datagram socket (TRANSPORT=relay)"),
     ('CONNECT_TIMEOUT_MS', 'uint', '50', '1..60000', 'bound of a TCP connect in ms (a LAN answers a SYN in well under 1 ms; a lost SYN is retried only after 1 s)'),
     ('BACKOFF_SECONDS', 'uint', '60', '0..86400', "after a connect timeout, this user's processes on the node skip that server this long (0: never)"),
     ('ENV_WHITELIST', 'envnames', '', '', 'environment variables sent with each process (empty: none)'),
@@ -47,6 +48,10 @@ def _check(kind, bounds):
         def valid(value):
             return bool(re.fullmatch(rf"[A-Za-z0-9.:_-]{{{lo},{hi}}}", str(value)))
         valid.__doc__ = f"a host name, IPv4 or IPv6 address ({lo}..{hi} characters)"
+    elif kind == "path":
+        def valid(value):
+            return bool(re.fullmatch(r"/[A-Za-z0-9._+/-]*", str(value))) and int(lo) <= len(str(value)) <= int(hi)
+        valid.__doc__ = f"an absolute path of A-Z a-z 0-9 . _ - + / ({lo}..{hi} characters)"
     elif kind in ("envname", "envnames"):
         def valid(value):
             return (kind == "envnames" and value == "none") or bool(

@@ -37,6 +37,14 @@ def _cmd_server(args: argparse.Namespace) -> int:
     return run(config, args.worker_index, args.control_fd)
 
 
+def _cmd_relay(args: argparse.Namespace) -> int:
+    from ogrt.config import load_config
+    from ogrt.relay import run
+
+    config = _load(load_config, args.config, "ogrt relay: config error")
+    return 2 if config is None else run(config)
+
+
 def _cmd_sink(args: argparse.Namespace) -> int:
     from ogrt.sink import run
     from ogrt.sink.config import load_sink_config
@@ -159,6 +167,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--control-fd", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=_cmd_server)
+
+    p = sub.add_parser("relay", help="run the node-local relay in the foreground",
+                       description="Receive records from the libraries of this node on the [relay] socket "
+                                   "(the kernel vouches for each sender's pid/uid/gid) and forward them in "
+                                   "batches to the [relay] upstream collectors over a MUNGE-authenticated "
+                                   "connection, spooling when none answers. SIGTERM/SIGINT drain and exit 0.")
+    p.add_argument("--config", "-c", metavar="PATH", required=True, help="ogrt.conf (TOML) with a [relay] table")
+    p.set_defaults(func=_cmd_relay)
 
     p = sub.add_parser("sink", help="consume records from NATS JetStream into the outputs",
                        description="Fetch records from the [source] stream (a durable pull consumer "

@@ -27,7 +27,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["Config", "ServerConfig", "MetricsConfig", "SpoolConfig", "WebConfig", "RetentionConfig",
+__all__ = ["Config", "ServerConfig", "MetricsConfig", "SpoolConfig", "WebConfig", "RetentionConfig", "RelayConfig",
            "OutputConfig", "load_config", "parse_config", "parse_outputs", "read_toml", "ConfigError",
            "DEFAULT_STATE_DIR", "default_state_dir", "log_level"]
 
@@ -58,6 +58,24 @@ def _transports(value: list[Any]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(value))
 
 
+def _upstream(value: list[Any]) -> tuple[tuple[str, int], ...]:
+    if not value:
+        raise ValueError('must name at least one collector ("host:port")')
+    out = []
+    for item in value:
+        if not isinstance(item, str):
+            raise ValueError(f"{item!r} is not a \"host:port\" string")
+        out.append(host_port(item))
+    return tuple(out)
+
+
+def _user_names(value: list[Any]) -> tuple[str, ...]:
+    for item in value:
+        if not isinstance(item, str) or not item:
+            raise ValueError(f"{item!r} is not a user name")
+    return tuple(value)
+
+
 def log_level(value: str) -> str:
     if value.lower() not in LOG_LEVELS:
         raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
@@ -85,6 +103,13 @@ class ServerConfig:
     shutdown_timeout: float = option((int, float), 60.0, at_least(0.1))
     #: senders records are taken from (CIDR list); absent: every address
     allowed_networks: tuple[Network, ...] | None = option((list,), None, convert=parse_networks)
+    #: the relay listener (ogrt/protocols/relay.py, protocol/relay.md); absent: none
+    relay_port: int | None = option((int,), None, between(0, 65535))
+    #: users besides root whose MUNGE credential a relay connection may carry
+    relay_users: tuple[str, ...] = option((list,), (), convert=_user_names)
+    munge_socket: str = option((str,), "/run/munge/munge.socket.2", non_empty)
+    #: "reject": process records straight from libraries (TCP/UDP) are refused and counted
+    direct: str = option((str,), "accept", one_of("accept", "reject"))
 
     @property
     def connections_per_peer(self) -> int:
@@ -154,6 +179,32 @@ class RetentionConfig:
 
 
 @dataclass(frozen=True)
+class RelayConfig:
+    """`[relay]`: `ogrt relay`, the node-local relay (ogrt/relay/)."""
+
+    socket: str = option((str,), "/run/ogrt/relay.sock", non_empty)
+    upstream: tuple[tuple[str, int], ...] = option((list,), (("127.0.0.1", 7972),), convert=_upstream)
+    spool_dir: Path = option((str,), Path("/var/spool/ogrt-relay"), non_empty, convert=Path)
+    spool_max_bytes: int = option((int,), 1 << 30, at_least(1 << 16))
+    munge_socket: str = option((str,), "/run/munge/munge.socket.2", non_empty)
+    batch_records: int = option((int,), 500, between(1, 100_000))
+    batch_bytes: int = option((int,), 1 << 20, between(1024, 64 << 20))
+    flush_interval: float = option((int, float), 0.05, between(0.001, 60))
+    max_memory_bytes: int = option((int,), 64 << 20, at_least(1 << 16))  # unacked + queued batches
+    ack_timeout: float = option((int, float), 10.0, at_least(0.1))
+    connect_timeout: float = option((int, float), 3.0, at_least(0.05))
+    drain_timeout: float = option((int, float), 10.0, at_least(0.0))
+    max_frame_bytes: int = option((int,), 4 << 20, between(1024, 1 << 30))
+    fragment_timeout: float = option((int, float), 10.0, at_least(0.1))
+    fragment_max_bytes: int = option((int,), 64 << 20, at_least(0))
+    rcvbuf: int = option((int,), 8 << 20, at_least(0))
+    #: datagrams the socket may queue (see ogrt/relay/receive.py); 0: net.unix.max_dgram_qlen
+    queue_length: int = option((int,), 4096, between(0, 1 << 20))
+    metrics: tuple[str, int] | None = option((str,), None, convert=host_port)
+    log_level: str = option((str,), "info", convert=log_level)
+
+
+@dataclass(frozen=True)
 class OutputConfig:
     name: str
     type: str
@@ -167,12 +218,13 @@ class Config:
     spool: SpoolConfig = field(default_factory=SpoolConfig)
     web: WebConfig = field(default_factory=WebConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
+    relay: RelayConfig = field(default_factory=RelayConfig)
     outputs: tuple[OutputConfig, ...] = ()
     path: Path | None = None
 
 
 _SECTIONS = {"server": ServerConfig, "metrics": MetricsConfig, "spool": SpoolConfig, "web": WebConfig,
-             "retention": RetentionConfig}
+             "retention": RetentionConfig, "relay": RelayConfig}
 _TOP = {name: Key((Mapping,), {}) for name in (*_SECTIONS, "outputs")}
 
 

@@ -39,6 +39,23 @@ METRICS: dict[str, tuple[str, str]] = {
     "ogrt_output_queue_depth": ("gauge", "Records queued in memory for the output now."),
     "ogrt_workers": ("gauge", "Worker processes running."),
     "ogrt_udp_kernel_drops_total": ("counter", "Datagrams the kernel dropped: the UDP receive buffer was full."),
+    # relays (the collector's listener; ogrt/protocols/relay.py)
+    "ogrt_relay_connections_total": ("counter", "Relay connections accepted (before their MUNGE credential is checked)."),
+    "ogrt_relay_connections_open": ("gauge", "Relay connections open now."),
+    "ogrt_relay_batches_acked_total": ("counter", "Relay batches acknowledged: every output persisted or spooled them."),
+    "ogrt_relay_batches_unacked_total": ("counter", "Relay batches an output dropped (spool full): not acknowledged."),
+    "ogrt_relay_duplicates_total": ("counter", "Records a relay sent again that this collector had stored already."),
+    # `ogrt relay` (ogrt/relay/)
+    "ogrt_relay_datagrams_total": ("counter", "Datagrams received on the relay socket."),
+    "ogrt_relay_records_total": ("counter", "Records the relay took (after joining fragments)."),
+    "ogrt_relay_identity_corrected_total": ("counter", "Records whose pid/uid/gid claim differed from the kernel's credentials."),
+    "ogrt_relay_forwarded_total": ("counter", "Records acknowledged by a collector."),
+    "ogrt_relay_spooled_total": ("counter", "Records written to the relay's spool."),
+    "ogrt_relay_spool_depth": ("gauge", "Records in the relay's spool now."),
+    "ogrt_relay_memory_bytes": ("gauge", "Bytes of batches the relay holds in memory (queued and unacknowledged)."),
+    "ogrt_relay_upstream_connected": ("gauge", "1 while the relay has an accepted collector connection."),
+    "ogrt_relay_upstream_failures_total": ("counter", "Collector connections that failed, were refused, timed out or dropped, by reason."),
+    "ogrt_relay_dropped_total": ("counter", "Records the relay dropped: its spool was full."),
     # `ogrt sink`
     "ogrt_sink_received_total": ("counter", "Messages fetched from the stream."),
     "ogrt_sink_acked_total": ("counter", "Messages acknowledged after every output persisted them."),

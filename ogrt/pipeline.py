@@ -28,12 +28,14 @@ class Sink(Protocol):
 
 class Ingest:
     def __init__(self, sinks: Sequence[Sink], resolve_user: UserResolver, transport: str,
-                 ratelog: RateLimitedLog, max_pending: int = 2000) -> None:
+                 ratelog: RateLimitedLog, max_pending: int = 2000, direct: str = "accept") -> None:
         self.sinks = list(sinks)
         self.counters = Counters()
         self.transport = transport
         self.ratelog = ratelog
         self.max_pending = max_pending
+        #: "reject": process records (straight from libraries) are refused and counted
+        self.reject_direct = direct == "reject"
         self.pending: list[dict[str, Any]] = []
         self.room_wait = 0.0  # see flush()
         self._decode = Decoder(resolve_user).decode
@@ -51,6 +53,9 @@ class Ingest:
 
     def frame(self, mtype: int, payload: bytes, peer: str) -> None:
         """Decode one frame (process or job record); a bad one is counted and logged (rate-limited)."""
+        if self.reject_direct and (mtype == PROCESS_START or mtype == PROCESS_END):
+            self.reject("direct_rejected", peer, "[server] direct = \"reject\": records only through a relay")
+            return
         try:
             record = self._decode(mtype, payload, peer)
         except RecordError as e:
@@ -65,6 +70,12 @@ class Ingest:
 
     def frames(self, frames: list[tuple[int, bytes]], peer: str) -> None:
         """frame() for many frames of one peer, with the loop's lookups hoisted."""
+        if self.reject_direct:
+            kept = [f for f in frames if f[0] != PROCESS_START and f[0] != PROCESS_END]
+            if len(kept) < len(frames):
+                self.reject("direct_rejected", peer, "[server] direct = \"reject\": records only through a relay",
+                            len(frames) - len(kept))
+                frames = kept
         decode = self._decode
         pending = self.pending
         starts = ends = 0

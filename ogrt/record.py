@@ -208,6 +208,7 @@ def start_record(msg: Any, peer: str, resolve_user: UserResolver) -> dict[str, A
         "libs": _libs(msg.libs),
         "signature": escape(signature) if signature else None,
         "step_id": escape(msg.step_id) if msg.step_id else None,
+        "verified": False,  # True: pid/uid/gid checked by a node relay (ogrt/protocols/relay.py)
     }
 
 
@@ -239,6 +240,7 @@ def end_record(msg: Any, peer: str, resolve_user: UserResolver) -> dict[str, Any
         "oublock": msg.oublock,
         "nvcsw": msg.nvcsw,
         "nivcsw": msg.nivcsw,
+        "verified": False,
     }
 
 

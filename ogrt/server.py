@@ -22,6 +22,7 @@ from ogrt.lifecycle import READY_LINE, install_stop_signals, setup_logging
 from ogrt.memory import tune_allocator
 from ogrt.metrics import RUNNER_STATS, merge, sample, serve_metrics
 from ogrt.pipeline import Ingest
+from ogrt.protocols.relay import RelayReceiver
 from ogrt.protocols.tcp import TcpReceiver
 from ogrt.protocols.udp import UdpReceiver, kernel_drops
 from ogrt.ratelimit import RateLimitedLog
@@ -70,8 +71,10 @@ class Server:
         self.tcp: TcpReceiver | None = None
         self.udp: UdpReceiver | None = None
         self.tcp_ingest: Ingest | None = None
+        self.relay: RelayReceiver | None = None
         self._metrics_server: asyncio.base_events.Server | None = None
         self.port = config.server.port
+        self.relay_port: int | None = None
         self.failed = False  # a receiver died: stop and exit 1 (a supervisor restarts us)
         self.stop_event: asyncio.Event | None = None
         self.retainer: Any = None  # [retention] max_age: in worker 0 only
@@ -121,7 +124,7 @@ class Server:
         if "tcp" in sc.transports:
             tcp_sock = bind_socket(sc.address, sc.port, socket.SOCK_STREAM, self.reuse_port)
             self.port = tcp_sock.getsockname()[1]
-            self.tcp_ingest = Ingest(sinks, self.users, "tcp", self.ratelog)
+            self.tcp_ingest = Ingest(sinks, self.users, "tcp", self.ratelog, direct=sc.direct)
             self.tcp = TcpReceiver(self.tcp_ingest, sc)
             await self.tcp.start(tcp_sock)
         if "udp" in sc.transports:
@@ -134,8 +137,14 @@ class Server:
                 if self.stop_event is not None:
                     loop.call_soon_threadsafe(self.stop_event.set)
 
-            self.udp = UdpReceiver(udp_sock, Ingest(sinks, self.users, "udp", self.ratelog), sc, crashed)
+            self.udp = UdpReceiver(udp_sock, Ingest(sinks, self.users, "udp", self.ratelog, direct=sc.direct),
+                                   sc, crashed)
             self.udp.start()
+        if sc.relay_port is not None:
+            relay_sock = bind_socket(sc.address, sc.relay_port, socket.SOCK_STREAM, self.reuse_port)
+            self.relay_port = relay_sock.getsockname()[1]
+            self.relay = RelayReceiver(sinks, Ingest(sinks, self.users, "relay", self.ratelog), self.users, sc)
+            await self.relay.start(relay_sock)
         if self.serve_metrics_here and self.config.metrics.address is not None:
             host, port = self.config.metrics.address
             self._metrics_server = await serve_metrics(host, port, self.collect)
@@ -149,6 +158,9 @@ class Server:
         if self.tcp is not None and self.tcp_ingest is not None:
             snaps.append(self.tcp_ingest.counters.snapshot())
             gauges["ogrt_connections_open"] = len(self.tcp.connections)
+        if self.relay is not None:
+            snaps.append(self.relay.ingest.counters.snapshot())
+            gauges["ogrt_relay_connections_open"] = len(self.relay.connections)
         if self.udp is not None:
             snaps.append(self.udp.ingest.counters.snapshot())
             gauges["ogrt_fragments_pending"] = len(self.udp.reassembler)
@@ -167,6 +179,8 @@ class Server:
     async def stop(self) -> None:
         sc = self.config.server
         t0 = time.monotonic()
+        if self.relay is not None:
+            self.relay.pause()
         if self.tcp is not None:
             await self.tcp.stop(grace=sc.shutdown_timeout / 2)
         if self.udp is not None:
@@ -178,6 +192,8 @@ class Server:
         remaining = max(1.0, sc.shutdown_timeout - (time.monotonic() - t0))
         await asyncio.gather(*(loop.run_in_executor(None, runner.stop, remaining)
                                for _, runner in self.runners + self.orphans))
+        if self.relay is not None:
+            await self.relay.close()
         if self._metrics_server is not None:
             self._metrics_server.close()
         log.info("stopped after draining in %.2f s", time.monotonic() - t0)
@@ -222,6 +238,7 @@ def run(config: Config, worker_index: int | None = None, control_fd: int | None 
         return supervise(config)
 
     def ready(server: Server) -> None:
-        print(f"{READY_LINE} port={server.port}", file=sys.stderr, flush=True)
+        relay = f" relay_port={server.relay_port}" if server.relay_port is not None else ""
+        print(f"{READY_LINE} port={server.port}{relay}", file=sys.stderr, flush=True)
 
     return asyncio.run(serve(config, ready))

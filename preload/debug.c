@@ -90,7 +90,8 @@ void ogrt_print_settings(void)
     info("server_host", OGRT_CFG_SERVER_HOST);
     snprintf(num, sizeof num, "%d", OGRT_CFG_SERVER_PORT);
     info("server_port", num);
-    info("transport", OGRT_CFG_TRANSPORT_UDP ? "udp" : "tcp");
+    info("transport", OGRT_CFG_TRANSPORT_UDP ? "udp" : OGRT_CFG_TRANSPORT_RELAY ? "relay" : "tcp");
+    info("relay_socket", OGRT_CFG_RELAY_SOCKET);
     info("jobid_var", OGRT_CFG_JOBID_VAR);
     snprintf(num, sizeof num, "%d", OGRT_CFG_CONNECT_TIMEOUT_MS);
     info("connect_timeout_ms", num);

@@ -47,6 +47,10 @@ check() {
       [ $ok = yes ] || fail "$1" "$4" "must be one of $3" ;;
     yesno)
       case $4 in yes|no) ;; *) fail "$1" "$4" "must be yes or no";; esac ;;
+    path)
+      case $4 in /*) ;; *) fail "$1" "$4" "must be an absolute path";; esac
+      case $4 in *[!A-Za-z0-9._+/-]*) fail "$1" "$4" "may hold only A-Z a-z 0-9 . _ - + /";; esac
+      [ ${#4} -ge "$lo" ] && [ ${#4} -le "$hi" ] || fail "$1" "$4" "must be $lo..$hi characters long" ;;
     regexps)
       ! has_ctrl "$4" || fail "$1" "$4" "control characters are not allowed" ;;
     *)
@@ -72,6 +76,7 @@ while read -r name kind default bounds desc; do
 done < "$table"
 
 case $TRANSPORT in udp) udp=1;; *) udp=0;; esac
+case $TRANSPORT in relay) relay=1;; *) relay=0;; esac
 case $SEND_CMDLINE in yes) cmd=1;; *) cmd=0;; esac
 case $ALLOW_SERVER_ENV in yes) senv=1;; *) senv=0;; esac
 wl_init=""
@@ -86,6 +91,8 @@ cat > "$tmp" <<EOC
 #define OGRT_CFG_SERVER_PORT $SERVER_PORT
 #define OGRT_CFG_JOBID_VAR "$JOBID_VAR"
 #define OGRT_CFG_TRANSPORT_UDP $udp
+#define OGRT_CFG_TRANSPORT_RELAY $relay
+#define OGRT_CFG_RELAY_SOCKET "$RELAY_SOCKET"
 #define OGRT_CFG_CONNECT_TIMEOUT_MS $CONNECT_TIMEOUT_MS
 #define OGRT_CFG_BACKOFF_SECONDS $BACKOFF_SECONDS
 #define OGRT_CFG_SEND_CMDLINE $cmd

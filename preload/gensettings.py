@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 TABLE = Path("preload/settings.tsv")
 COMMAND = "python3 preload/gensettings.py"
-KINDS = ("host", "uint", "envname", "envnames", "choice", "yesno", "regexps")
+KINDS = ("host", "uint", "envname", "envnames", "choice", "yesno", "regexps", "path")
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,7 @@ class Setting:
             "choice": ", ".join(f"`{w}`" for w in self.bounds.split("|")),
             "yesno": "`+` or `~`" if spack else "`yes` or `no`",
             "regexps": "`:`-separated POSIX extended regexes",
+            "path": f"absolute path of A-Z a-z 0-9 `._-+/`, {lo}..{hi} characters",
         }[self.kind]
         if spack and self.kind in ("envnames", "regexps"):
             text += ", `none`: none"
@@ -68,7 +69,7 @@ def read_table(path: Path) -> list[Setting]:
         if len(fields) != 5 or fields[1] not in KINDS:
             raise SystemExit(f"{path}:{number}: expected NAME KIND DEFAULT BOUNDS DESCRIPTION")
         name, kind, default, bounds, description = (f if f != "-" else "" for f in fields)
-        if kind in ("host", "uint") and not re.fullmatch(r"[0-9]+\.\.[0-9]+", bounds):
+        if kind in ("host", "uint", "path") and not re.fullmatch(r"[0-9]+\.\.[0-9]+", bounds):
             raise SystemExit(f"{path}:{number}: {name}: bounds must be lo..hi")
         settings.append(Setting(name, kind, default, bounds, description.strip()))
     return settings

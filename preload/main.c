@@ -29,6 +29,8 @@ static struct {
     uid_t uid;
     uint8_t uuid[16];
     int64_t start_us;
+    int srv_state;    /* srv resolved: 1, cannot be: -1, not yet: 0 (a relay build resolves
+                         only when the relay cannot take a record) */
     struct ogrt_server srv;
 } st;
 
@@ -42,27 +44,29 @@ static uint8_t small_buf[768];
 
 typedef size_t (*encode_fn)(uint8_t *out, const void *record);
 
-/* small/small_size: where a record that fits is encoded */
-static enum ogrt_send_result send_record(uint32_t type, encode_fn encode, const void *record, uint8_t *small,
-                                         size_t small_size)
+static int server_ready(void)
 {
-    /* The constructor checked the back-off marker for the start record. A marker that
-     * another process created meanwhile matters only to a process that ran a while: a
-     * short one (the common case) sends its end record without a second look. */
-    if (OGRT_BACKOFF_ENABLED && type == OGRT_TYPE_PROCESS_END && ogrt_now_us() - st.start_us >= RECHECK_BACKOFF_US &&
-        ogrt_backoff_active(&st.srv, st.uid)) {
+    if (!st.srv_state)
+        st.srv_state = ogrt_resolve_server(&st.srv) ? 1 : -1;
+    return st.srv_state > 0;
+}
+
+/* The frame in buf to the server (TCP or UDP). */
+static enum ogrt_send_result send_direct(uint32_t type, uint8_t *buf, size_t payload)
+{
+    if (!server_ready())
+        return OGRT_FAILED;
+    /* The constructor checked the back-off marker for the start record (not in a relay
+     * build: there the relay comes first). A marker that another process created meanwhile
+     * matters only to a process that ran a while: a short one (the common case) sends its
+     * end record without a second look. */
+    int check = OGRT_CFG_TRANSPORT_RELAY ||
+                (type == OGRT_TYPE_PROCESS_END && ogrt_now_us() - st.start_us >= RECHECK_BACKOFF_US);
+    if (OGRT_BACKOFF_ENABLED && check && ogrt_backoff_active(&st.srv, st.uid)) {
         ogrt_log("backing off: not sending to %s", st.srv.text);
         return OGRT_TIMEOUT;
     }
-    size_t payload = encode(NULL, record);
-    size_t total = OGRT_FRAME_HEADER + payload;
-    uint8_t *buf = total <= small_size ? small : ogrt_map(total);
-    if (!buf)
-        return OGRT_FAILED;
-    encode(buf + OGRT_FRAME_HEADER, record);
     enum ogrt_send_result r = ogrt_send_frame(&st.srv, type, st.uuid, buf, payload);
-    if (buf != small)
-        ogrt_unmap(buf, total);
     switch (r) {
     case OGRT_SENT:
         ogrt_log("sent type %u record (%zu bytes) to %s", type, payload, st.srv.text);
@@ -77,6 +81,31 @@ static enum ogrt_send_result send_record(uint32_t type, encode_fn encode, const 
     default:
         ogrt_log("could not send to %s", st.srv.text);
     }
+    return r;
+}
+
+/* small/small_size: where a record that fits is encoded */
+static enum ogrt_send_result send_record(uint32_t type, encode_fn encode, const void *record, uint8_t *small,
+                                         size_t small_size)
+{
+    size_t payload = encode(NULL, record);
+    size_t total = OGRT_FRAME_HEADER + payload;
+    uint8_t *buf = total <= small_size ? small : ogrt_map(total);
+    if (!buf)
+        return OGRT_FAILED;
+    encode(buf + OGRT_FRAME_HEADER, record);
+    enum ogrt_send_result r = OGRT_FAILED;
+    int err = OGRT_CFG_TRANSPORT_RELAY ? ogrt_send_relay(type, st.uuid, buf, payload) : 1;
+    if (err == 0) {
+        ogrt_log("sent type %u record (%zu bytes) to the relay %s", type, payload, OGRT_CFG_RELAY_SOCKET);
+        r = OGRT_SENT;
+    } else {
+        if (OGRT_CFG_TRANSPORT_RELAY)
+            ogrt_log("relay %s did not take the record (errno %d): sending directly", OGRT_CFG_RELAY_SOCKET, -err);
+        r = send_direct(type, buf, payload);
+    }
+    if (buf != small)
+        ogrt_unmap(buf, total);
     return r;
 }
 
@@ -140,13 +169,15 @@ __attribute__((constructor)) static void ogrt_init(int argc, char **argv, char *
     ogrt_print_settings();
     if (!ogrt_env_true("OGRT_ACTIVE"))
         return;
-    if (!ogrt_resolve_server(&st.srv))
-        return;
     st.uid = (uid_t)sys_getuid();
-    /* Backing off: nothing will be sent, so nothing is collected either (cheapest path). */
-    if (ogrt_backoff_active(&st.srv, st.uid)) {
-        ogrt_log("backing off: not sending to %s", st.srv.text);
-        return;
+    if (!OGRT_CFG_TRANSPORT_RELAY) {
+        if (!server_ready())
+            return;
+        /* Backing off: nothing will be sent, so nothing is collected either (cheapest path). */
+        if (ogrt_backoff_active(&st.srv, st.uid)) {
+            ogrt_log("backing off: not sending to %s", st.srv.text);
+            return;
+        }
     }
     struct ogrt_start s;
     struct ogrt_path_bufs paths;

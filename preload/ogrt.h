@@ -69,6 +69,10 @@ void ogrt_backoff_start(const struct ogrt_server *srv, uid_t uid);
 enum ogrt_send_result { OGRT_SENT = 0, OGRT_REFUSED, OGRT_TIMEOUT, OGRT_FAILED };
 enum ogrt_send_result ogrt_send_frame(const struct ogrt_server *srv, uint32_t type, const uint8_t uuid[16],
                                       uint8_t *buf, size_t payload_len);
+/* The same frames as UDP's datagrams on the Unix socket RELAY_SOCKET, without waiting:
+ * 0 when all were queued, else the -errno of the first that was not (-ENOENT: no socket,
+ * -ECONNREFUSED: nobody bound, -EAGAIN: its queue is full); the caller then sends directly. */
+int ogrt_send_relay(uint32_t type, const uint8_t uuid[16], uint8_t *buf, size_t payload_len);
 
 /* common.c: helpers shared by the files above */
 /* mmap-backed memory (never malloc: the program's heap stays as it would be); NULL on failure.

@@ -1,11 +1,13 @@
 /* Sending one frame: TCP on a short connection (non-blocking connect bounded by
  * CONNECT_TIMEOUT_MS), or UDP datagrams with Fragment frames for records larger than one
- * safe datagram. Descriptors are O_CLOEXEC and closed before returning; MSG_NOSIGNAL
+ * safe datagram, or the same datagrams on the node relay's Unix socket (never waiting). Descriptors are O_CLOEXEC and closed before returning; MSG_NOSIGNAL
  * keeps SIGPIPE away from the program; EINTR is retried with the remaining time. */
 #include <errno.h>
 #include <poll.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -92,62 +94,72 @@ out:
     return res;
 }
 
-/* One datagram on a non-blocking socket: a full send buffer is waited for, boundedly. */
-static int udp_datagram(int fd, const struct ogrt_server *srv, const uint8_t *p, size_t n)
+/* One datagram on a non-blocking socket. wait: a full send buffer is waited for, boundedly
+ * (UDP); otherwise it fails at once (the relay: the record then takes the direct path). */
+static int send_datagram(int fd, const void *addr, socklen_t addrlen, int wait, const uint8_t *p, size_t n)
 {
     int64_t deadline = 0; /* set at the first full buffer; bounds retries even if poll says ready */
     for (;;) {
-        long s = sys_sendto(fd, p, n, MSG_NOSIGNAL, &srv->addr, srv->addrlen);
+        long s = sys_sendto(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT, addr, addrlen);
         if (s == (long)n)
             return 0;
         if (s == -EINTR)
             continue;
-        if (s == -EAGAIN || s == -EWOULDBLOCK || s == -ENOBUFS) {
+        if (wait && (s == -EAGAIN || s == -EWOULDBLOCK || s == -ENOBUFS)) {
             if (!deadline)
                 deadline = mono_ms() + STALL_MS;
             if (wait_fd(fd, POLLOUT, deadline) >= 1 && mono_ms() < deadline)
                 continue;
         }
-        return -1;
+        return s < 0 ? (int)s : -EMSGSIZE;
     }
 }
 
-static enum ogrt_send_result udp_send(const struct ogrt_server *srv, uint32_t type, const uint8_t uuid[16],
-                                      uint8_t *buf, size_t payload_len)
+/* A record as datagrams to addr: one frame, or Fragment frames for a payload over UDP_PIECE.
+ * 0 or the -errno of the first datagram that failed. */
+static int dgram_send(int family, const void *addr, socklen_t addrlen, int wait, uint32_t type,
+                      const uint8_t uuid[16], uint8_t *buf, size_t payload_len)
 {
-    int fd = (int)sys_socket(srv->addr.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = (int)sys_socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
-        return OGRT_FAILED;
-    enum ogrt_send_result res = OGRT_FAILED;
+        return fd;
+    int res;
     if (payload_len <= UDP_PIECE) {
-        if (udp_datagram(fd, srv, buf, OGRT_FRAME_HEADER + payload_len) == 0)
-            res = OGRT_SENT;
+        res = send_datagram(fd, addr, addrlen, wait, buf, OGRT_FRAME_HEADER + payload_len);
         goto out;
     }
-    /* Too large for one datagram: Fragment frames, joined by the daemon (never truncated). */
+    /* Too large for one datagram: Fragment frames, joined by the receiver (never truncated). */
     uint32_t count = (uint32_t)((payload_len + UDP_PIECE - 1) / UDP_PIECE);
     size_t cap = OGRT_FRAME_HEADER + ogrt_encode_fragment(NULL, uuid, type, count, count,
                                                           (uint32_t)payload_len, buf, UDP_PIECE);
     uint8_t *frag = ogrt_map(cap);
+    res = -ENOMEM;
     if (!frag)
         goto out;
     const uint8_t *payload = buf + OGRT_FRAME_HEADER;
-    res = OGRT_SENT;
-    for (uint32_t i = 0; i < count; i++) {
+    res = 0;
+    for (uint32_t i = 0; i < count && res == 0; i++) {
         size_t off = (size_t)i * UDP_PIECE;
         size_t n = payload_len - off < UDP_PIECE ? payload_len - off : UDP_PIECE;
         size_t len = ogrt_encode_fragment(frag + OGRT_FRAME_HEADER, uuid, type, i, count,
                                           (uint32_t)payload_len, payload + off, n);
         ogrt_frame_header(frag, OGRT_TYPE_FRAGMENT, (uint32_t)len);
-        if (udp_datagram(fd, srv, frag, OGRT_FRAME_HEADER + len) != 0) {
-            res = OGRT_FAILED;
-            break;
-        }
+        res = send_datagram(fd, addr, addrlen, wait, frag, OGRT_FRAME_HEADER + len);
     }
     ogrt_unmap(frag, cap);
 out:
     sys_close(fd);
     return res;
+}
+
+int ogrt_send_relay(uint32_t type, const uint8_t uuid[16], uint8_t *buf, size_t payload_len)
+{
+    static const struct sockaddr_un relay = {AF_UNIX, OGRT_CFG_RELAY_SOCKET};
+    if (payload_len > UINT32_MAX - OGRT_FRAME_HEADER)
+        return -EMSGSIZE;
+    ogrt_frame_header(buf, type, (uint32_t)payload_len);
+    return dgram_send(AF_UNIX, &relay, (socklen_t)(offsetof(struct sockaddr_un, sun_path) +
+                                                   sizeof OGRT_CFG_RELAY_SOCKET), 0, type, uuid, buf, payload_len);
 }
 
 enum ogrt_send_result ogrt_send_frame(const struct ogrt_server *srv, uint32_t type, const uint8_t uuid[16],
@@ -157,6 +169,7 @@ enum ogrt_send_result ogrt_send_frame(const struct ogrt_server *srv, uint32_t ty
         return OGRT_FAILED;
     ogrt_frame_header(buf, type, (uint32_t)payload_len);
     if (OGRT_CFG_TRANSPORT_UDP)
-        return udp_send(srv, type, uuid, buf, payload_len);
+        return dgram_send(srv->addr.ss_family, &srv->addr, srv->addrlen, 1, type, uuid, buf, payload_len) == 0
+                   ? OGRT_SENT : OGRT_FAILED;
     return tcp_send(srv, buf, OGRT_FRAME_HEADER + payload_len);
 }

@@ -5,4 +5,6 @@ pytest_plugins = [
     "tests.fixtures.postgres",  # a real PostgreSQL started in a temp dir
     "tests.fixtures.nats",      # real nats-server processes: three clustered on loopback, or one
     "tests.fixtures.sink",      # real `ogrt sink` processes
+    "tests.fixtures.munge",     # real munged daemons with keys in temp dirs
+    "tests.fixtures.relay",     # real `ogrt relay` processes
 ]

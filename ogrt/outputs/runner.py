@@ -11,6 +11,11 @@ When the spool would exceed its size limit the batch is dropped: counted in `dro
 and logged at ERROR (at most once per 10 s). A record the backend refuses by itself
 (any error other than OutputError, found by splitting the batch) is counted in `rejected`
 and logged, so it cannot block the output.
+
+Acknowledgements: records submitted as an `Acked` list (the relay listener's batches) are
+settled once their fate is known: `on_settled(True)` once the backend persisted (or refused)
+them or they are in the spool (fsynced), `on_settled(False)` when the spool was full and they
+were dropped. Each list is settled once.
 """
 from __future__ import annotations
 
@@ -30,6 +35,24 @@ log = logging.getLogger(__name__)
 BACKOFF_MIN = 0.1
 
 Item = tuple[float, list[dict[str, Any]]]  # (submit time, records)
+
+
+class Acked(list):  # type: ignore[type-arg]
+    """Records whose settlement someone waits for (see the module docstring)."""
+
+    __slots__ = ("on_settled", "settled")
+
+    def __init__(self, records: list[dict[str, Any]], on_settled: Any) -> None:
+        super().__init__(records)
+        self.on_settled = on_settled
+        self.settled = False
+
+
+def settle(items: list[Item], ok: bool) -> None:
+    for _, recs in items:
+        if type(recs) is Acked and not recs.settled:
+            recs.settled = True
+            recs.on_settled(ok)
 
 
 class OutputRunner:
@@ -141,11 +164,22 @@ class OutputRunner:
         self._queue.clear()
         self._queued = 0
         self._room.notify_all()
-        for t, recs in items:
-            self._to_spool(recs, t, sync=False)
+        results = [(self._to_spool(recs, t, sync=False), t, recs) for t, recs in items]
+        if any(type(recs) is Acked for _, _, recs in results):
+            self._sync_spool()
+        for ok, t, recs in results:
+            settle([(t, recs)], ok)
         self._cond.notify_all()  # a writer waiting for a batch must replay the spool now
 
-    def _to_spool(self, records: list[dict[str, Any]], t: float, sync: bool = True) -> None:
+    def _sync_spool(self) -> None:
+        assert self.spool is not None
+        try:
+            self.spool.sync()
+        except OSError as e:
+            log.error("output %s: cannot fsync the spool %s: %s", self.name, self.spool_dir, e)
+
+    def _to_spool(self, records: list[dict[str, Any]], t: float, sync: bool = True) -> bool:
+        """Append to the spool; False when the records were dropped (full, or a disk error)."""
         assert self.spool is not None
         try:
             ok = self.spool.append(records, t, sync=sync)
@@ -160,6 +194,7 @@ class OutputRunner:
                               "output %s: SPOOL FULL (%d of %d bytes in %s): DROPPED %d records "
                               "(%d dropped in total)", self.name, self.spool.bytes,
                               self.spool_max_bytes, self.spool_dir, len(records), self.dropped)
+        return ok
 
     # -- the writer thread ---------------------------------------------------------
     def _take_batch(self) -> list[Item] | None:
@@ -317,7 +352,7 @@ class OutputRunner:
                 continue
             if self._stopping and time.monotonic() >= self._deadline:
                 for t, recs in items:
-                    self._to_spool(recs, t)
+                    settle([(t, recs)], self._to_spool(recs, t))
                 with self._cond:
                     self._spill_locked([])
                 break
@@ -325,8 +360,11 @@ class OutputRunner:
             rest = self._write(items)
             with self._cond:
                 self._inflight = None
+                ok = True
                 if rest and not self._abandoned:
-                    self._to_spool(rest, items[0][0])
+                    ok = self._to_spool(rest, items[0][0])
+                if not self._abandoned:
+                    settle(items, ok)
 
     # -- metrics -------------------------------------------------------------------
     def stats(self) -> dict[str, float]:

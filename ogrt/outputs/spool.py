@@ -202,6 +202,12 @@ class Spool:
             self._entries += 1
         return True
 
+    def sync(self) -> None:
+        """fsync what append(sync=False) wrote."""
+        with self._lock:
+            if self._tail_fd is not None:
+                os.fsync(self._tail_fd)
+
     def _new_segment(self) -> None:
         if self._tail_fd is not None:
             os.close(self._tail_fd)

@@ -13,7 +13,7 @@ from ogrt.allowlist import PeerFilter
 from ogrt.framing import FrameDecoder, FrameError
 from ogrt.pipeline import Ingest
 
-__all__ = ["TcpReceiver", "peer_text"]
+__all__ = ["TcpReceiver", "peer_text", "transport_peer"]
 
 log = logging.getLogger("ogrt.tcp")
 
@@ -23,6 +23,12 @@ def peer_text(host: str) -> str:
     if host.startswith("::ffff:") and "." in host:
         return host[7:]
     return host.partition("%")[0]
+
+
+def transport_peer(transport: asyncio.BaseTransport) -> str:
+    """The peer address of a connection's transport as text ("?" when unknown)."""
+    peername = transport.get_extra_info("peername")
+    return peer_text(peername[0]) if peername else "?"
 
 
 class _Connection(asyncio.Protocol):
@@ -41,8 +47,7 @@ class _Connection(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         rx = self.rx
-        peername = transport.get_extra_info("peername")
-        self.peer = peer_text(peername[0]) if peername else "?"
+        self.peer = transport_peer(transport)
         per_peer = rx.per_peer.get(self.peer, 0)
         if not rx.allowed(self.peer):
             reason, detail = "not_allowed", "address outside [server] allowed_networks"

@@ -19,13 +19,13 @@ VERSION_QUERY = "SELECT version FROM schema_version"
 #: the columns a start record fills (uuid aside); exe_path + exe_signature name the executable
 START_COLUMNS: tuple[str, ...] = (
     "host", "peer", "job_id", "pid", "ppid", "uid", "gid", "username", "exe_path",
-    "exe_signature", "args", "cwd", "env", "rank", "step_id", "start_time",
+    "exe_signature", "args", "cwd", "env", "rank", "step_id", "start_time", "verified",
 )
 #: the columns an end record fills (uuid aside)
 END_COLUMNS: tuple[str, ...] = (
     "host", "peer", "job_id", "pid", "uid", "username", "end_time", "start_time",
     "exit_status", "duration", "utime", "stime", "maxrss_kb", "minflt", "majflt", "inblock",
-    "oublock", "nvcsw", "nivcsw",
+    "oublock", "nvcsw", "nivcsw", "verified",
 )
 #: the columns filled from records, in the order of a merged row (ogrt/outputs/sqlrecords.py)
 RECORD_COLUMNS: tuple[str, ...] = ("uuid",) + START_COLUMNS + tuple(
@@ -124,6 +124,24 @@ def create_schema(execute: Callable[[str], Iterable[Any]], dialect: str) -> None
         for stmt in stmts[1:]:
             execute(stmt)
         execute(f"INSERT INTO schema_version (version) VALUES ({SCHEMA_VERSION})")
+    add_verified_column(execute, dialect)
+
+
+# -- migration: processes.verified (issue 11, node relays) ------------------------------------
+#: Kept apart from the version-numbered schema on purpose: it adds one nullable column to a
+#: database of any version that lacks it (NULL: a record stored before relays existed).
+VERIFIED_DDL = {"sqlite": "ALTER TABLE processes ADD COLUMN verified INTEGER",  # 0/1
+                "postgresql": "ALTER TABLE processes ADD COLUMN IF NOT EXISTS verified BOOLEAN"}
+_COLUMNS_QUERY = {"sqlite": "SELECT name FROM pragma_table_info('processes')",
+                  "postgresql": "SELECT column_name FROM information_schema.columns "
+                                "WHERE table_name = 'processes' AND table_schema = current_schema()"}
+
+
+def add_verified_column(execute: Callable[[str], Iterable[Any]], dialect: str) -> None:
+    """In the caller's transaction: add processes.verified unless it is there (the check
+    takes no lock, so a database that has it gets no DDL)."""
+    if "verified" not in {name for (name,) in execute(_COLUMNS_QUERY[dialect])}:
+        execute(VERIFIED_DDL[dialect])
 
 
 # -- the statements of the outputs -------------------------------------------------------

@@ -62,6 +62,14 @@ def local_deploy_vars(root: Path, source: Path) -> dict[str, Any]:
             "ogrt_server_user": user, "ogrt_server_group": user}
 
 
+def local_inventory(tmp: Path, *groups: str) -> Path:
+    """inventory/local.yml's localhost, also in each of `groups`."""
+    path = tmp / "inventory.yml"
+    path.write_text((REPO / "inventory" / "local.yml").read_text()
+                    + "".join(f"    {g}:\n      hosts:\n        localhost:\n" for g in groups))
+    return path
+
+
 def recap(proc: subprocess.CompletedProcess[str]) -> dict[str, int]:
     """The PLAY RECAP counters of localhost (ok, changed, failed, ...)."""
     m = re.search(r"^localhost\s+:\s+(.*)$", proc.stdout, re.M)

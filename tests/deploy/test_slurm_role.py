@@ -9,24 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.helpers import REPO, VENV_BIN, changed_tasks, recap, render, run_playbook
+from tests.deploy.helpers import VENV_BIN, changed_tasks, local_inventory, recap, render, run_playbook
 from tests.server.test_job_event import PROLOG
 
 LIB = "/opt/site/ogrt/$LIB/libogrt.so"  # a literal $LIB, as the loader expands it
 
 
-def _inventory(tmp: Path) -> Path:
-    """inventory/local.yml's localhost, also in the Slurm groups."""
-    path = tmp / "inventory.yml"
-    path.write_text((REPO / "inventory" / "local.yml").read_text()
-                    + "    slurm_controllers:\n      hosts:\n        localhost:\n"
-                    + "    slurm_nodes:\n      hosts:\n        localhost:\n")
-    return path
-
-
 def _play(tmp: Path, variables: dict, *args: str):
     tmp.mkdir(parents=True, exist_ok=True)
-    return run_playbook(tmp / "run", variables, "--tags", "ogrt_slurm", *args, inventory=_inventory(tmp))
+    return run_playbook(tmp / "run", variables, "--tags", "ogrt_slurm", *args, inventory=local_inventory(tmp, "slurm_controllers", "slurm_nodes"))
 
 
 @pytest.fixture(scope="module")

@@ -54,6 +54,7 @@ EVERY_SERVER_KEY: dict[str, Any] = {
     "max_connections_per_peer": 7, "log_level": "warning", "udp_rcvbuf": 8388608,
     "fragment_timeout": 3.5, "fragment_max_bytes": 1048576, "max_buffered_bytes": 2097152,
     "shutdown_timeout": 9.5, "allowed_networks": ["10.77.0.0/24", "::1/128"],
+    "relay_port": 7972, "relay_users": ["ogrt-relay"], "munge_socket": "/run/m/s", "direct": "reject",
 }
 
 
@@ -88,7 +89,7 @@ def test_every_daemon_key_is_settable(tmp_path: Path) -> None:
         got = getattr(loaded.server, key)
         if key == "allowed_networks":
             got = [str(n) for n in got]
-        assert (list(got) if key == "transports" else got) == value, key
+        assert (list(got) if key in ("transports", "relay_users") else got) == value, key
     assert loaded.server.state_dir == tmp_path / "state"
     assert loaded.metrics.address == ("127.0.0.1", 9999)
     assert loaded.spool.max_bytes == 12345
@@ -289,12 +290,13 @@ def test_inventory_and_site_are_valid_yaml() -> None:
 
     site = yaml.safe_load((REPO / "site.yml").read_text())
     assert [p["hosts"] for p in site] == ["ogrt_servers", "ogrt_sinks", "compute:login",
-                                          "slurm_controllers:slurm_nodes"]
-    assert [p["roles"][0]["role"] for p in site] == ["ogrt_server", "ogrt_server", "ogrt_modulefile", "ogrt_slurm"]
+                                          "slurm_controllers:slurm_nodes", "ogrt_relays"]
+    assert [p["roles"][0]["role"] for p in site] == ["ogrt_server", "ogrt_server", "ogrt_modulefile", "ogrt_slurm",
+                                                     "ogrt_relay"]
     assert site[1]["roles"][0]["vars"] == {"ogrt_server_collector_enabled": False, "ogrt_server_sink_enabled": True}
     example = yaml.safe_load((REPO / "inventory" / "example.yml").read_text())
     assert set(example["all"]["children"]) == {"ogrt_servers", "compute", "login", "slurm_controllers",
-                                               "slurm_nodes"}
+                                               "slurm_nodes", "ogrt_relays"}
     json.dumps(example)
 
 

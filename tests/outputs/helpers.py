@@ -97,7 +97,8 @@ def wait_for(cond: Callable[[], bool], timeout: float = 20.0, what: str = "condi
 # -- SQL readback ---------------------------------------------------------------------------
 PROC_COLS = ["uuid", "host", "peer", "job_id", "pid", "ppid", "uid", "gid", "username", "args",
              "cwd", "env", "rank", "start_time", "end_time", "exit_status", "duration", "utime",
-             "stime", "maxrss_kb", "minflt", "majflt", "inblock", "oublock", "nvcsw", "nivcsw"]
+             "stime", "maxrss_kb", "minflt", "majflt", "inblock", "oublock", "nvcsw", "nivcsw",
+             "verified"]
 
 
 def _norm(v: Any) -> Any:
@@ -137,7 +138,7 @@ def expected_processes(records: Sequence[dict[str, Any]]) -> dict[str, dict[str,
     for r in records:
         d = out.setdefault(r["id"], {c: None for c in PROC_COLS} | {
             "uuid": r["id"], "exe": None, "signature": None, "libs": {}, "modules": set()})
-        for k in ("host", "peer", "job_id", "pid", "uid"):
+        for k in ("host", "peer", "job_id", "pid", "uid", "verified"):
             if r.get(k) is not None:
                 d[k] = r[k]
         if r.get("user") is not None:

@@ -36,6 +36,7 @@ def start(i: int, uid: str | None = None, nlibs: int = 3, nasty: bool = True) ->
                   "signature": None if j % 2 else "0d6f2a4c-1111-4222-8333-444455556666"}
                  for j in range(nlibs)],
         "signature": None if i % 2 else "7e0b7a9e-aaaa-4bbb-8ccc-dddddddddddd",
+        "verified": i % 3 == 0,
     }
 
 
@@ -65,6 +66,7 @@ def end(i: int, uid: str | None = None, late: int = 1, nasty: bool = True) -> di
         "oublock": 16,
         "nvcsw": 3,
         "nivcsw": 4,
+        "verified": i % 3 == 0,
     }
 
 

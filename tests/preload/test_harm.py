@@ -2,14 +2,18 @@
 
 Every case runs a small C program (tests/preload/programs/) twice - once plain, once with the
 library active (LD_PRELOAD, OGRT_ACTIVE=1) - and compares exit status, stdout, stderr and any
-file the program writes. The library (TCP and UDP builds) is pointed at
-  listening     a real receiver on loopback; the records that must arrive are checked
+file the program writes. The library (TCP, UDP and relay builds) is pointed at
+  listening     a real receiver on loopback (and on the relay's Unix socket); the records
+                that must arrive are checked
                 (exact start records per executable, end records with exit statuses), so a
                 library that silently does nothing fails here,
   closed        a port nobody listens on (connect refused),
   unresponsive  a listener with a full accept queue (SYNs unanswered: connect times out),
   resetting     a listener that resets every connection (SIGPIPE/EPIPE territory),
   ogrt server   the real daemon, for a few cases (its jsonl output is checked).
+The relay build runs against the receiver's Unix socket ("relay"), and a relay build whose
+socket does not exist ("relay-absent") against the receiver (records must arrive by TCP), the
+closed port and the unresponsive listener: its fallback to the direct transport.
 The only difference between the two environments is LD_PRELOAD itself. Programs are
 compiled once per module into a world-readable directory (some cases run as `nobody`).
 
@@ -17,7 +21,7 @@ A selection of the cases (VARIANT_CASES: one per path through the library - fork
 vfork, posix_spawn, fexecve, threads, exits of every kind, closed descriptors, clashing
 symbols, signals, odd paths) runs again with its programs built with musl-gcc (the 64-bit
 library in a musl process: no on_exit, constructors called without arguments) and with
-gcc -m32 (the i386 library), against the listening receiver (tcp, udp), a closed port and
+gcc -m32 (the i386 library), against the listening receiver (tcp, udp, relay), a closed port and
 the unresponsive listener - preloaded as the README says, from `make install`'s layout with
 LD_PRELOAD=PREFIX/$LIB/libogrt.so, so a process of either class finds its build.
 """
@@ -42,8 +46,8 @@ from typing import Any
 import pytest
 
 from ogrt.proto.ogrt_pb2 import PROCESS_END, PROCESS_START
-from tests.fixtures.preload import (TEST_MAKE_VARS, VARIANT_CC, FrameReceiver, closed_port, install_preload,
-                                    preload_env, unresponsive_listener, variant_missing)
+from tests.fixtures.preload import (TEST_MAKE_VARS, VARIANT_CC, FrameReceiver, RelayLib, closed_port,
+                                    install_preload, preload_env, unresponsive_listener, variant_missing)
 
 PROGRAMS_DIR = Path(__file__).resolve().parent / "programs"
 NOBODY = 65534
@@ -91,6 +95,8 @@ class Programs:
     lib: Path       # a copy of libogrt.so (TRANSPORT=tcp) in it
     lib_udp: Path   # and of a TRANSPORT=udp build
     lib_nobackoff: Path  # and of a BACKOFF_SECONDS=0 build: every process waits the timeout
+    lib_relay: Path      # and of a TRANSPORT=relay build (the receiver's Unix socket)
+    lib_relay_absent: Path  # and of one whose RELAY_SOCKET does not exist: it sends by TCP
     suffix: str = ""     # of the program files: "" (glibc, 64-bit), ".musl" or ".m32"
 
     def __getitem__(self, name: str) -> Path:
@@ -101,7 +107,7 @@ class Programs:
 
 
 @pytest.fixture(scope="module")
-def programs(preload_lib: Path, build_preload: Callable[..., Path]) -> Iterator[Programs]:
+def programs(preload_lib: Path, build_preload: Callable[..., Path], relay_lib: RelayLib) -> Iterator[Programs]:
     """Compile every harm program once (two compilers at a time)."""
     root = Path(tempfile.mkdtemp(prefix="ogrt-harm-"))
     root.chmod(0o755)
@@ -138,18 +144,26 @@ def programs(preload_lib: Path, build_preload: Callable[..., Path]) -> Iterator[
     shutil.copy(build_preload(**TEST_MAKE_VARS, TRANSPORT="udp"), lib_udp)
     lib_nobackoff = out / "libogrt-nobackoff.so"
     shutil.copy(build_preload(**TEST_MAKE_VARS, BACKOFF_SECONDS="0"), lib_nobackoff)
-    # The same three installed (64-bit and i386 builds), for the musl and i386 programs
-    for flavour, extra in (("tcp", {}), ("udp", {"TRANSPORT": "udp"}), ("nobackoff", {"BACKOFF_SECONDS": "0"})):
+    relay = {"TRANSPORT": "relay", "RELAY_SOCKET": str(relay_lib.socket)}
+    absent = {"TRANSPORT": "relay", "RELAY_SOCKET": str(relay_lib.socket.parent / "absent.sock")}
+    lib_relay = out / "libogrt-relay.so"
+    shutil.copy(relay_lib.lib, lib_relay)
+    lib_relay_absent = out / "libogrt-relay-absent.so"
+    shutil.copy(build_preload(**TEST_MAKE_VARS, **absent), lib_relay_absent)
+    # The same installed (64-bit and i386 builds), for the musl and i386 programs
+    for flavour, extra in (("tcp", {}), ("udp", {"TRANSPORT": "udp"}), ("nobackoff", {"BACKOFF_SECONDS": "0"}),
+                           ("relay", relay)):
         install_preload(out / f"prefix-{flavour}", build_preload, **TEST_MAKE_VARS, **extra)
     try:
-        yield Programs(out, lib, lib_udp, lib_nobackoff)
+        yield Programs(out, lib, lib_udp, lib_nobackoff, lib_relay, lib_relay_absent)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
-def receiver() -> Iterator[FrameReceiver]:
-    with FrameReceiver() as recv:
+def receiver(relay_lib: RelayLib) -> Iterator[FrameReceiver]:
+    relay_lib.socket.unlink(missing_ok=True)
+    with FrameReceiver(unix_path=relay_lib.socket) as recv:
         yield recv
 
 
@@ -222,9 +236,20 @@ def _run_once(case: Case, progs: Programs, env: dict[str, str], rundir: Path) ->
     return Outcome(proc.returncode, proc.stdout, proc.stderr, files)
 
 
-def compare(case: Case, progs: Programs, port: int, tmp: Path, udp: bool = False,
+def lib_of(progs: Programs, transport: str) -> Path:
+    return {"tcp": progs.lib, "udp": progs.lib_udp, "relay": progs.lib_relay,
+            "relay-absent": progs.lib_relay_absent}[transport]
+
+
+# the transports the records of a build arrive by: a relay build sends by TCP whatever the
+# relay's queue has no room for (net.unix.max_dgram_qlen datagrams: 10 by default), as in a
+# burst of 200 forked workers
+ARRIVES_BY = {"tcp": {"tcp"}, "udp": {"udp"}, "relay": {"relay", "tcp"}, "relay-absent": {"tcp"}}
+
+
+def compare(case: Case, progs: Programs, port: int, tmp: Path, transport: str = "tcp",
             lib: Path | None = None) -> None:
-    lib = lib or (progs.lib_udp if udp else progs.lib)
+    lib = lib or lib_of(progs, transport)
     with_env = preload_env(lib, port, **case.env)
     if case.preload is not None:
         with_env["LD_PRELOAD"] = case.preload(progs, True).replace(str(progs.lib), str(lib))
@@ -450,7 +475,7 @@ def check_records(case: Case, progs: Programs, fetch: Callable[[], list[Rec]],
         assert ends[key] == n, (key, ends)
 
 
-@pytest.mark.parametrize("transport", ["tcp", "udp"])
+@pytest.mark.parametrize("transport", ["tcp", "udp", "relay", "relay-absent"])
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_listening_daemon(case: Case, transport: str, programs: Programs,
                           receiver: FrameReceiver, tmp_path: Path) -> None:
@@ -462,12 +487,12 @@ def compare_and_check(case: Case, transport: str, programs: Programs, receiver: 
                       tmp_path: Path) -> None:
     """compare() against the receiver, then check_records() on what it received."""
     receiver.clear()
-    compare(case, programs, receiver.port, tmp_path, udp=transport == "udp")
+    compare(case, programs, receiver.port, tmp_path, transport)
 
     def fetch() -> list[Rec]:
         out: list[Rec] = []
         for r in receiver.received(0, timeout=0):
-            assert r.transport == transport
+            assert r.transport in ARRIVES_BY[transport]
             if r.type == PROCESS_START:
                 out.append(("start", bytes(r.msg.uuid), exe_key(os.fsdecode(r.msg.exe)), None))
             elif r.type == PROCESS_END:
@@ -477,13 +502,15 @@ def compare_and_check(case: Case, transport: str, programs: Programs, receiver: 
 
     check_records(case, programs, fetch)
     assert receiver.errors == []
+    if transport == "relay" and ((case.starts and case.starts(programs)) or (case.ends and case.ends(programs))):
+        assert any(r.transport == "relay" for r in receiver.received(0, timeout=0))
 
 
-@pytest.mark.parametrize("transport", ["tcp", "udp"])
+@pytest.mark.parametrize("transport", ["tcp", "udp", "relay-absent"])
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_port_closed(case: Case, transport: str, programs: Programs, tmp_path: Path) -> None:
     _needs_root(case)
-    compare(case, programs, closed_port(), tmp_path, udp=transport == "udp")
+    compare(case, programs, closed_port(), tmp_path, transport)
 
 
 @pytest.fixture(scope="module")
@@ -529,11 +556,12 @@ def test_resetting_listener(case: Case, programs: Programs, resetting_port: int,
 UNRESPONSIVE = [c for c in CASES if c.unresponsive]
 
 
+@pytest.mark.parametrize("transport", ["tcp", "relay-absent"])
 @pytest.mark.parametrize("case", UNRESPONSIVE, ids=[c.name for c in UNRESPONSIVE])
-def test_unresponsive_listener(case: Case, programs: Programs, silent_port: int,
+def test_unresponsive_listener(case: Case, transport: str, programs: Programs, silent_port: int,
                                tmp_path: Path) -> None:
     _needs_root(case)
-    compare(case, programs, silent_port, tmp_path)
+    compare(case, programs, silent_port, tmp_path, transport)
 
 
 # --- end to end through the real daemon --------------------------------------------------
@@ -615,13 +643,14 @@ def variant_programs(programs: Programs, request: pytest.FixtureRequest) -> Prog
     # process's class, musl's opens the literal '$LIB' directory (the 64-bit build)
     return replace(programs, suffix=f".{variant}", lib=programs.dir / "prefix-tcp" / "$LIB" / "libogrt.so",
                    lib_udp=programs.dir / "prefix-udp" / "$LIB" / "libogrt.so",
-                   lib_nobackoff=programs.dir / "prefix-nobackoff" / "$LIB" / "libogrt.so")
+                   lib_nobackoff=programs.dir / "prefix-nobackoff" / "$LIB" / "libogrt.so",
+                   lib_relay=programs.dir / "prefix-relay" / "$LIB" / "libogrt.so")
 
 
 VARIANT_IDS = [f"{v}-{n}" for v, n in VARIANTS]
 
 
-@pytest.mark.parametrize("transport", ["tcp", "udp"])
+@pytest.mark.parametrize("transport", ["tcp", "udp", "relay"])
 @pytest.mark.parametrize(("variant", "name"), VARIANTS, ids=VARIANT_IDS)
 def test_variant_listening_daemon(variant: str, name: str, transport: str, variant_programs: Programs,
                                   receiver: FrameReceiver, tmp_path: Path) -> None:

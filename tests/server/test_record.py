@@ -9,13 +9,13 @@ from ogrt.proto import ogrt_pb2
 from ogrt.record import Decoder, RecordError, rfc3339_us
 
 START_KEYS = ["event", "id", "time", "host", "peer", "job_id", "pid", "ppid", "uid", "gid", "user", "exe",
-              "args", "cwd", "env", "modules", "rank", "libs", "signature", "step_id"]
+              "args", "cwd", "env", "modules", "rank", "libs", "signature", "step_id", "verified"]
 JOB_KEYS = ["event", "time", "peer", "job_id", "array_job_id", "array_task_id", "user", "uid", "account",
             "partition", "name", "nodelist", "num_nodes", "num_tasks", "num_cpus", "submit_time",
             "start_time", "end_time", "work_dir", "state", "exit_code", "exit_signal", "cluster"]
 END_KEYS = ["event", "id", "time", "host", "peer", "job_id", "pid", "uid", "user", "libs", "start_time",
             "exit_status", "duration", "utime", "stime", "maxrss_kb", "minflt", "majflt", "inblock", "oublock",
-            "nvcsw", "nivcsw"]
+            "nvcsw", "nivcsw", "verified"]
 UUID = bytes(range(16))
 
 

@@ -1,0 +1,1 @@
+../../ogrt_server/filter_plugins/ogrt_toml.py
