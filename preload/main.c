@@ -103,14 +103,14 @@ static void log_result(enum ogrt_send_result r, uint32_t type, size_t payload)
 /* The frame in buf to a collector (TCP or UDP): the list from st.first on, wrapping, until
  * one takes it. Each entry costs at most CONNECT_TIMEOUT_MS, and one that timed out is
  * backed off (for this user's processes on this node), so later records skip it. */
-static enum ogrt_send_result send_direct(uint32_t type, uint8_t *buf, size_t payload)
+static enum ogrt_send_result send_direct(uint32_t type, uint8_t *buf, size_t payload, int64_t time_us)
 {
     enum ogrt_send_result r = OGRT_FAILED;
     /* The constructor checked the back-off marker of st.checked for the start record (not
      * in a relay build: there the relay comes first). A marker that another process created
      * meanwhile matters only to a process that ran a while: a short one (the common case)
      * sends its end record there without a second look. */
-    int long_running = type == OGRT_TYPE_PROCESS_END && ogrt_now_us() - st.start_us >= RECHECK_BACKOFF_US;
+    int long_running = type == OGRT_TYPE_PROCESS_END && time_us - st.start_us >= RECHECK_BACKOFF_US;
     for (int k = 0; k < st.servers.count; k++) {
         int i = (st.first + k) % st.servers.count;
         if (!use_server(i))
@@ -132,9 +132,9 @@ static enum ogrt_send_result send_direct(uint32_t type, uint8_t *buf, size_t pay
     return r;
 }
 
-/* small/small_size: where a record that fits is encoded */
+/* small/small_size: where a record that fits is encoded; time_us: the record's time */
 static enum ogrt_send_result send_record(uint32_t type, encode_fn encode, const void *record, uint8_t *small,
-                                         size_t small_size)
+                                         size_t small_size, int64_t time_us)
 {
     size_t payload = encode(NULL, record);
     size_t total = OGRT_FRAME_HEADER + payload;
@@ -150,7 +150,7 @@ static enum ogrt_send_result send_record(uint32_t type, encode_fn encode, const 
     } else {
         if (OGRT_CFG_TRANSPORT_RELAY)
             ogrt_log("relay %s did not take the record (errno %d): sending directly", OGRT_CFG_RELAY_SOCKET, -err);
-        r = send_direct(type, buf, payload);
+        r = send_direct(type, buf, payload, time_us);
     }
     if (buf != small)
         ogrt_unmap(buf, total);
@@ -175,7 +175,7 @@ static void send_end(int has_exit, int status)
     e.exit_status = status;
     ogrt_collect_end(&e, st.pid, (uint32_t)st.uid);
     e.n_libs = ogrt_libs_new(&e.libs);
-    send_record(OGRT_TYPE_PROCESS_END, enc_end, &e, small_buf, sizeof small_buf);
+    send_record(OGRT_TYPE_PROCESS_END, enc_end, &e, small_buf, sizeof small_buf, e.time_us);
 }
 
 static void on_exit_handler(int status, void *arg)
@@ -263,7 +263,7 @@ __attribute__((constructor)) static void ogrt_init(int argc, char **argv, char *
     st.start_us = s.time_us;
     memcpy(st.uuid, s.uuid, sizeof st.uuid);
     s.n_libs = ogrt_libs_at_start(&s.libs, &s.signature);
-    enum ogrt_send_result r = send_record(OGRT_TYPE_PROCESS_START, enc_start, &s, start_buf, sizeof start_buf);
+    enum ogrt_send_result r = send_record(OGRT_TYPE_PROCESS_START, enc_start, &s, start_buf, sizeof start_buf, s.time_us);
     ogrt_libs_release();
     ogrt_collect_release();
     if (r != OGRT_SENT)
