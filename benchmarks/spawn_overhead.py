@@ -38,7 +38,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.fixtures.preload import closed_port, make_preload, unresponsive_listener  # noqa: E402
+from tests.fixtures.preload import backoff_marker, closed_port, make_preload, unresponsive_listener  # noqa: E402
 
 
 def build(tmp: Path) -> tuple[Path, Path, Path, Path]:
@@ -159,13 +159,6 @@ def report(name: str, plain: list[int], pre: list[int], target: float | None, to
     return ok
 
 
-def backoff_marker(port: int) -> Path:
-    h = 1469598103934665603
-    for b in f"127.0.0.1:{port}".encode():
-        h = ((h ^ b) * 1099511628211) & (2**64 - 1)
-    return Path(f"/dev/shm/ogrt-backoff-{os.getuid()}-{h:016x}")
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pairs", type=int, default=2000)
@@ -205,7 +198,7 @@ def main() -> int:
         ok &= report("port closed", *measure(driver, tcp_lib, closed_port(), args.pairs), 1.08)
 
         with unresponsive_listener() as uport:
-            marker = backoff_marker(uport)
+            marker = backoff_marker(f"127.0.0.1:{uport}")
             marker.unlink(missing_ok=True)
             try:
                 ok &= report("unresponsive", *measure(driver, tcp_lib, uport, args.unresponsive_pairs),

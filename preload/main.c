@@ -65,10 +65,22 @@ static int use_server(int i)
     return 1;
 }
 
+/* st.first: this node's primary, unless a record went elsewhere already (a relay build asks
+ * only when it falls back: its uname is saved where the relay takes the records) */
+static void find_primary(void)
+{
+    st.first = 0;
+    if (st.servers.count > 1) {
+        struct utsname u;
+        st.first = ogrt_server_primary(&st.servers, sys_uname(&u) == 0 ? u.nodename : "");
+    }
+}
+
 /* The first entry, from st.first on, that resolves and is not backed off, into st.first and
  * st.srv; 0: none. */
 static int pick_server(void)
 {
+    find_primary();
     for (int k = 0; k < st.servers.count; k++) {
         int i = (st.first + k) % st.servers.count;
         if (!use_server(i))
@@ -111,6 +123,8 @@ static enum ogrt_send_result send_direct(uint32_t type, uint8_t *buf, size_t pay
      * meanwhile matters only to a process that ran a while: a short one (the common case)
      * sends its end record there without a second look. */
     int long_running = type == OGRT_TYPE_PROCESS_END && time_us - st.start_us >= RECHECK_BACKOFF_US;
+    if (st.first < 0)
+        find_primary();
     for (int k = 0; k < st.servers.count; k++) {
         int i = (st.first + k) % st.servers.count;
         if (!use_server(i))
@@ -240,11 +254,7 @@ __attribute__((constructor)) static void ogrt_init(int argc, char **argv, char *
     if (!ogrt_servers_init(&st.servers))
         return;
     st.uid = (uid_t)sys_getuid();
-    st.cur = st.checked = -1;
-    if (st.servers.count > 1) {
-        struct utsname u;
-        st.first = ogrt_server_primary(&st.servers, sys_uname(&u) == 0 ? u.nodename : "");
-    }
+    st.first = st.cur = st.checked = -1;
     /* Backing off from every collector: nothing will be sent, so nothing is collected
      * either (cheapest path). A relay build resolves and looks only when it falls back. */
     if (!OGRT_CFG_TRANSPORT_RELAY && !pick_server())

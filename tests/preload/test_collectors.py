@@ -13,14 +13,13 @@ import shutil
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.fixtures.preload import TEST_MAKE_VARS, closed_port, preload_env, unresponsive_listener
-from tests.preload.test_transport import backoff_marker
 
 NAMES = [f"node{i:03d}" for i in range(1, 31)]
 MASK = 2**64 - 1
@@ -69,21 +68,6 @@ def starts_by_node(srv: Any, exe: str, n: int = 0) -> Counter[str]:
     return Counter(ids[r["id"]] for r in recs if r["id"] in ids)
 
 
-@pytest.fixture
-def markers() -> Iterator[Callable[[int], Path]]:
-    made: list[Path] = []
-
-    def marker(port: int) -> Path:
-        p = backoff_marker(f"127.0.0.1:{port}")
-        p.unlink(missing_ok=True)
-        made.append(p)
-        return p
-
-    yield marker
-    for p in made:
-        p.unlink(missing_ok=True)
-
-
 def test_nodes_spread_over_three_collectors(preload_lib: Path, ogrt_server: Callable[..., Any],
                                             c_program: Callable[..., Path]) -> None:
     """30 node names: each node's records arrive at its primary (the one OGRT_DEBUG_INFO
@@ -109,12 +93,12 @@ def test_nodes_spread_over_three_collectors(preload_lib: Path, ogrt_server: Call
 
 
 def test_refused_primary_moves_to_the_next(preload_lib: Path, ogrt_server: Callable[..., Any],
-                                           c_program: Callable[..., Path], markers: Callable[[int], Path]) -> None:
+                                           c_program: Callable[..., Path], clean_marker: Callable[[int], Path]) -> None:
     """Collector 0 stopped (connections refused): its nodes' records arrive at collector 1,
     the other nodes' at their own primaries; a refusal sets no back-off marker."""
     servers = [ogrt_server() for _ in range(3)]
     ports = [s.port for s in servers]
-    marker = markers(ports[0])
+    marker = clean_marker(ports[0])
     assert servers[0].stop() == 0
     prog = c_program("exit_status")
     exe = os.path.realpath(prog)
@@ -137,14 +121,14 @@ def test_refused_primary_moves_to_the_next(preload_lib: Path, ogrt_server: Calla
 
 def test_unresponsive_primary_is_backed_off_alone(preload_lib: Path, ogrt_server: Callable[..., Any],
                                                   c_program: Callable[..., Path],
-                                                  markers: Callable[[int], Path]) -> None:
+                                                  clean_marker: Callable[[int], Path]) -> None:
     """Collector 0 does not answer (accept queue full): the first of its nodes waits the
     connect timeout, sends to collector 1 and leaves a marker for collector 0 only; later
     processes skip collector 0 without waiting, and records still reach 1 and 2."""
     with unresponsive_listener() as silent:
         servers = [ogrt_server() for _ in range(2)]
         ports = [silent] + [s.port for s in servers]
-        marks = [markers(p) for p in ports]
+        marks = [clean_marker(p) for p in ports]
         prog = c_program("exit_status")
         exe = os.path.realpath(prog)
         env = servers_env(preload_lib, ports, OGRT_DEBUG="1")
@@ -170,13 +154,13 @@ def test_unresponsive_primary_is_backed_off_alone(preload_lib: Path, ogrt_server
 
 
 def test_all_collectors_down_harms_nothing(preload_lib: Path, c_program: Callable[..., Path],
-                                           markers: Callable[[int], Path]) -> None:
+                                           clean_marker: Callable[[int], Path]) -> None:
     """Three unresponsive collectors: the program's status, output and descriptors are those
     of a plain run; the first process waits each collector's connect timeout once (markers
     for all three), the next skips them all."""
     with contextlib.ExitStack() as stack:
         ports = [stack.enter_context(unresponsive_listener()) for _ in range(3)]
-        marks = [markers(p) for p in ports]
+        marks = [clean_marker(p) for p in ports]
         argv = ["/bin/sh", "-c", "ls /proc/self/fd; echo to-stderr >&2; exit 7"]
         env = servers_env(preload_lib, ports)
         plain = on_node("node001", argv, {k: v for k, v in env.items() if k != "LD_PRELOAD"})
