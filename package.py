@@ -21,8 +21,8 @@ except ImportError:  # Spack 0.2x: `from spack.package import *` provided it
 # BEGIN settings: generated from preload/settings.tsv by `python3 preload/gensettings.py`
 # (make variable, kind, default, bounds, description): see preload/settings.tsv
 _SETTINGS = (
-    ('SERVER_HOST', 'host', 'localhost', '1..253', 'collector daemon address or name (names: /etc/hosts first; only others use the resolver)'),
-    ('SERVER_PORT', 'uint', '7971', '1..65535', 'collector daemon TCP/UDP port'),
+    ('SERVER_HOST', 'hosts', 'localhost', '1..1023', 'collectors: host, host:port or [v6addr]:port entries, comma-separated (SERVER_PORT where none is given); each node tries first the one its node name hashes to, then the next (names: /etc/hosts first; only others use the resolver)'),
+    ('SERVER_PORT', 'uint', '7971', '1..65535', "the collectors' TCP/UDP port (of SERVER_HOST entries without one)"),
     ('JOBID_VAR', 'envname', 'SLURM_JOB_ID', '', 'environment variable holding the job id (PBS_JOBID, ...)'),
     ('TRANSPORT', 'choice', 'tcp', 'tcp|udp|relay', "tcp: one short connection per record; udp: datagrams (records over 60,000 bytes are split into Fragment frames); relay: the UDP datagrams on the node's Unix socket RELAY_SOCKET, falling back to tcp when it is missing, refused or full"),
     ('RELAY_SOCKET', 'path', '/run/ogrt/relay.sock', '1..107', "the node relay's Unix datagram socket (TRANSPORT=relay)"),
@@ -31,7 +31,7 @@ _SETTINGS = (
     ('ENV_WHITELIST', 'envnames', '', '', 'environment variables sent with each process (empty: none)'),
     ('SEND_CMDLINE', 'yesno', 'yes', '', "send each process's argv"),
     ('FILTER_REGEXPS', 'regexps', '', '', "executables whose path matches one of these regexes are not tracked (':' inside [...] does not split)"),
-    ('ALLOW_SERVER_ENV', 'yesno', 'no', '', "let OGRT_SERVER=host:port or [v6addr]:port in a user's environment override the server"),
+    ('ALLOW_SERVER_ENV', 'yesno', 'no', '', "let OGRT_SERVER=host:port or [v6addr]:port (a comma list of them) in a user's environment override SERVER_HOST"),
 )
 # END settings
 
@@ -48,6 +48,16 @@ def _check(kind, bounds):
         def valid(value):
             return bool(re.fullmatch(rf"[A-Za-z0-9.:_-]{{{lo},{hi}}}", str(value)))
         valid.__doc__ = f"a host name, IPv4 or IPv6 address ({lo}..{hi} characters)"
+    elif kind == "hosts":
+        # Spack splits the value on ',': each entry is checked (and they are joined again)
+        def valid(value):
+            m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:([0-9]+)|([A-Za-z0-9._-]+)(?::([0-9]+))?|([0-9A-Fa-f.]*:[0-9A-Fa-f.:]*:[0-9A-Fa-f.:]*)",
+                             str(value))
+            port = m and (m.group(2) or m.group(4))
+            return bool(m) and len(str(value)) <= min(int(hi), 253 + 8) and (
+                not port or (re.fullmatch(r"[1-9][0-9]{0,4}", port) is not None and int(port) <= 65535))
+        valid.__doc__ = ("collectors: host, host:port or [v6addr]:port entries, comma-separated "
+                         f"(at most 16, {lo}..{hi} characters)")
     elif kind == "path":
         def valid(value):
             return bool(re.fullmatch(r"/[A-Za-z0-9._+/-]*", str(value))) and int(lo) <= len(str(value)) <= int(hi)
@@ -92,7 +102,7 @@ class Ogrt(MakefilePackage):
         else:  # `spack info` shows no values for a validator: the description names them
             _valid = _check(_kind, _bounds)
             variant(_name.lower(), default=_default or "none", values=_valid,
-                    multi=_kind == "envnames", description=f"{_description}; {_valid.__doc__}")
+                    multi=_kind in ("envnames", "hosts"), description=f"{_description}; {_valid.__doc__}")
             del _valid
     del _name, _kind, _default, _bounds, _description
 
@@ -110,6 +120,8 @@ class Ogrt(MakefilePackage):
                 value = "yes" if value else "no"
             elif kind == "envnames":
                 value = ",".join(v for v in value if v != "none")
+            elif kind == "hosts":
+                value = ",".join(value)
             elif kind == "regexps" and value == "none":  # no filter
                 value = ""
             result.append(f"{name}={value}")

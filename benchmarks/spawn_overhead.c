@@ -7,7 +7,16 @@
  *
  *   spawn_overhead --sink PORT
  * A minimal receiver on 127.0.0.1:PORT (TCP and UDP) that reads and discards everything:
- * it isolates the library's own cost from the daemon's (both share the CPUs here). */
+ * it isolates the library's own cost from the daemon's (both share the CPUs here).
+ *
+ *   spawn_overhead --unix-sink PATH
+ * The same for the relay transport: a process bound to the Unix datagram socket PATH that
+ * receives and discards every datagram.
+ *
+ *   spawn_overhead --multi N PROGRAM LIB... -- [NAME=VALUE ...]
+ * N rounds, each spawning PROGRAM plainly and once under each LIB (LD_PRELOAD=LIB plus the
+ * settings), in an order rotated every round. Prints one line per round: "<plain ns> <LIB1
+ * ns> <LIB2 ns> ...". */
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -16,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -75,26 +85,77 @@ static int sink(int port)
     }
 }
 
+static int unix_sink(const char *path)
+{
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    int u = socket(AF_UNIX, SOCK_DGRAM, 0), big = 8 << 20;
+    snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
+    setsockopt(u, SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
+    if (bind(u, (void *)&a, sizeof a)) {
+        perror("unix sink bind");
+        return 1;
+    }
+    printf("unix sink ready\n");
+    fflush(stdout);
+    static char buf[1 << 17];
+    for (;;)
+        recv(u, buf, sizeof buf, 0);
+}
+
+/* environ plus LD_PRELOAD=lib and the settings */
+static char **env_with(const char *lib, char **settings, int nsettings)
+{
+    size_t envc = 0;
+    while (environ[envc])
+        envc++;
+    char **with = calloc(envc + (size_t)nsettings + 2, sizeof *with);
+    size_t k = 0;
+    for (size_t i = 0; i < envc; i++)
+        with[k++] = environ[i];
+    size_t lp = strlen(lib) + sizeof "LD_PRELOAD=";
+    with[k] = malloc(lp);
+    snprintf(with[k++], lp, "LD_PRELOAD=%s", lib);
+    for (int i = 0; i < nsettings; i++)
+        with[k++] = settings[i];
+    with[k] = NULL;
+    return with;
+}
+
+static int multi(int n, const char *prog, char **libs, int nlibs, char **settings, int nsettings)
+{
+    char ***envs = calloc((size_t)nlibs + 1, sizeof *envs);
+    long long *ns = calloc((size_t)nlibs + 1, sizeof *ns);
+    envs[0] = environ;
+    for (int i = 0; i < nlibs; i++)
+        envs[i + 1] = env_with(libs[i], settings, nsettings);
+    for (int r = 0; r < n; r++) {
+        for (int j = 0; j <= nlibs; j++) {
+            int which = (r + j) % (nlibs + 1); /* rotated: each runs at every position in turn */
+            ns[which] = run(prog, envs[which]);
+        }
+        for (int j = 0; j <= nlibs; j++)
+            printf(j ? " %lld" : "%lld", ns[j]);
+        printf("\n");
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 3 && !strcmp(argv[1], "--sink"))
         return sink(atoi(argv[2]));
+    if (argc == 3 && !strcmp(argv[1], "--unix-sink"))
+        return unix_sink(argv[2]);
+    if (argc >= 5 && !strcmp(argv[1], "--multi")) {
+        int sep = 4;
+        while (sep < argc && strcmp(argv[sep], "--"))
+            sep++;
+        return multi(atoi(argv[2]), argv[3], argv + 4, sep - 4, argv + sep + 1, sep < argc ? argc - sep - 1 : 0);
+    }
     if (argc < 4)
         return 1;
     int n = atoi(argv[1]);
-    size_t envc = 0;
-    while (environ[envc])
-        envc++;
-    char **with = calloc(envc + (size_t)argc + 2, sizeof *with);
-    size_t k = 0;
-    for (size_t i = 0; i < envc; i++)
-        with[k++] = environ[i];
-    size_t lp = strlen(argv[3]) + sizeof "LD_PRELOAD=";
-    with[k] = malloc(lp);
-    snprintf(with[k++], lp, "LD_PRELOAD=%s", argv[3]);
-    for (int i = 4; i < argc; i++)
-        with[k++] = argv[i];
-    with[k] = NULL;
+    char **with = env_with(argv[3], argv + 4, argc - 4);
     for (int i = 0; i < n; i++) {
         long long a, b;
         if (i & 1) { /* alternate the order so neither side always runs second */

@@ -4,6 +4,11 @@
 posix_spawn(/bin/true) from one C parent (benchmarks/spawn_overhead.c), interleaving runs
 without and with the library, each timed from spawn to reaped exit:
 
+  transports      2,000 rounds, one interleaved run: /bin/true plain, under the empty library
+                  and under the tcp, udp and relay builds (order rotated each round); each
+                  build's median above the empty library's: tcp <= 100 us, udp <= 50 us,
+                  relay <= 30 us. Receivers: the minimal C sink below (tcp, udp) and a C
+                  process draining the relay's Unix datagram socket (relay).
   empty library   2,000 pairs, a preloaded library with no code (reference)   (no target)
   tcp daemon      2,000 pairs, the real `ogrt server` (null output) on loopback  median ratio <= 1.08
   udp daemon      2,000 pairs, same daemon over UDP                              median ratio <= 1.08
@@ -15,6 +20,7 @@ without and with the library, each timed from spawn to reaped exit:
                   all back off through the shared /dev/shm marker)              total ratio  <= 1.15
 
 Usage: .venv/bin/python benchmarks/spawn_overhead.py [--pairs 2000] [--unresponsive-pairs 1000]
+       [--transports-only]
 """
 from __future__ import annotations
 
@@ -32,15 +38,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.fixtures.preload import closed_port, make_preload, unresponsive_listener  # noqa: E402
+from tests.fixtures.preload import backoff_marker, closed_port, make_preload, unresponsive_listener  # noqa: E402
 
 
-def build(tmp: Path) -> tuple[Path, Path, Path]:
+def build(tmp: Path) -> tuple[Path, Path, Path, Path]:
     libs = []
-    for transport in ("tcp", "udp"):
+    for transport in ("tcp", "udp", "relay"):
         d = tmp / transport
         d.mkdir()
-        proc = make_preload(d, ALLOW_SERVER_ENV="yes", TRANSPORT=transport)  # default CONNECT_TIMEOUT_MS
+        proc = make_preload(d, ALLOW_SERVER_ENV="yes", TRANSPORT=transport,  # default CONNECT_TIMEOUT_MS
+                            RELAY_SOCKET=str(tmp / "relay.sock"))
         if proc.returncode:
             sys.exit(f"building the library failed:\n{proc.stderr}")
         libs.append(d / "libogrt.so")
@@ -49,7 +56,7 @@ def build(tmp: Path) -> tuple[Path, Path, Path]:
     subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-o", str(tmp / "empty.so"), str(empty_c)], check=True)
     driver = tmp / "spawn_overhead"
     subprocess.run(["gcc", "-O2", "-o", str(driver), str(REPO / "benchmarks" / "spawn_overhead.c")], check=True)
-    return libs[0], libs[1], driver
+    return libs[0], libs[1], libs[2], driver
 
 
 def start_daemon(tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
@@ -86,6 +93,46 @@ def start_sink(driver: Path) -> tuple[subprocess.Popen[str], int]:
     sys.exit("the sink did not start")
 
 
+def start_unix_sink(driver: Path, path: Path) -> subprocess.Popen[str]:
+    proc = subprocess.Popen([str(driver), "--unix-sink", str(path)], stdout=subprocess.PIPE, text=True)
+    if proc.stdout is None or proc.stdout.readline().strip() != "unix sink ready":
+        proc.kill()
+        proc.wait()
+        sys.exit("the unix sink did not start")
+    return proc
+
+
+# build -> its target in us per spawn above the empty library
+TRANSPORT_TARGETS = {"tcp": 100.0, "udp": 50.0, "relay": 30.0}
+
+
+def transports(driver: Path, empty: Path, libs: dict[str, Path], port: int, rounds: int) -> bool:
+    """One interleaved run of plain, empty and every build; medians above the empty library."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OGRT_") and k != "LD_PRELOAD"}
+    names = ["plain", "empty library", *libs]
+    out = subprocess.run([str(driver), "--multi", str(rounds), "/bin/true", str(empty), *map(str, libs.values()),
+                          "--", "OGRT_ACTIVE=1", f"OGRT_SERVER=127.0.0.1:{port}"],
+                         env=env, capture_output=True, text=True, check=True).stdout
+    columns = list(zip(*(map(int, line.split()) for line in out.splitlines() if line)))
+    medians = {name: statistics.median(col) / 1000 for name, col in zip(names, columns)}
+    print(f"transports: {rounds} rounds of /bin/true, plain and under each library, order rotated each round; "
+          "receivers: tcp/udp the C sink (accepts, reads, discards), relay a C process draining the Unix "
+          "datagram socket", flush=True)
+    ok = True
+    for name in names:
+        line = f"  {name:<14} median {medians[name]:7.1f} us"
+        if name in libs:
+            above = medians[name] - medians["empty library"]
+            met = above <= TRANSPORT_TARGETS[name]
+            ok &= met
+            line += (f"  {above:+6.1f} us above the empty library   target <= {TRANSPORT_TARGETS[name]:.0f}"
+                     f"  {'OK' if met else 'MISSED'}")
+        elif name == "empty library":
+            line += f"  {medians[name] - medians['plain']:+6.1f} us above plain (reference)"
+        print(line, flush=True)
+    return ok
+
+
 def measure(driver: Path, lib: Path, port: int, pairs: int) -> tuple[list[int], list[int]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OGRT_") and k != "LD_PRELOAD"}
     out = subprocess.run([str(driver), str(pairs), "/bin/true", str(lib), "OGRT_ACTIVE=1",
@@ -112,23 +159,28 @@ def report(name: str, plain: list[int], pre: list[int], target: float | None, to
     return ok
 
 
-def backoff_marker(port: int) -> Path:
-    h = 1469598103934665603
-    for b in f"127.0.0.1:{port}".encode():
-        h = ((h ^ b) * 1099511628211) & (2**64 - 1)
-    return Path(f"/dev/shm/ogrt-backoff-{os.getuid()}-{h:016x}")
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pairs", type=int, default=2000)
     ap.add_argument("--unresponsive-pairs", type=int, default=1000)
+    ap.add_argument("--transports-only", action="store_true", help="only the interleaved transports run")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="ogrt-spawnbench-"))
     ok = True
     daemon = None
     try:
-        tcp_lib, udp_lib, driver = build(tmp)
+        tcp_lib, udp_lib, relay_lib, driver = build(tmp)
+        sink, sport = start_sink(driver)
+        relay = start_unix_sink(driver, tmp / "relay.sock")
+        try:
+            ok &= transports(driver, tmp / "empty.so", {"tcp": tcp_lib, "udp": udp_lib, "relay": relay_lib},
+                             sport, args.pairs)
+        finally:
+            for proc in (sink, relay):
+                proc.kill()
+                proc.wait()
+        if args.transports_only:
+            return 0 if ok else 1
         daemon, port = start_daemon(tmp)
         report("empty library", *measure(driver, tmp / "empty.so", port, args.pairs), None)
         ok &= report("tcp daemon", *measure(driver, tcp_lib, port, args.pairs), 1.08)
@@ -146,7 +198,7 @@ def main() -> int:
         ok &= report("port closed", *measure(driver, tcp_lib, closed_port(), args.pairs), 1.08)
 
         with unresponsive_listener() as uport:
-            marker = backoff_marker(uport)
+            marker = backoff_marker(f"127.0.0.1:{uport}")
             marker.unlink(missing_ok=True)
             try:
                 ok &= report("unresponsive", *measure(driver, tcp_lib, uport, args.unresponsive_pairs),

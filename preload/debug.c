@@ -74,7 +74,7 @@ void ogrt_log(const char *fmt, ...)
     va_end(ap);
 }
 
-static void info(const char *name, const char *value)
+void ogrt_info(const char *name, const char *value)
 {
     char line[2048];
     int n = snprintf(line, sizeof line, "OGRT %s: %s\n", name, value);
@@ -82,24 +82,25 @@ static void info(const char *name, const char *value)
         write_all(line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
 }
 
-void ogrt_print_settings(void)
+int ogrt_print_settings(void)
 {
     char num[32];
     if (silent || !ogrt_env_true("OGRT_DEBUG_INFO"))
-        return;
-    info("server_host", OGRT_CFG_SERVER_HOST);
+        return 0;
+    ogrt_info("server_host", OGRT_CFG_SERVER_HOST);
     snprintf(num, sizeof num, "%d", OGRT_CFG_SERVER_PORT);
-    info("server_port", num);
-    info("transport", OGRT_CFG_TRANSPORT_UDP ? "udp" : OGRT_CFG_TRANSPORT_RELAY ? "relay" : "tcp");
-    info("relay_socket", OGRT_CFG_RELAY_SOCKET);
-    info("jobid_var", OGRT_CFG_JOBID_VAR);
+    ogrt_info("server_port", num);
+    ogrt_info("transport", OGRT_CFG_TRANSPORT_UDP ? "udp" : OGRT_CFG_TRANSPORT_RELAY ? "relay" : "tcp");
+    ogrt_info("relay_socket", OGRT_CFG_RELAY_SOCKET);
+    ogrt_info("jobid_var", OGRT_CFG_JOBID_VAR);
     snprintf(num, sizeof num, "%d", OGRT_CFG_CONNECT_TIMEOUT_MS);
-    info("connect_timeout_ms", num);
+    ogrt_info("connect_timeout_ms", num);
     snprintf(num, sizeof num, "%d", OGRT_CFG_BACKOFF_SECONDS);
-    info("backoff_seconds", num);
-    info("env_whitelist", OGRT_CFG_ENV_WHITELIST_TEXT);
-    info("send_cmdline", OGRT_CFG_SEND_CMDLINE ? "yes" : "no");
-    info("filter_regexps", OGRT_CFG_FILTER_REGEXPS);
-    info("allow_server_env", OGRT_CFG_ALLOW_SERVER_ENV ? "yes" : "no");
-    info("active", ogrt_env_true("OGRT_ACTIVE") ? "yes" : "no");
+    ogrt_info("backoff_seconds", num);
+    ogrt_info("env_whitelist", OGRT_CFG_ENV_WHITELIST_TEXT);
+    ogrt_info("send_cmdline", OGRT_CFG_SEND_CMDLINE ? "yes" : "no");
+    ogrt_info("filter_regexps", OGRT_CFG_FILTER_REGEXPS);
+    ogrt_info("allow_server_env", OGRT_CFG_ALLOW_SERVER_ENV ? "yes" : "no");
+    ogrt_info("active", ogrt_env_true("OGRT_ACTIVE") ? "yes" : "no");
+    return 1;
 }

@@ -32,6 +32,29 @@ check() {
     host)
       case $4 in *[!A-Za-z0-9.:_-]*) fail "$1" "$4" "must be a host name, IPv4 or IPv6 address";; esac
       [ ${#4} -ge "$lo" ] && [ ${#4} -le "$hi" ] || fail "$1" "$4" "must be $lo..$hi characters long" ;;
+    hosts)
+      [ ${#4} -ge "$lo" ] && [ ${#4} -le "$hi" ] || fail "$1" "$4" "must be $lo..$hi characters long"
+      ! printf '%s' "$4" | LC_ALL=C grep -q '[^][A-Za-z0-9.:_,-]' \
+        || fail "$1" "$4" "may hold only host names, IPv4 or IPv6 addresses, ':' ports, '[' ']' and ','"
+      case $4 in ,*|*,|*,,*) fail "$1" "$4" "has an empty entry";; esac
+      oldifs=$IFS; IFS=,; n=0
+      for item in $4; do
+        n=$((n + 1))
+        port=
+        case $item in
+          \[*\]:*) host=${item%%]:*}; host=${host#[}; port=${item#*]:} ;;
+          *[][]*) fail "$1" "$4" "'$item': an IPv6 address with a port is written [address]:port" ;;
+          *:*:*) host=$item ;;
+          *:*) host=${item%:*}; port=${item#*:} ;;
+          *) host=$item ;;
+        esac
+        case $host in ''|*[][]*) fail "$1" "$4" "'$item' names no host";; esac
+        [ ${#host} -le 253 ] || fail "$1" "$4" "'$item': a host is at most 253 characters long"
+        [ -z "$port" ] && [ "${item%:}" = "$item" ] || { is_uint "$port" && [ ${#port} -le 5 ] && [ "$port" -ge 1 ] && [ "$port" -le 65535 ]; } \
+          || fail "$1" "$4" "'$item': the port must be a whole number 1..65535"
+      done
+      IFS=$oldifs
+      [ $n -le 16 ] || fail "$1" "$4" "lists more than 16 collectors" ;;
     envname)
       is_name "$4" || fail "$1" "$4" "must be an environment variable name" ;;
     envnames)

@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 TABLE = Path("preload/settings.tsv")
 COMMAND = "python3 preload/gensettings.py"
-KINDS = ("host", "uint", "envname", "envnames", "choice", "yesno", "regexps", "path")
+KINDS = ("host", "hosts", "uint", "envname", "envnames", "choice", "yesno", "regexps", "path")
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,7 @@ class Setting:
         lo, _, hi = self.bounds.partition("..")
         text = {
             "host": f"host name or IP address, {lo}..{hi} characters",
+            "hosts": f"comma list of at most 16 `host`, `host:port` or `[v6addr]:port`, {lo}..{hi} characters",
             "uint": f"{lo}..{hi}",
             "envname": "environment variable name",
             "envnames": "comma list of environment variable names",
@@ -69,7 +70,7 @@ def read_table(path: Path) -> list[Setting]:
         if len(fields) != 5 or fields[1] not in KINDS:
             raise SystemExit(f"{path}:{number}: expected NAME KIND DEFAULT BOUNDS DESCRIPTION")
         name, kind, default, bounds, description = (f if f != "-" else "" for f in fields)
-        if kind in ("host", "uint", "path") and not re.fullmatch(r"[0-9]+\.\.[0-9]+", bounds):
+        if kind in ("host", "hosts", "uint", "path") and not re.fullmatch(r"[0-9]+\.\.[0-9]+", bounds):
             raise SystemExit(f"{path}:{number}: {name}: bounds must be lo..hi")
         settings.append(Setting(name, kind, default, bounds, description.strip()))
     return settings

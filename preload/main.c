@@ -10,8 +10,10 @@
  * nothing, and in particular not its parent's end record (detected by the pid change;
  * vfork children never touch the shared state). A child that execs is recorded by the
  * library in its new image. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/auxv.h>
+#include <sys/utsname.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -29,8 +31,11 @@ static struct {
     uid_t uid;
     uint8_t uuid[16];
     int64_t start_us;
-    int srv_state;    /* srv resolved: 1, cannot be: -1, not yet: 0 (a relay build resolves
-                         only when the relay cannot take a record) */
+    struct ogrt_servers servers; /* the collector list (count 0: none usable) */
+    int first;        /* the entry tried first: the node's primary, then the one that took a record */
+    int cur;          /* the entry srv holds resolved (-1: none) */
+    int checked;      /* the entry whose back-off marker the constructor looked at (-1: none) */
+    unsigned unresolvable; /* entries whose name could not be resolved (bit i: entry i) */
     struct ogrt_server srv;
 } st;
 
@@ -44,29 +49,54 @@ static uint8_t small_buf[768];
 
 typedef size_t (*encode_fn)(uint8_t *out, const void *record);
 
-static int server_ready(void)
+/* st.srv holds entry i, resolved (each entry is resolved when it is tried, once) */
+static int use_server(int i)
 {
-    if (!st.srv_state)
-        st.srv_state = ogrt_resolve_server(&st.srv) ? 1 : -1;
-    return st.srv_state > 0;
+    if (st.cur == i)
+        return 1;
+    if (st.unresolvable & (1u << i))
+        return 0;
+    st.cur = -1;
+    if (!ogrt_server_entry(&st.servers, i, &st.srv, 1)) {
+        st.unresolvable |= 1u << i;
+        return 0;
+    }
+    st.cur = i;
+    return 1;
 }
 
-/* The frame in buf to the server (TCP or UDP). */
-static enum ogrt_send_result send_direct(uint32_t type, uint8_t *buf, size_t payload)
+/* st.first: this node's primary, unless a record went elsewhere already (a relay build asks
+ * only when it falls back: its uname is saved where the relay takes the records) */
+static void find_primary(void)
 {
-    if (!server_ready())
-        return OGRT_FAILED;
-    /* The constructor checked the back-off marker for the start record (not in a relay
-     * build: there the relay comes first). A marker that another process created meanwhile
-     * matters only to a process that ran a while: a short one (the common case) sends its
-     * end record without a second look. */
-    int check = OGRT_CFG_TRANSPORT_RELAY ||
-                (type == OGRT_TYPE_PROCESS_END && ogrt_now_us() - st.start_us >= RECHECK_BACKOFF_US);
-    if (OGRT_BACKOFF_ENABLED && check && ogrt_backoff_active(&st.srv, st.uid)) {
-        ogrt_log("backing off: not sending to %s", st.srv.text);
-        return OGRT_TIMEOUT;
+    st.first = 0;
+    if (st.servers.count > 1) {
+        struct utsname u;
+        st.first = ogrt_server_primary(&st.servers, sys_uname(&u) == 0 ? u.nodename : "");
     }
-    enum ogrt_send_result r = ogrt_send_frame(&st.srv, type, st.uuid, buf, payload);
+}
+
+/* The first entry, from st.first on, that resolves and is not backed off, into st.first and
+ * st.srv; 0: none. */
+static int pick_server(void)
+{
+    find_primary();
+    for (int k = 0; k < st.servers.count; k++) {
+        int i = (st.first + k) % st.servers.count;
+        if (!use_server(i))
+            continue;
+        if (ogrt_backoff_active(&st.srv, st.uid)) {
+            ogrt_log("backing off: not sending to %s", st.srv.text);
+            continue;
+        }
+        st.first = st.checked = i;
+        return 1;
+    }
+    return 0;
+}
+
+static void log_result(enum ogrt_send_result r, uint32_t type, size_t payload)
+{
     switch (r) {
     case OGRT_SENT:
         ogrt_log("sent type %u record (%zu bytes) to %s", type, payload, st.srv.text);
@@ -76,17 +106,49 @@ static enum ogrt_send_result send_direct(uint32_t type, uint8_t *buf, size_t pay
         break;
     case OGRT_TIMEOUT:
         ogrt_log("server %s did not answer within %d ms", st.srv.text, OGRT_CFG_CONNECT_TIMEOUT_MS);
-        ogrt_backoff_start(&st.srv, st.uid);
         break;
     default:
         ogrt_log("could not send to %s", st.srv.text);
     }
+}
+
+/* The frame in buf to a collector (TCP or UDP): the list from st.first on, wrapping, until
+ * one takes it. Each entry costs at most CONNECT_TIMEOUT_MS, and one that timed out is
+ * backed off (for this user's processes on this node), so later records skip it. */
+static enum ogrt_send_result send_direct(uint32_t type, uint8_t *buf, size_t payload, int64_t time_us)
+{
+    enum ogrt_send_result r = OGRT_FAILED;
+    /* The constructor checked the back-off marker of st.checked for the start record (not
+     * in a relay build: there the relay comes first). A marker that another process created
+     * meanwhile matters only to a process that ran a while: a short one (the common case)
+     * sends its end record there without a second look. */
+    int long_running = type == OGRT_TYPE_PROCESS_END && time_us - st.start_us >= RECHECK_BACKOFF_US;
+    if (st.first < 0)
+        find_primary();
+    for (int k = 0; k < st.servers.count; k++) {
+        int i = (st.first + k) % st.servers.count;
+        if (!use_server(i))
+            continue;
+        if (OGRT_BACKOFF_ENABLED && (i != st.checked || long_running) && ogrt_backoff_active(&st.srv, st.uid)) {
+            ogrt_log("backing off: not sending to %s", st.srv.text);
+            r = OGRT_TIMEOUT;
+            continue;
+        }
+        r = ogrt_send_frame(&st.srv, type, st.uuid, buf, payload);
+        log_result(r, type, payload);
+        if (r == OGRT_SENT) {
+            st.first = i; /* this process's other record goes there too */
+            break;
+        }
+        if (r == OGRT_TIMEOUT)
+            ogrt_backoff_start(&st.srv, st.uid);
+    }
     return r;
 }
 
-/* small/small_size: where a record that fits is encoded */
+/* small/small_size: where a record that fits is encoded; time_us: the record's time */
 static enum ogrt_send_result send_record(uint32_t type, encode_fn encode, const void *record, uint8_t *small,
-                                         size_t small_size)
+                                         size_t small_size, int64_t time_us)
 {
     size_t payload = encode(NULL, record);
     size_t total = OGRT_FRAME_HEADER + payload;
@@ -102,7 +164,7 @@ static enum ogrt_send_result send_record(uint32_t type, encode_fn encode, const 
     } else {
         if (OGRT_CFG_TRANSPORT_RELAY)
             ogrt_log("relay %s did not take the record (errno %d): sending directly", OGRT_CFG_RELAY_SOCKET, -err);
-        r = send_direct(type, buf, payload);
+        r = send_direct(type, buf, payload, time_us);
     }
     if (buf != small)
         ogrt_unmap(buf, total);
@@ -127,13 +189,32 @@ static void send_end(int has_exit, int status)
     e.exit_status = status;
     ogrt_collect_end(&e, st.pid, (uint32_t)st.uid);
     e.n_libs = ogrt_libs_new(&e.libs);
-    send_record(OGRT_TYPE_PROCESS_END, enc_end, &e, small_buf, sizeof small_buf);
+    send_record(OGRT_TYPE_PROCESS_END, enc_end, &e, small_buf, sizeof small_buf, e.time_us);
 }
 
 static void on_exit_handler(int status, void *arg)
 {
     (void)arg;
     send_end(1, status);
+}
+
+/* OGRT_DEBUG_INFO: the collector list in use and this node's primary */
+static void print_servers(void)
+{
+    struct ogrt_servers servers;
+    struct ogrt_server srv;
+    struct utsname u;
+    if (!ogrt_servers_init(&servers))
+        return;
+    const char *node = sys_uname(&u) == 0 ? u.nodename : "";
+    int primary = ogrt_server_primary(&servers, node);
+    ogrt_info("servers", servers.list);
+    if (ogrt_server_entry(&servers, primary, &srv, 0)) {
+        char line[512];
+        snprintf(line, sizeof line, "%s (entry %d of %d, by the node name '%s')", srv.text, primary + 1,
+                 servers.count, node);
+        ogrt_info("primary_server", line);
+    }
 }
 
 /* The argument vector below the initial environment on the process stack (argc, argv[],
@@ -166,19 +247,18 @@ __attribute__((constructor)) static void ogrt_init(int argc, char **argv, char *
             argv = NULL;
     }
     ogrt_debug_init();
-    ogrt_print_settings();
+    if (ogrt_print_settings())
+        print_servers();
     if (!ogrt_env_true("OGRT_ACTIVE"))
         return;
+    if (!ogrt_servers_init(&st.servers))
+        return;
     st.uid = (uid_t)sys_getuid();
-    if (!OGRT_CFG_TRANSPORT_RELAY) {
-        if (!server_ready())
-            return;
-        /* Backing off: nothing will be sent, so nothing is collected either (cheapest path). */
-        if (ogrt_backoff_active(&st.srv, st.uid)) {
-            ogrt_log("backing off: not sending to %s", st.srv.text);
-            return;
-        }
-    }
+    st.first = st.cur = st.checked = -1;
+    /* Backing off from every collector: nothing will be sent, so nothing is collected
+     * either (cheapest path). A relay build resolves and looks only when it falls back. */
+    if (!OGRT_CFG_TRANSPORT_RELAY && !pick_server())
+        return;
     struct ogrt_start s;
     struct ogrt_path_bufs paths;
     uint8_t start_buf[START_BUF];
@@ -193,7 +273,7 @@ __attribute__((constructor)) static void ogrt_init(int argc, char **argv, char *
     st.start_us = s.time_us;
     memcpy(st.uuid, s.uuid, sizeof st.uuid);
     s.n_libs = ogrt_libs_at_start(&s.libs, &s.signature);
-    enum ogrt_send_result r = send_record(OGRT_TYPE_PROCESS_START, enc_start, &s, start_buf, sizeof start_buf);
+    enum ogrt_send_result r = send_record(OGRT_TYPE_PROCESS_START, enc_start, &s, start_buf, sizeof start_buf, s.time_us);
     ogrt_libs_release();
     ogrt_collect_release();
     if (r != OGRT_SENT)

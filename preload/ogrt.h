@@ -18,7 +18,9 @@ extern int ogrt_debug_on;
 int ogrt_env_true(const char *name);
 void ogrt_debug_init(void);
 void ogrt_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-void ogrt_print_settings(void);
+/* 1 when it printed the settings (OGRT_DEBUG_INFO), each an "OGRT name: value" line (ogrt_info) */
+int ogrt_print_settings(void);
+void ogrt_info(const char *name, const char *value);
 
 /* collect.c: process facts for the start and end records */
 /* Room for the paths of the start record, on the constructor's stack (pages the loader has
@@ -51,13 +53,25 @@ int ogrt_filtered(const char *exe);
  * pattern (the caller's buffer, so the library holds none), 0 when all compile. */
 int ogrt_filter_invalid(char *pattern, size_t size);
 
-/* resolve.c: the server address (compiled in, or OGRT_SERVER when allowed) */
+/* resolve.c: the collector list (compiled in, or OGRT_SERVER when allowed) */
+#define OGRT_SERVERS_MAX 16        /* entries of a list */
+#define OGRT_SERVER_LIST_MAX 1023  /* bytes of OGRT_SERVER */
+struct ogrt_servers {
+    const char *list; /* comma-separated entries */
+    int from_env;     /* OGRT_SERVER: every entry names its port */
+    int count;
+};
 struct ogrt_server {
     struct sockaddr_storage addr;
     socklen_t addrlen;
     char text[300]; /* "host:port" for messages and the back-off key */
 };
-int ogrt_resolve_server(struct ogrt_server *srv);
+/* The list in use and its entries (0: none usable, logged). */
+int ogrt_servers_init(struct ogrt_servers *s);
+/* The entry this node tries first: a stable hash of its node name modulo the count. */
+int ogrt_server_primary(const struct ogrt_servers *s, const char *nodename);
+/* Entry i's text into srv->text, and with resolve its address; 0 when it cannot be resolved. */
+int ogrt_server_entry(const struct ogrt_servers *s, int i, struct ogrt_server *srv, int resolve);
 
 /* backoff.c: shared marker /dev/shm/ogrt-backoff-<uid>-<hash of server>; uid: getuid().
  * Only a TCP connect timeout creates a marker, so UDP builds never look for one. */

@@ -1,5 +1,7 @@
-/* The server address: SERVER_HOST/SERVER_PORT compiled in, or OGRT_SERVER=host:port /
- * [v6addr]:port when built with ALLOW_SERVER_ENV=yes.
+/* The collector list: SERVER_HOST (comma-separated entries host, host:port, [v6addr]:port or
+ * a bare IPv6 address; SERVER_PORT where an entry names no port) compiled in, or
+ * OGRT_SERVER=host:port,[v6addr]:port,... when built with ALLOW_SERVER_ENV=yes. Each node's
+ * primary is picked by a hash of its node name; an entry is resolved only when it is tried.
  *
  * Name lookup without NSS where possible: numeric addresses directly, "localhost" as
  * 127.0.0.1, other names from /etc/hosts (read with one open/read/close). Only a name found
@@ -135,7 +137,8 @@ static int by_resolver(const char *host, int port, struct ogrt_server *srv)
     return ok;
 }
 
-static int lookup(const char *host, int port, struct ogrt_server *srv)
+/* "host:port" or "[v6]:port" in srv->text */
+static void server_text(const char *host, int port, struct ogrt_server *srv)
 {
     char *t = srv->text; /* host is at most 255 bytes: fits */
     int v6 = strchr(host, ':') != NULL;
@@ -147,6 +150,10 @@ static int lookup(const char *host, int port, struct ogrt_server *srv)
     *t++ = ':';
     t = ogrt_put_uint(t, (unsigned long)port);
     *t = 0;
+}
+
+static int lookup(const char *host, int port, struct ogrt_server *srv)
+{
     if (numeric(host, port, srv))
         return 1;
     if (!strcasecmp(host, "localhost"))
@@ -157,52 +164,124 @@ static int lookup(const char *host, int port, struct ogrt_server *srv)
     return 0;
 }
 
-/* "host:port" or "[v6]:port" into host (NUL-terminated, at most hostsize-1) and port. */
-static int parse_server_env(const char *v, char *host, size_t hostsize, int *port)
+static int parse_port(const char *d, const char *end, int *port)
 {
-    const char *colon;
-    size_t hl;
-    if (v[0] == '[') {
-        const char *close = strchr(v, ']');
-        if (!close || close[1] != ':')
-            return 0;
-        hl = (size_t)(close - v - 1);
-        memcpy(host, v + 1, hl < hostsize ? hl : 0);
-        colon = close + 1;
-    } else {
-        colon = strrchr(v, ':');
-        if (!colon || strchr(v, ':') != colon)
-            return 0;
-        hl = (size_t)(colon - v);
-        memcpy(host, v, hl < hostsize ? hl : 0);
-    }
-    if (hl == 0 || hl >= hostsize)
-        return 0;
-    host[hl] = 0;
+    const char *first = d;
     long p = 0;
-    const char *d = colon + 1;
-    for (; *d >= '0' && *d <= '9' && p <= 65535; d++)
+    for (; d < end && *d >= '0' && *d <= '9' && p <= 65535; d++)
         p = p * 10 + (*d - '0');
-    if (*d || d == colon + 1 || p < 1 || p > 65535)
+    if (d != end || d == first || p < 1 || p > 65535)
         return 0;
     *port = (int)p;
     return 1;
 }
 
-int ogrt_resolve_server(struct ogrt_server *srv)
+/* One list entry (n bytes at v) into host (NUL-terminated, at most hostsize-1) and port:
+ * "host:port", "[v6]:port", and unless need_port also "host" or a bare IPv6 address (with
+ * SERVER_PORT). 0: malformed. */
+static int parse_entry(const char *v, size_t n, int need_port, char *host, size_t hostsize, int *port)
+{
+    const char *end = v + n, *from = v, *to = end, *colon = NULL;
+    if (n && v[0] == '[') {
+        const char *close = memchr(v, ']', n);
+        if (!close || close + 1 >= end || close[1] != ':')
+            return 0;
+        from = v + 1;
+        to = close;
+        colon = close + 1;
+    } else {
+        const char *first = memchr(v, ':', n);
+        if (first && first == memrchr(v, ':', n))
+            to = colon = first;
+        else if (first && need_port)
+            return 0; /* an IPv6 address needs [...] before a port */
+    }
+    size_t hl = (size_t)(to - from);
+    if (hl == 0 || hl >= hostsize)
+        return 0;
+    memcpy(host, from, hl);
+    host[hl] = 0;
+    if (colon)
+        return parse_port(colon + 1, end, port);
+    *port = OGRT_CFG_SERVER_PORT;
+    return !need_port;
+}
+
+/* OGRT_SERVER's list, copied: the program may overwrite its environment before its end
+ * record is sent. In .bss: touched only where the variable is used. */
+static char env_list[OGRT_SERVER_LIST_MAX + 1];
+
+int ogrt_servers_init(struct ogrt_servers *s)
 {
     const char *v = getenv("OGRT_SERVER");
+    s->list = OGRT_CFG_SERVER_HOST;
+    s->from_env = 0;
+    s->count = 0;
     if (v && *v) {
         if (!OGRT_CFG_ALLOW_SERVER_ENV) {
             ogrt_log("OGRT_SERVER ignored: built with ALLOW_SERVER_ENV=no");
         } else {
-            char host[256];
-            int port;
-            if (parse_server_env(v, host, sizeof host, &port))
-                return lookup(host, port, srv);
-            ogrt_log("OGRT_SERVER='%s' is not host:port or [address]:port", v);
-            return 0;
+            size_t n = strlen(v);
+            if (n > OGRT_SERVER_LIST_MAX) {
+                ogrt_log("OGRT_SERVER= is longer than %d bytes", OGRT_SERVER_LIST_MAX);
+                return 0;
+            }
+            memcpy(env_list, v, n + 1);
+            s->list = env_list;
+            s->from_env = 1;
         }
     }
-    return lookup(OGRT_CFG_SERVER_HOST, OGRT_CFG_SERVER_PORT, srv);
+    char host[256];
+    int port, count = 0;
+    for (const char *e = s->list;;) {
+        const char *comma = strchr(e, ',');
+        size_t n = comma ? (size_t)(comma - e) : strlen(e);
+        if (count == OGRT_SERVERS_MAX || !parse_entry(e, n, s->from_env, host, sizeof host, &port)) {
+            ogrt_log("%s='%s' is not a list of at most %d host:port or [address]:port",
+                     s->from_env ? "OGRT_SERVER" : "SERVER_HOST", s->list, OGRT_SERVERS_MAX);
+            return 0;
+        }
+        count++;
+        if (!comma)
+            break;
+        e = comma + 1;
+    }
+    return s->count = count;
+}
+
+/* 64-bit finalizer (MurmurHash3's fmix64): every bit of the name's hash moves the result */
+static uint64_t mix64(uint64_t h)
+{
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    return h;
+}
+
+int ogrt_server_primary(const struct ogrt_servers *s, const char *nodename)
+{
+    if (s->count < 2)
+        return 0;
+    return (int)(mix64(ogrt_fnv1a64(nodename, 0)) % (uint64_t)s->count);
+}
+
+int ogrt_server_entry(const struct ogrt_servers *s, int i, struct ogrt_server *srv, int resolve)
+{
+    const char *e = s->list;
+    for (int k = 0; k < i && e; k++) {
+        e = strchr(e, ',');
+        if (e)
+            e++;
+    }
+    if (!e || i < 0)
+        return 0;
+    const char *comma = strchr(e, ',');
+    char host[256];
+    int port;
+    if (!parse_entry(e, comma ? (size_t)(comma - e) : strlen(e), s->from_env, host, sizeof host, &port))
+        return 0;
+    server_text(host, port, srv);
+    return resolve ? lookup(host, port, srv) : 1;
 }

@@ -114,11 +114,8 @@ static inline long sys_getsockopt(int fd, int lvl, int name, void *v, socklen_t 
 #define OGRT_SYS_FSTATAT SYS_newfstatat
 #define OGRT_SYS_MMAP SYS_mmap
 #endif
-static inline long sys_ppoll(struct pollfd *p, unsigned n, int timeout_ms)
-{
-    struct timespec ts = {timeout_ms / 1000, (long)(timeout_ms % 1000) * 1000000L};
-    return SC(SYS_ppoll, p, n, &ts, 0, 8, 0);
-}
+/* The kernel writes the time left back into *ts (also when interrupted by a signal). */
+static inline long sys_ppoll(struct pollfd *p, unsigned n, struct timespec *ts) { return SC(SYS_ppoll, p, n, ts, 0, 8, 0); }
 static inline long sys_close(int fd) { return SC(SYS_close, fd, 0, 0, 0, 0, 0); }
 static inline long sys_open(const char *path, int flags, int mode) { return SC(SYS_openat, AT_FDCWD, path, flags, mode, 0, 0); }
 static inline long sys_read(int fd, void *b, size_t n) { return SC(SYS_read, fd, b, n, 0, 0, 0); }

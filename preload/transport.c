@@ -8,7 +8,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "ogrt.h"
@@ -18,23 +17,22 @@
 /* Bound of one wait for a full send buffer: CONNECT_TIMEOUT_MS, at least 1 s. */
 #define STALL_MS (OGRT_CFG_CONNECT_TIMEOUT_MS < 1000 ? 1000 : OGRT_CFG_CONNECT_TIMEOUT_MS)
 
-static int64_t mono_ms(void)
+static struct timespec ms_budget(int ms)
 {
-    struct timespec ts = {0, 0};
-    sys_clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    return ts;
 }
 
-/* Wait for `events` on fd until deadline (monotonic ms). 1: ready, 2: ready with an error
- * or hang-up pending, 0: timeout, -1: error. */
-static int wait_fd(int fd, short events, int64_t deadline)
+/* Wait for `events` on fd within the budget *left, which each wait reduces (the kernel writes
+ * the time remaining back into ppoll's timeout: no clock reads, and a signal storm cannot
+ * stretch it). 1: ready, 2: ready with an error or hang-up pending, 0: timeout, -1: error. */
+static int wait_fd(int fd, short events, struct timespec *left)
 {
     for (;;) {
-        int64_t left = deadline - mono_ms();
-        if (left <= 0)
+        if (left->tv_sec <= 0 && left->tv_nsec <= 0)
             return 0;
         struct pollfd p = {fd, events, 0};
-        long r = sys_ppoll(&p, 1, (int)left);
+        long r = sys_ppoll(&p, 1, left);
         if (r > 0)
             return p.revents & (POLLERR | POLLHUP) ? 2 : 1;
         if (r == 0)
@@ -51,41 +49,42 @@ static enum ogrt_send_result tcp_send(const struct ogrt_server *srv, const uint8
         return OGRT_FAILED;
     enum ogrt_send_result res = OGRT_FAILED;
     long r = sys_connect(fd, &srv->addr, srv->addrlen);
-    if (r == -EINPROGRESS || r == -EINTR) {
-        int w = wait_fd(fd, POLLOUT, mono_ms() + OGRT_CFG_CONNECT_TIMEOUT_MS);
-        if (w == 0) {
-            res = OGRT_TIMEOUT;
-            goto out;
-        }
-        int err = 0;
-        socklen_t len = sizeof err;
-        if (w < 0 || (w == 2 && sys_getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0))
-            goto out;
-        if (w == 2 && !err)
-            err = ECONNRESET;
-        if (err) {
-            res = err == ECONNREFUSED ? OGRT_REFUSED : OGRT_FAILED;
-            goto out;
-        }
-    } else if (r != 0) {
+    if (r != 0 && r != -EINPROGRESS && r != -EINTR) {
         res = r == -ECONNREFUSED ? OGRT_REFUSED : OGRT_FAILED;
         goto out;
     }
-    /* Connected. Each stall of the send gets STALL_MS. */
+    /* The first send comes right after connect: a server on this host has completed the
+     * handshake by then (one poll saved); otherwise it fails with EAGAIN and the connect is
+     * waited for, CONNECT_TIMEOUT_MS at most. Then each stall of the send gets STALL_MS. */
+    int connecting = r != 0;
+    struct timespec left = ms_budget(OGRT_CFG_CONNECT_TIMEOUT_MS);
     while (n) {
         long s = sys_sendto(fd, p, n, MSG_NOSIGNAL, NULL, 0);
         if (s > 0) {
             p += s;
             n -= (size_t)s;
+            connecting = 0;
             continue;
         }
         if (s == -EINTR)
             continue;
-        if (s == -EAGAIN || s == -EWOULDBLOCK) {
-            if (wait_fd(fd, POLLOUT, mono_ms() + STALL_MS) >= 1)
-                continue; /* an error shows in the next send */
-            res = OGRT_TIMEOUT;
+        if (s != -EAGAIN && s != -EWOULDBLOCK) {
+            res = s == -ECONNREFUSED ? OGRT_REFUSED : OGRT_FAILED;
+            goto out;
         }
+        if (connecting) { /* the handshake is under way: a failed one shows in the next send */
+            int w = wait_fd(fd, POLLOUT, &left);
+            if (w == 0)
+                res = OGRT_TIMEOUT;
+            if (w <= 0)
+                goto out;
+            connecting = 0;
+            continue;
+        }
+        left = ms_budget(STALL_MS);
+        if (wait_fd(fd, POLLOUT, &left) >= 1)
+            continue; /* an error shows in the next send */
+        res = OGRT_TIMEOUT;
         goto out;
     }
     res = OGRT_SENT;
@@ -98,19 +97,15 @@ out:
  * (UDP); otherwise it fails at once (the relay: the record then takes the direct path). */
 static int send_datagram(int fd, const void *addr, socklen_t addrlen, int wait, const uint8_t *p, size_t n)
 {
-    int64_t deadline = 0; /* set at the first full buffer; bounds retries even if poll says ready */
+    struct timespec left = ms_budget(STALL_MS); /* all waits of this datagram together */
     for (;;) {
         long s = sys_sendto(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT, addr, addrlen);
         if (s == (long)n)
             return 0;
         if (s == -EINTR)
             continue;
-        if (wait && (s == -EAGAIN || s == -EWOULDBLOCK || s == -ENOBUFS)) {
-            if (!deadline)
-                deadline = mono_ms() + STALL_MS;
-            if (wait_fd(fd, POLLOUT, deadline) >= 1 && mono_ms() < deadline)
-                continue;
-        }
+        if (wait && (s == -EAGAIN || s == -EWOULDBLOCK || s == -ENOBUFS) && wait_fd(fd, POLLOUT, &left) >= 1)
+            continue;
         return s < 0 ? (int)s : -EMSGSIZE;
     }
 }

@@ -53,12 +53,14 @@ elif not _has_clingo(SPACK_PYTHON):
 
 SETTINGS = gensettings().read_table(PRELOAD_DIR / "settings.tsv")
 
-VARIANTS = ["server_host=collector.example", "server_port=7999", "jobid_var=PBS_JOBID",
-            "transport=udp", "env_whitelist=HOME,PBS_O_QUEUE", "~send_cmdline",
+VARIANTS = ["server_host=collector.example,[fd00::7]:7998,backup.example:7997", "server_port=7999",
+            "jobid_var=PBS_JOBID", "transport=relay", "relay_socket=/run/site-ogrt/relay.sock",
+            "env_whitelist=HOME,PBS_O_QUEUE", "~send_cmdline",
             "connect_timeout_ms=350", "backoff_seconds=17",
             "filter_regexps=^/opt/my apps/[^/]+/(x|y){2}\\.sh$:^/nonexistent/", "+allow_server_env"]
-EXPECTED = ["OGRT server_host: collector.example", "OGRT server_port: 7999",
-            "OGRT jobid_var: PBS_JOBID", "OGRT transport: udp",
+# Spack keeps a multi-valued variant's values sorted: the list arrives in that order
+EXPECTED = ["OGRT server_host: [fd00::7]:7998,backup.example:7997,collector.example", "OGRT server_port: 7999",
+            "OGRT jobid_var: PBS_JOBID", "OGRT transport: relay", "OGRT relay_socket: /run/site-ogrt/relay.sock",
             "OGRT env_whitelist: HOME,PBS_O_QUEUE", "OGRT send_cmdline: no",
             "OGRT connect_timeout_ms: 350", "OGRT backoff_seconds: 17",
             "OGRT filter_regexps: ^/opt/my apps/[^/]+/(x|y){2}\\.sh$:^/nonexistent/",
@@ -275,4 +277,4 @@ def test_modulefile_role_finds_the_spack_installed_library(installed: tuple[Spac
     assert f'prepend_path("LD_PRELOAD", "{lib}", ":")' in modulefile.read_text()
     out = lmod_script(f"module use {root / 'opt' / 'modulefiles'}", "module load ogrt",
                       "OGRT_DEBUG_INFO=1 /bin/true")
-    assert "OGRT server_host: collector.example" in out.stdout + out.stderr, out
+    assert EXPECTED[0] in (out.stdout + out.stderr).splitlines(), out

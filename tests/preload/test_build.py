@@ -39,6 +39,10 @@ def test_no_dynamic_symbol_defined(preload_lib: Path) -> None:
     ("JOBID_VAR", "SLURM-JOB"), ("SERVER_HOST", "a b"), ("SERVER_HOST", ""), ("FILTER_REGEXPS", "^/ok$:^/bad("),
     ("CONNECT_TIMEOUT_MS", "60001"), ("BACKOFF_SECONDS", "86401"), ("SERVER_PORT", "07971"),
     ("SERVER_HOST", "h" * 254), ("ENV_WHITELIST", "HOME,*"), ("TRANSPORT", "tcp|udp"),
+    ("SERVER_HOST", "a,,b"), ("SERVER_HOST", "a,"), ("SERVER_HOST", "a:0"), ("SERVER_HOST", "a:65536"),
+    ("SERVER_HOST", "[::1]"), ("SERVER_HOST", "[::1]:x"), ("SERVER_HOST", ":80"), ("SERVER_HOST", ",".join("h" * 17)),
+    ("RELAY_SOCKET", "relay.sock"), ("RELAY_SOCKET", "/run/ogrt relay.sock"), ("RELAY_SOCKET", "/" + "r" * 107),
+    ("RELAY_SOCKET", ""), ("TRANSPORT", "unix"),
 ])
 def test_bad_value_fails_the_build_naming_it(tmp_path: Path, var: str, value: str) -> None:
     proc = make_preload(tmp_path, **{var: value})
@@ -67,7 +71,7 @@ def test_site_settings_in_debug_info(build_preload: Callable[..., Path]) -> None
 
 def test_values_at_the_bounds_are_accepted(build_preload: Callable[..., Path], tmp_path: Path) -> None:
     edges = {"SERVER_HOST": "h" * 253, "SERVER_PORT": "65535", "CONNECT_TIMEOUT_MS": "60000",
-             "BACKOFF_SECONDS": "86400"}
+             "BACKOFF_SECONDS": "86400", "RELAY_SOCKET": "/" + "r" * 106}
     env = dict(os.environ, LD_PRELOAD=str(build_preload(**edges)), OGRT_DEBUG_INFO="1")
     lines = subprocess.run(["/bin/true"], env=env, capture_output=True, text=True,
                            timeout=30).stderr.splitlines()

@@ -125,11 +125,19 @@ def test_relay_splits_large_records_into_fragments(relay_lib: RelayLib, c_progra
         assert len(frames) >= 4 and max(len(f[1]) for f in frames) <= 60_100
 
 
-def server_records(srv: Any, prog: Path, n: int) -> list[dict[str, Any]]:
+def check_fallback(lib: Path, srv: Any, prog: Path, errno: int) -> None:
+    """A program under lib is unharmed, its two records reach srv by TCP, and OGRT_DEBUG
+    says the relay did not take them (errno)."""
+    env = preload_env(lib, srv.port)
+    proc = run(prog, env, "4")
+    assert same(proc, plain(prog, env, "4")) and proc.returncode == 4
     exe = os.path.realpath(prog)
-    recs = srv.records(n)
+    recs = srv.records(2)
     starts = {r["id"] for r in recs if r["event"] == "start" and r["exe"] == exe}
-    return [r for r in recs if r["id"] in starts]
+    recs = [r for r in recs if r["id"] in starts]
+    assert [r["event"] for r in recs] == ["start", "end"] and recs[1]["exit_status"] == 4
+    debug = run(prog, dict(env, OGRT_DEBUG="1"))
+    assert f"did not take the record (errno {errno}): sending directly".encode() in debug.stderr
 
 
 @pytest.mark.parametrize("state", ["missing", "refused"])
@@ -144,15 +152,7 @@ def test_no_relay_falls_back_to_tcp(state: str, relay_lib: RelayLib, ogrt_server
         stale.close()  # the file stays, nobody receives
     try:
         srv = ogrt_server()
-        prog = c_program("exit_status")
-        env = preload_env(relay_lib.lib, srv.port)
-        proc = run(prog, env, "4")
-        assert same(proc, plain(prog, env, "4")) and proc.returncode == 4
-        recs = server_records(srv, prog, 2)
-        assert [r["event"] for r in recs] == ["start", "end"] and recs[1]["exit_status"] == 4
-        debug = run(prog, dict(env, OGRT_DEBUG="1"))
-        errno = b"2" if state == "missing" else b"111"
-        assert b"did not take the record (errno " + errno + b"): sending directly" in debug.stderr
+        check_fallback(relay_lib.lib, srv, c_program("exit_status"), 2 if state == "missing" else 111)
         assert srv.stop() == 0
     finally:
         relay_lib.socket.unlink(missing_ok=True)
@@ -177,14 +177,7 @@ def test_full_relay_falls_back_to_tcp(relay_lib: RelayLib, ogrt_server: Callable
                 break
             assert queued < 100_000
         srv = ogrt_server()
-        prog = c_program("exit_status")
-        env = preload_env(relay_lib.lib, srv.port)
-        proc = run(prog, env, "3")
-        assert same(proc, plain(prog, env, "3")) and proc.returncode == 3
-        recs = server_records(srv, prog, 2)
-        assert [r["event"] for r in recs] == ["start", "end"] and recs[1]["exit_status"] == 3
-        debug = run(prog, dict(env, OGRT_DEBUG="1"))
-        assert b"did not take the record (errno 11): sending directly" in debug.stderr
+        check_fallback(relay_lib.lib, srv, c_program("exit_status"), 11)
         # the relay's queue holds only the filler's datagrams
         stuck.setblocking(False)
         drained = 0

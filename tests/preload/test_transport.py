@@ -5,20 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests.fixtures.preload import (FRAGMENT, PROCESS_END, PROCESS_START, TEST_MAKE_VARS, FrameReceiver,
                                     closed_port, preload_env)
-
-
-def backoff_marker(host_port: str) -> Path:
-    h = 1469598103934665603
-    for b in host_port.encode():
-        h = ((h ^ b) * 1099511628211) & (2**64 - 1)
-    return Path(f"/dev/shm/ogrt-backoff-{os.getuid()}-{h:016x}")
 
 
 @pytest.fixture
@@ -83,21 +76,6 @@ def test_udp_splits_large_records_into_fragments(udp_lib: Path, frame_receiver: 
     assert all(f[0] == FRAGMENT and f[2] == "udp" for f in frames)
     assert len(frames) >= 4  # both records needed at least two pieces each
     assert max(len(f[1]) for f in frames) <= 60_100
-
-
-@pytest.fixture
-def clean_marker() -> Iterator[Callable[[int], Path]]:
-    made: list[Path] = []
-
-    def marker(port: int) -> Path:
-        p = backoff_marker(f"127.0.0.1:{port}")
-        p.unlink(missing_ok=True)
-        made.append(p)
-        return p
-
-    yield marker
-    for p in made:
-        p.unlink(missing_ok=True)
 
 
 def plain_and_preloaded(prog: Path, env: dict[str, str]) -> tuple[subprocess.CompletedProcess[bytes], ...]:
