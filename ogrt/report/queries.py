@@ -117,7 +117,25 @@ def executables_sql(db: ReportDB, f: Filters, top: int, pattern: str | None = No
         GROUP BY e.path
         ORDER BY runs DESC, executable
         {limit}"""
+    # the census's packages of the shown rows only (after the limit)
+    sql = f"""
+        SELECT x.*, ({exe_packages_sql(db, "ce.executable_id IN (SELECT xe.id FROM executables xe "
+                                           "WHERE xe.path = x.executable)")}) AS package
+        FROM ({sql}) x
+        ORDER BY x.runs DESC, x.executable"""
     return sql, params + lparams
+
+
+def package_label(alias: str = "k") -> str:
+    """How a report names a package of the census: name@version (name alone without one)."""
+    return (f"{alias}.name || CASE WHEN {alias}.version <> '' THEN '@' || {alias}.version ELSE '' END")
+
+
+def exe_packages_sql(db: ReportDB, where: str) -> str:
+    """A scalar subquery: the census packages (name@version, ','-joined) of the executables
+    `where` selects (over census_executables `ce`)."""
+    return (f"SELECT {db.dialect.list_agg(package_label())} FROM census_executables ce "
+            f"JOIN census_packages k ON k.id = ce.package_id WHERE {where}")
 
 
 def executables(db: ReportDB, f: Filters, top: int, pattern: str | None = None) -> Report:
@@ -126,8 +144,9 @@ def executables(db: ReportDB, f: Filters, top: int, pattern: str | None = None) 
         row["cpu_seconds"] = round(float(row["cpu_seconds"] or 0.0), 3)
     return Report(
         "Executables",
-        [("executable", "Executable"), ("runs", "Runs"), ("users", "Users"), ("hosts", "Hosts"),
-         ("jobs", "Jobs"), ("cpu_seconds", "CPU s"), ("failed", "Failed"), ("last_run", "Last run")],
+        [("executable", "Executable"), ("package", "Package"), ("runs", "Runs"), ("users", "Users"),
+         ("hosts", "Hosts"), ("jobs", "Jobs"), ("cpu_seconds", "CPU s"), ("failed", "Failed"),
+         ("last_run", "Last run")],
         rows,
     )
 
@@ -382,7 +401,8 @@ def job_sql(db: ReportDB, job_id: str, f: Filters) -> tuple[str, list[Any]]:
                e.path AS exe, e.signature AS signature, p.args AS args, p.rank AS rank,
                p.start_time AS start_time, p.end_time AS end_time, p.duration AS duration,
                p.exit_status AS exit_status, p.utime AS utime, p.stime AS stime,
-               p.step_id AS step_id
+               p.step_id AS step_id,
+               ({exe_packages_sql(db, "ce.executable_id = p.executable_id")}) AS package
         FROM processes p LEFT JOIN executables e ON e.id = p.executable_id
         {_where(clauses)}
         ORDER BY p.host, p.start_time, p.id"""
@@ -601,3 +621,108 @@ def job_record(db: ReportDB, job_id: str) -> dict[str, Any] | None:
     if row["elapsed"] is not None:
         row["elapsed"] = round(float(row["elapsed"]), 3)
     return row
+
+
+# -- the software census (ogrt/census/, `ogrt census update`) -------------------------------
+CENSUS_SOURCES = ("spack", "lmod", "python", "dpkg")
+
+
+@dataclass(frozen=True)
+class PackageFilter:
+    """--source (one of CENSUS_SOURCES) and --name (a substring or glob of the package name)."""
+
+    source: str | None = None
+    name: str | None = None
+
+    def where(self, dialect: Dialect, alias: str = "k") -> tuple[list[str], list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if self.source is not None:
+            if self.source not in CENSUS_SOURCES:
+                raise ReportError(f"--source must be one of {', '.join(CENSUS_SOURCES)}")
+            clauses.append(f"{alias}.source = ?")
+            params.append(self.source)
+        if self.name is not None:
+            clauses.append(f"{alias}.name {dialect.ilike} ? ESCAPE '{BACKSLASH}'")
+            params.append(library_pattern(self.name))
+        return clauses, params
+
+
+def census_exists(db: ReportDB) -> bool:
+    """Whether `ogrt census update` indexed anything in this database."""
+    return bool(db.query("SELECT 1 AS x FROM census_packages LIMIT 1"))
+
+
+#: a process's packages: its executable's, its library set's, its late library set's
+_PACKAGE_LINKS = (("census_executables", "executable_id", "executable_id"),
+                  ("census_libsets", "libset_id", "libset_id"),
+                  ("census_libsets", "libset_id", "late_libset_id"))
+
+
+def software_sql(db: ReportDB, f: Filters, top: int, pf: PackageFilter) -> tuple[str, list[Any]]:
+    d = db.dialect
+    clauses, params = f.selects(d)
+    kclauses, kparams = pf.where(d)
+    limit, lparams = _limit(top)
+    pick = ([f"c.package_id IN (SELECT k.id FROM census_packages k {_where(kclauses)})"]
+            if kclauses else [])
+    # one row per (process, package): UNION drops a package the executable and a library
+    # (or both library sets) bring to the same process
+    halves = [f"""
+              SELECT p.id AS pid, c.package_id AS package_id, p.uid AS uid, p.host AS host,
+                     p.job_id AS job_id, p.start_time AS start_time
+              FROM processes p JOIN {table} c ON c.{col} = p.{pcol}
+              {_where(pick + clauses)}""" for table, col, pcol in _PACKAGE_LINKS]
+    sql = f"""
+        SELECT k.source AS source, k.name AS package, k.version AS version, k.hash AS hash,
+               a.processes, a.users, a.jobs, a.hosts, a.first_use, a.last_use
+        FROM (SELECT u.package_id, COUNT(*) AS processes, COUNT(DISTINCT u.uid) AS users,
+                     COUNT(DISTINCT u.job_id) AS jobs, COUNT(DISTINCT u.host) AS hosts,
+                     MIN(u.start_time) AS first_use, MAX(u.start_time) AS last_use
+              FROM ({" UNION ".join(halves)}) u
+              GROUP BY u.package_id) a
+        JOIN census_packages k ON k.id = a.package_id
+        ORDER BY a.processes DESC, package, version, k.id
+        {limit}"""
+    one = kparams + params
+    return sql, one * 3 + lparams
+
+
+SOFTWARE_COLUMNS = [("source", "Source"), ("package", "Package"), ("version", "Version"),
+                    ("hash", "Hash")]
+
+
+def software(db: ReportDB, f: Filters, top: int, pf: PackageFilter = PackageFilter()) -> Report:
+    """Per indexed package: the processes that ran or loaded it, their users, jobs, hosts."""
+    return Report(
+        "Software (packages of the census) by processes",
+        SOFTWARE_COLUMNS + [("processes", "Processes"), ("users", "Users"), ("jobs", "Jobs"),
+                            ("hosts", "Hosts"), ("first_use", "First use"), ("last_use", "Last use")],
+        db.query(*software_sql(db, f, top, pf)),
+    )
+
+
+def software_unused_sql(db: ReportDB, f: Filters, top: int, pf: PackageFilter) -> tuple[str, list[Any]]:
+    d = db.dialect
+    clauses, params = f.selects(d)
+    kclauses, kparams = pf.where(d)
+    limit, lparams = _limit(top)
+    used = [f"""NOT EXISTS (SELECT 1 FROM {table} c JOIN processes p ON p.{pcol} = c.{col}
+                    {_where(["c.package_id = k.id"] + clauses)})""" for table, col, pcol in _PACKAGE_LINKS]
+    sql = f"""
+        SELECT k.source AS source, k.name AS package, k.version AS version, k.hash AS hash,
+               k.prefix AS prefix
+        FROM census_packages k
+        {_where(kclauses + used)}
+        ORDER BY k.source, k.name, k.version, k.id
+        {limit}"""
+    return sql, kparams + params * 3 + lparams
+
+
+def software_unused(db: ReportDB, f: Filters, top: int, pf: PackageFilter = PackageFilter()) -> Report:
+    """The indexed packages no process (of the filters' period, users, hosts, jobs) used."""
+    return Report(
+        "Software (packages of the census) no process used",
+        SOFTWARE_COLUMNS + [("prefix", "Prefix")],
+        db.query(*software_unused_sql(db, f, top, pf)),
+    )

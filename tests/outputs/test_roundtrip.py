@@ -157,7 +157,7 @@ def test_postgresql_refuses_an_older_schema(postgres):
         conn.execute("INSERT INTO schema_version VALUES (2)")
         conn.execute("CREATE TABLE process_libraries (process_id BIGINT, library_id BIGINT)")
     out = make("postgresql", dsn=dsn)
-    with pytest.raises(OutputError, match="schema version 2, this OGRT writes version 3"):
+    with pytest.raises(OutputError, match="schema version 2, this OGRT writes version 4"):
         out.open()
     assert out.conn is None
     with psycopg.connect(dsn) as conn:
@@ -172,7 +172,7 @@ def test_sqlite_refuses_an_older_schema(tmp_path):
         conn.execute("INSERT INTO schema_version VALUES (2)")
     conn.close()
     out = make("sqlite", path=str(db))
-    with pytest.raises(OutputError, match="schema version 2, this OGRT writes version 3"):
+    with pytest.raises(OutputError, match="schema version 2, this OGRT writes version 4"):
         out.write(R.pairs(2))
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'processes'").fetchall() == []
