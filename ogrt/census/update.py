@@ -10,6 +10,7 @@ from ogrt.census import dpkg, lmod, python, spack
 from ogrt.census.attribution import AttributionCount, attribute
 from ogrt.census.model import CensusError, Entry
 from ogrt.census.store import SyncCount, sync
+from ogrt.census.usage import roll_up
 from ogrt.report.db import WriteDB
 
 
@@ -50,6 +51,7 @@ class UpdateResult:
     sources: list[tuple[str, str, SyncCount]]
     attribution: AttributionCount
     seconds: float
+    rolled_up: int = 0  # process ids added to the usage roll-ups
 
 
 def update(db: WriteDB, plan: Plan) -> UpdateResult:
@@ -61,7 +63,9 @@ def update(db: WriteDB, plan: Plan) -> UpdateResult:
         results.append((source, origin, count))
         changed = changed or count.touched
     counts = attribute(db, changed)
-    return UpdateResult(results, counts, time.monotonic() - t0)
+    # attribution redone (index changed, purge): the roll-ups are rebuilt with it
+    first, last = roll_up(db, counts.full)
+    return UpdateResult(results, counts, time.monotonic() - t0, last - first)
 
 
 def summary(result: UpdateResult) -> list[str]:
@@ -73,5 +77,6 @@ def summary(result: UpdateResult) -> list[str]:
     lines.append(f"attribution ({'all' if a.full else 'new'} paths): executables "
                  f"{a.executables_attributed}/{a.executables}, libraries "
                  f"{a.libraries_attributed}/{a.libraries} attributed")
+    lines.append(f"usage roll-up: {result.rolled_up} process ids added")
     lines.append(f"done in {result.seconds:.1f} s")
     return lines

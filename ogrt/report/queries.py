@@ -657,6 +657,70 @@ def census_exists(db: ReportDB) -> bool:
 _PACKAGE_LINKS = (("census_executables", "executable_id", "executable_id"),
                   ("census_libsets", "libset_id", "libset_id"),
                   ("census_libsets", "libset_id", "late_libset_id"))
+#: the processes after this id are not in the census_usage_* roll-ups (ogrt/census/usage.py)
+USAGE_MARK = "COALESCE((SELECT s.value FROM census_state s WHERE s.name = 'usage'), 0)"
+
+
+def package_uses_sql(clauses: list[str]) -> str:
+    """One row per (process, package it ran or loaded) of the processes `p` that `clauses`
+    select: pid, package_id, uid, host, job_id, start_time. UNION drops a package that the
+    executable and a library (or both library sets) bring to the same process. Its
+    parameters: those of `clauses`, three times."""
+    return " UNION ".join(f"""
+              SELECT p.id AS pid, c.package_id AS package_id, p.uid AS uid, p.host AS host,
+                     p.job_id AS job_id, p.start_time AS start_time
+              FROM processes p JOIN {table} c ON c.{col} = p.{pcol}
+              {_where(clauses)}""" for table, col, pcol in _PACKAGE_LINKS)
+
+
+def _software_exact(d: Dialect, clauses: list[str], pick: list[str]) -> str:
+    """Per package, from the processes themselves (any filter)."""
+    return f"""
+        SELECT u.package_id, COUNT(*) AS processes, COUNT(DISTINCT u.uid) AS users,
+               COUNT(DISTINCT u.job_id) AS jobs, COUNT(DISTINCT u.host) AS hosts,
+               MIN(u.start_time) AS first_use, MAX(u.start_time) AS last_use
+        FROM ({package_uses_sql(pick + clauses)}) u
+        GROUP BY u.package_id"""
+
+
+def _software_rolled_up(pick: list[str]) -> str:
+    """Per package, without filters: the census_usage_* roll-ups plus the processes after
+    their watermark (users, jobs and hosts the roll-ups do not hold yet)."""
+    kpick = [c.replace("c.package_id", "r.package_id") for c in pick]
+    live = package_uses_sql(pick + [f"p.id > {USAGE_MARK}"])
+    return f"""
+        SELECT a.package_id, SUM(a.processes) AS processes, SUM(a.users) AS users,
+               SUM(a.jobs) AS jobs, SUM(a.hosts) AS hosts, MIN(a.first_use) AS first_use,
+               MAX(a.last_use) AS last_use
+        FROM (SELECT r.package_id, SUM(r.processes) AS processes,
+                     SUM(CASE WHEN r.uid >= 0 THEN 1 ELSE 0 END) AS users, 0 AS jobs, 0 AS hosts,
+                     MIN(r.first_use) AS first_use, MAX(r.last_use) AS last_use
+              FROM census_usage_users r {_where(kpick)} GROUP BY r.package_id
+              UNION ALL
+              SELECT r.package_id, 0, 0, COUNT(*), 0, NULL, NULL
+              FROM census_usage_jobs r {_where(kpick)} GROUP BY r.package_id
+              UNION ALL
+              SELECT r.package_id, 0, 0, 0, COUNT(*), NULL, NULL
+              FROM census_usage_hosts r {_where(kpick)} GROUP BY r.package_id
+              UNION ALL
+              SELECT l.package_id, COUNT(*), 0, 0, 0, MIN(l.start_time), MAX(l.start_time)
+              FROM live l GROUP BY l.package_id
+              UNION ALL
+              SELECT l.package_id, 0, COUNT(DISTINCT l.uid), 0, 0, NULL, NULL FROM live l
+              WHERE l.uid IS NOT NULL AND NOT EXISTS (SELECT 1 FROM census_usage_users r
+                    WHERE r.package_id = l.package_id AND r.uid = l.uid)
+              GROUP BY l.package_id
+              UNION ALL
+              SELECT l.package_id, 0, 0, COUNT(DISTINCT l.job_id), 0, NULL, NULL FROM live l
+              WHERE l.job_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM census_usage_jobs r
+                    WHERE r.package_id = l.package_id AND r.job_id = l.job_id)
+              GROUP BY l.package_id
+              UNION ALL
+              SELECT l.package_id, 0, 0, 0, COUNT(DISTINCT l.host), NULL, NULL FROM live l
+              WHERE l.host IS NOT NULL AND NOT EXISTS (SELECT 1 FROM census_usage_hosts r
+                    WHERE r.package_id = l.package_id AND r.host = l.host)
+              GROUP BY l.package_id) a
+        GROUP BY a.package_id""", live
 
 
 def software_sql(db: ReportDB, f: Filters, top: int, pf: PackageFilter) -> tuple[str, list[Any]]:
@@ -666,26 +730,23 @@ def software_sql(db: ReportDB, f: Filters, top: int, pf: PackageFilter) -> tuple
     limit, lparams = _limit(top)
     pick = ([f"c.package_id IN (SELECT k.id FROM census_packages k {_where(kclauses)})"]
             if kclauses else [])
-    # one row per (process, package): UNION drops a package the executable and a library
-    # (or both library sets) bring to the same process
-    halves = [f"""
-              SELECT p.id AS pid, c.package_id AS package_id, p.uid AS uid, p.host AS host,
-                     p.job_id AS job_id, p.start_time AS start_time
-              FROM processes p JOIN {table} c ON c.{col} = p.{pcol}
-              {_where(pick + clauses)}""" for table, col, pcol in _PACKAGE_LINKS]
+    if f.empty:
+        # the roll-ups (kept by `ogrt census update`) and the processes recorded since
+        body, live = _software_rolled_up(pick)
+        with_ = f"WITH live AS ({live})"
+        args = kparams * 3 + kparams * 3
+    else:
+        body, with_ = _software_exact(d, clauses, pick), ""
+        args = (kparams + params) * 3
     sql = f"""
+        {with_}
         SELECT k.source AS source, k.name AS package, k.version AS version, k.hash AS hash,
                a.processes, a.users, a.jobs, a.hosts, a.first_use, a.last_use
-        FROM (SELECT u.package_id, COUNT(*) AS processes, COUNT(DISTINCT u.uid) AS users,
-                     COUNT(DISTINCT u.job_id) AS jobs, COUNT(DISTINCT u.host) AS hosts,
-                     MIN(u.start_time) AS first_use, MAX(u.start_time) AS last_use
-              FROM ({" UNION ".join(halves)}) u
-              GROUP BY u.package_id) a
+        FROM ({body}) a
         JOIN census_packages k ON k.id = a.package_id
         ORDER BY a.processes DESC, package, version, k.id
         {limit}"""
-    one = kparams + params
-    return sql, one * 3 + lparams
+    return sql, args + lparams
 
 
 SOFTWARE_COLUMNS = [("source", "Source"), ("package", "Package"), ("version", "Version"),

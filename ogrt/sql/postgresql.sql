@@ -204,6 +204,32 @@ CREATE TABLE IF NOT EXISTS census_state (
     value BIGINT NOT NULL
 );
 
+-- The census's use of each package, rolled up by `ogrt census update` from the processes
+-- with id <= census_state 'usage' (settled rows: complete, or older than two days):
+-- per package and user (processes, first and last start; uid -1: none), per package and
+-- job, per package and host. The software report without filters reads these and adds
+-- the processes after the watermark: a few rows per package and job, not one per process.
+CREATE TABLE IF NOT EXISTS census_usage_users (
+    package_id BIGINT NOT NULL,
+    uid        BIGINT NOT NULL,
+    processes  BIGINT NOT NULL,
+    first_use  TIMESTAMPTZ,
+    last_use   TIMESTAMPTZ,
+    PRIMARY KEY (package_id, uid)
+);
+
+CREATE TABLE IF NOT EXISTS census_usage_jobs (
+    package_id BIGINT NOT NULL,
+    job_id     TEXT NOT NULL,
+    PRIMARY KEY (package_id, job_id)
+);
+
+CREATE TABLE IF NOT EXISTS census_usage_hosts (
+    package_id BIGINT NOT NULL,
+    host       TEXT NOT NULL,
+    PRIMARY KEY (package_id, host)
+);
+
 CREATE INDEX IF NOT EXISTS census_paths_package ON census_paths (package_id);
 CREATE INDEX IF NOT EXISTS census_executables_package ON census_executables (package_id);
 CREATE INDEX IF NOT EXISTS census_libraries_package ON census_libraries (package_id);
