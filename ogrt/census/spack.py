@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ogrt.census.model import CensusError, Entry, Package, stat_digest
@@ -68,13 +68,18 @@ def read_prefix(prefix: str) -> Package | None:
     return Package("spack", prefix, name, version, hash_, details, prefix, [(prefix, False)])
 
 
-def entries(root: str) -> Iterator[Entry]:
-    for prefix in prefixes(root):
+def _entries(found: Iterable[str]) -> Iterator[Entry]:
+    for prefix in found:
         try:
             digest = prefix + "|" + stat_digest(os.path.join(prefix, SPEC))
         except OSError:
             continue
         yield Entry("spack", prefix, digest, lambda p=prefix: read_prefix(p))
+
+
+def entries(root: str) -> Iterator[Entry]:
+    """The prefixes under an install tree root."""
+    return _entries(prefixes(root))
 
 
 def roots_from_command(spack: str = "spack") -> list[str]:
@@ -97,9 +102,4 @@ def roots_from_command(spack: str = "spack") -> list[str]:
 
 def command_entries(spack: str = "spack") -> Iterator[Entry]:
     """The prefixes `spack find --json` lists (each read from its own spec.json)."""
-    for prefix in roots_from_command(spack):
-        try:
-            digest = prefix + "|" + stat_digest(os.path.join(prefix, SPEC))
-        except OSError:
-            continue
-        yield Entry("spack", prefix, digest, lambda p=prefix: read_prefix(p))
+    return _entries(roots_from_command(spack))
