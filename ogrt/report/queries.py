@@ -765,19 +765,35 @@ def software(db: ReportDB, f: Filters, top: int, pf: PackageFilter = PackageFilt
 
 def software_unused_sql(db: ReportDB, f: Filters, top: int, pf: PackageFilter) -> tuple[str, list[Any]]:
     d = db.dialect
-    clauses, params = f.selects(d)
     kclauses, kparams = pf.where(d)
     limit, lparams = _limit(top)
-    used = [f"""NOT EXISTS (SELECT 1 FROM {table} c JOIN processes p ON p.{pcol} = c.{col}
-                    {_where(["c.package_id = k.id"] + clauses)})""" for table, col, pcol in _PACKAGE_LINKS]
+    if f.user is None and f.host is None and f.job is None and (f.since is None or f.until is None):
+        # the roll-ups know each package's first and last use: used after --since (or before
+        # --until) when its last (first) use is; plus the processes after the roll-ups
+        times, tparams, rclauses = [], [], []
+        if f.since is not None:
+            times.append("p.start_time >= ?")
+            rclauses.append("r.last_use >= ?")
+            tparams.append(d.time_param(f.since))
+        if f.until is not None:
+            times.append("p.start_time < ?")
+            rclauses.append("r.first_use < ?")
+            tparams.append(d.time_param(f.until))
+        used = (f"SELECT r.package_id FROM census_usage_users r {_where(rclauses)} UNION "
+                f"SELECT u.package_id FROM ({package_uses_sql([f'p.id > {USAGE_MARK}'] + times)}) u")
+        uparams = tparams + tparams * 3
+    else:
+        clauses, params = f.selects(d)
+        used = f"SELECT u.package_id FROM ({package_uses_sql(clauses)}) u"
+        uparams = params * 3
     sql = f"""
         SELECT k.source AS source, k.name AS package, k.version AS version, k.hash AS hash,
                k.prefix AS prefix
         FROM census_packages k
-        {_where(kclauses + used)}
+        {_where(kclauses + [f"k.id NOT IN ({used})"])}
         ORDER BY k.source, k.name, k.version, k.id
         {limit}"""
-    return sql, kparams + params * 3 + lparams
+    return sql, kparams + uparams + lparams
 
 
 def software_unused(db: ReportDB, f: Filters, top: int, pf: PackageFilter = PackageFilter()) -> Report:
