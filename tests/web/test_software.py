@@ -1,6 +1,7 @@
 """The dashboard's software page and the overview's top packages, over a database the real
 daemon filled from real programs and `ogrt census update --dpkg` indexed (SQLite and
-PostgreSQL): the page, its filters in the URL and its downloads show the software report."""
+PostgreSQL): the page, its filters in the URL (also through its form in Chromium) and its
+downloads show the software report."""
 from __future__ import annotations
 
 import csv
@@ -17,7 +18,8 @@ pytestmark = pytest.mark.skipif(not os.path.isfile("/var/lib/dpkg/status"), reas
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
-def test_software_page_and_downloads(web_data: Any, start_web: Callable[..., Any], kind: str) -> None:
+def test_software_page_and_downloads(web_data: Any, start_web: Callable[..., Any], browser: Any,
+                                     kind: str) -> None:
     db = web_data.db(kind)
     web = start_web(db)
     status, _, body = web.get("/software")
@@ -40,3 +42,21 @@ def test_software_page_and_downloads(web_data: Any, start_web: Callable[..., Any
     assert status == 200 and "libc6" in {r["package"] for r in json.loads(text)["software"]}
     status, _, _ = web.get("/software?source=rpm")
     assert status == 400
+
+    # in Chromium: the search form puts the filters in the URL, the table shows the report's rows
+    tab = browser.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        tab.goto(web.url + "/software")
+        tab.fill("input[name=name]", "libc6")
+        tab.select_option("select[name=source]", "dpkg")
+        tab.click("form.search button")
+        tab.wait_for_url("**/software?*name=libc6*")
+        cells = tab.locator('table[data-table="software"] tbody tr').first.locator("td")
+        shown = {cells.nth(j).get_attribute("data-col"): cells.nth(j).inner_text().strip()
+                 for j in range(cells.count())}
+        assert (shown["package"], shown["processes"]) == ("libc6", str(expected[0]["processes"]))
+        assert errors == []
+    finally:
+        tab.close()
