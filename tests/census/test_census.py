@@ -58,13 +58,16 @@ def modules(root: Path) -> tuple[Path, Path, Path]:
     return mf, progs["censustool"] / "censustool", progs["unusedtool"]
 
 
+def _no_lmod(env: dict[str, str]) -> dict[str, str]:
+    """The environment without the caller's Lmod state (a clean `module` in the script)."""
+    return {k: v for k, v in env.items() if not k.startswith(
+        ("LMOD", "MODULE", "__LMOD", "_ModuleTable", "LOADEDMODULES", "_LMFILES_"))}
+
+
 def run_workload(preload_lib: Path, port: int, venv: Path, modulepath: Path, loner: Path) -> None:
     """Under the library: the venv's python importing markupsafe's extension, and
     `module load censustool/1.0; censustool` in a bash that sourced Lmod's init."""
-    env = preload_env(preload_lib, port, OGRT_TEST_JOBID=JOB)
-    for name in list(env):
-        if name.startswith(("LMOD", "MODULE", "__LMOD", "_ModuleTable", "LOADEDMODULES", "_LMFILES_")):
-            del env[name]
+    env = _no_lmod(preload_env(preload_lib, port, OGRT_TEST_JOBID=JOB))
     script = "\n".join([
         f"{venv / 'bin' / 'python'} -c 'import markupsafe._speedups'",
         f"source {LMOD_INIT}",
@@ -74,6 +77,15 @@ def run_workload(preload_lib: Path, port: int, venv: Path, modulepath: Path, lon
         str(loner),
     ])
     proc = subprocess.run(["bash", "--noprofile", "--norc", "-c", script], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
+def run_module_tool(preload_lib: Path, port: int, modulepath: Path) -> None:
+    """`module load censustool/1.0; censustool` once more, in the same job."""
+    env = preload_env(preload_lib, port, OGRT_TEST_JOBID=JOB)
+    script = f"source {LMOD_INIT}\nexport MODULEPATH={modulepath}\nmodule load censustool/1.0\ncensustool\n"
+    proc = subprocess.run(["bash", "--noprofile", "--norc", "-c", script], env=_no_lmod(env),
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
 
@@ -137,9 +149,23 @@ def test_census_attributes_real_programs(preload_lib: Path, ogrt_server: Any, po
         # unattributed stays unattributed: a program no source lists
         assert exes[str(loner)]["package"] is None
 
-        # incremental: nothing changed, nothing rewritten; a vanished module is removed
+    # the same job runs the tool again, recorded after the census's roll-ups: the report adds
+    # it (processes 2) without counting the job or the user twice; the next update rolls it up
+    srv = ogrt_server(jsonl=False, extra_outputs=(
+        f'[outputs.db]\ntype = "sqlite"\npath = "{sqlite_path}"\n'
+        f'[outputs.pg]\ntype = "postgresql"\ndsn = "{dsn}"\n'))
+    run_module_tool(preload_lib, srv.port, modulepath)
+    assert srv.stop() == 0
+    for db in (sqlite_path, dsn):
+        for argv in ((), ("--job", JOB)):  # the roll-ups plus the new process; the processes alone
+            lm = packages(report(db, "software", *argv))[("lmod", "censustool")]
+            assert (lm["processes"], lm["jobs"], lm["users"], lm["hosts"]) == (2, 1, 1, 1), argv
+        # incremental: nothing changed, nothing rewritten; only the new process is rolled up
         again = census_update(db, *sources)
         assert "0 added, 0 changed, 0 removed" in again and "attribution (new paths)" in again, again
+        lm = packages(report(db, "software"))[("lmod", "censustool")]
+        assert (lm["processes"], lm["jobs"], lm["users"]) == (2, 1, 1)
+    # a vanished module is removed
     shutil.rmtree(unused_bin.parent)
     (modulepath / "unusedtool" / "2.0.lua").unlink()
     out = census_update(sqlite_path, *sources)
