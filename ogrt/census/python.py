@@ -64,7 +64,8 @@ def read_dist(dist_info: str, site: str, prefix: str) -> Package | None:
     real_site = os.path.realpath(site)
     paths: set[str] = set()
     try:
-        with open(os.path.join(dist_info, "RECORD"), encoding="utf-8", errors="replace", newline="") as fh:
+        with open(os.path.join(dist_info, "RECORD"), encoding="utf-8", errors="surrogateescape",
+                  newline="") as fh:
             for row in csv.reader(fh):
                 if not row or not row[0]:
                     continue
@@ -74,8 +75,8 @@ def read_dist(dist_info: str, site: str, prefix: str) -> Package | None:
                 paths.add(path)
                 if real_site != site:  # a symlinked prefix (lib64 -> lib): both names
                     paths.add(os.path.normpath(os.path.join(real_site, row[0])))
-    except OSError:
-        return None
+    except (OSError, csv.Error):
+        return None  # unreadable or not CSV: counted as unreadable, the others go on
     return Package("python", dist_info, name, version, "", {"site": site}, site,
                    [(p, True) for p in sorted(paths)])
 

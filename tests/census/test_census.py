@@ -192,3 +192,25 @@ def test_schema_3_database_is_migrated_by_census_update(venv: Path, tmp_path: Pa
         assert conn.execute("SELECT version FROM schema_version").fetchall() == [(4,)]
     conn.close()
     assert ("python", "MarkupSafe") in packages(report(str(db), "software", "--unused"))
+
+
+def test_untrusted_names_and_bad_records(tmp_path: Path) -> None:
+    """File names that are not UTF-8 are stored escaped, as the records store them (so a
+    recorded path can match); a RECORD that cannot be read is counted unreadable, not a crash."""
+    site = tmp_path / "prefix" / "lib" / "python3.11" / "site-packages"
+    good = site / "odd-1.0.dist-info"
+    good.mkdir(parents=True)
+    (good / "METADATA").write_text("Name: odd\nVersion: 1.0\n\n")
+    (good / "RECORD").write_bytes(b"odd/caf\xe9.so,,\nodd/__init__.py,,\n")
+    bad = site / "bad-2.0.dist-info"
+    bad.mkdir()
+    (bad / "RECORD").mkdir()  # unreadable as a file
+    db = tmp_path / "db.sqlite"
+    db.touch()
+    out = census_update(str(db), "--python", str(tmp_path / "prefix"))
+    assert "1 added" in out and "1 unreadable" in out, out
+    with sqlite3.connect(db) as conn:
+        paths = [p for (p,) in conn.execute("SELECT path FROM census_paths")]
+    conn.close()
+    assert paths == [f"{site}/odd/caf\\xe9.so"]  # the .py file: never seen by the library
+    assert census_update(str(db), "--python", str(tmp_path / "prefix")).count("0 added") == 1
