@@ -18,6 +18,12 @@ Target (issue 5): each report over 1,000,000 processes returns in seconds (here:
 
 The PostgreSQL run (--backend postgresql) loads the same rows with COPY into a throwaway
 server started like the tests' (or into --dsn).
+
+--census (issue 13): builds an index on disk (10,000 Spack prefixes, 2,000 Python
+distributions, 8,000 Debian packages: 20,000 packages, ~200,000 paths) covering the
+generated programs and libraries, a database of the same processes, then times `ogrt census
+update` (first, and again over the unchanged index: target <= 10 s) and every software
+report (target <= 3 s each).
 """
 from __future__ import annotations
 
@@ -60,18 +66,19 @@ PROCESS_COLUMNS = ("id", "uuid", "host", "peer", "job_id", "pid", "ppid", "uid",
 N_JOBS = 20000
 
 
-def tables(n: int, seed: int = 5) -> list[tuple[str, tuple[str, ...], object]]:
-    """(table, columns, row iterator) in load order: the same rows for every backend."""
+def tables(n: int, seed: int = 5, apps: str = "/apps") -> list[tuple[str, tuple[str, ...], object]]:
+    """(table, columns, row iterator) in load order: the same rows for every backend
+    (`apps`: the directory of the applications, where the census part indexes them)."""
     rng = random.Random(seed)
     n_exe, n_lib, n_mod, n_user, n_host, n_job = 2000, 3000, 300, 500, 200, N_JOBS
-    exes = [(i + 1, f"/apps/{['gcc', 'python', 'lammps', 'gromacs', 'vasp', 'app'][i % 6]}/{i // 6}/bin/prog{i}",
+    exes = [(i + 1, f"{apps}/{['gcc', 'python', 'lammps', 'gromacs', 'vasp', 'app'][i % 6]}/{i // 6}/bin/prog{i}",
              "") for i in range(n_exe)]
     stamped_exe = n_exe + 1
     exes.append((stamped_exe, "/home/u7/bin/stamped_solver", "11111111-2222-4333-8444-555555555555"))
     libs = [(1, "/lib/x86_64-linux-gnu/libc.so.6", ""), (2, "/lib/x86_64-linux-gnu/libm.so.6", ""),
             (3, "/lib/x86_64-linux-gnu/libpthread.so.0", ""), (4, "/opt/intel/mkl/lib/libmkl_core.so.2", ""),
             (5, "/opt/intel/mkl/lib/libmkl_intel_thread.so.2", "")]
-    libs += [(i, f"/apps/lib{i % 40}/{i}/libdep{i}.so", "") for i in range(6, n_lib + 1)]
+    libs += [(i, f"{apps}/lib{i % 40}/{i}/libdep{i}.so", "") for i in range(6, n_lib + 1)]
     mods = [(i + 1, f"mod{i % 60}/{i // 60}.0") for i in range(n_mod)]
 
     # Zipf-like choice: a few executables dominate, like on a real cluster
@@ -145,13 +152,13 @@ def tables(n: int, seed: int = 5) -> list[tuple[str, tuple[str, ...], object]]:
 PICKS = {"user": "user0", "host": "node0001", "job": f"{1000000 + N_JOBS // 2}"}
 
 
-def build_sqlite(path: str, n: int) -> None:
+def build_sqlite(path: str, n: int, apps: str = "/apps") -> None:
     conn = sqlite3.connect(path)
     conn.executescript((REPO / "ogrt/sql/sqlite.sql").read_text())
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = OFF")
     conn.execute(f"INSERT INTO schema_version (version) VALUES ({SCHEMA_VERSION})")  # as the outputs do
-    for table, columns, rows in tables(n):
+    for table, columns, rows in tables(n, apps=apps):
         conn.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
                          rows)
     conn.commit()
@@ -160,7 +167,7 @@ def build_sqlite(path: str, n: int) -> None:
     conn.close()
 
 
-def build_postgresql(dsn: str, n: int) -> None:
+def build_postgresql(dsn: str, n: int, apps: str = "/apps") -> None:
     import psycopg
 
     schema = (REPO / "ogrt/sql/postgresql.sql").read_text()
@@ -171,7 +178,7 @@ def build_postgresql(dsn: str, n: int) -> None:
         for (name,) in conn.execute("SELECT indexname FROM pg_indexes WHERE schemaname = 'public' "
                                     "AND indexname NOT LIKE '%pkey' AND indexname NOT LIKE '%key'").fetchall():
             conn.execute(f'DROP INDEX "{name}"')
-        for table, columns, rows in tables(n):
+        for table, columns, rows in tables(n, apps=apps):
             with conn.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)
@@ -204,16 +211,22 @@ def cases() -> list[tuple[str, Callable[[ReportDB], object]]]:
     ]
 
 
-def time_reports(db: ReportDB, label: str, n: int) -> float:
+def time_cases(db: ReportDB, label: str, named: list[tuple[str, Callable[[ReportDB], object]]]) -> float:
+    """Run each report once, print its seconds and rows; the slowest one's seconds."""
     worst = 0.0
     print(f"{label}: {'report':45} {'seconds':>8}  rows")
-    for name, fn in cases():
+    for name, fn in named:
         t0 = time.perf_counter()
         result = fn(db)
         dt = time.perf_counter() - t0
         worst = max(worst, dt)
         rows = len(result.rows) if hasattr(result, "rows") else len(result)  # type: ignore[attr-defined]
         print(f"{label}: {name:45} {dt:8.2f}  {rows}")
+    return worst
+
+
+def time_reports(db: ReportDB, label: str, n: int) -> float:
+    worst = time_cases(db, label, cases())
     verdict = "meets" if worst < TARGET_SECONDS else "MISSES"
     print(f"{label}: slowest report {worst:.2f} s over {n:,} processes; "
           f"target: each returns in seconds (< {TARGET_SECONDS:.0f} s): {verdict}")
@@ -297,10 +310,146 @@ def run_postgresql(opts: argparse.Namespace) -> float:
             return time_reports(db, "postgresql", opts.processes)
 
 
+# -- the software census (--census) -------------------------------------------------------------
+#: issue 13's targets: each software report, and `census update` of an unchanged index
+CENSUS_REPORT_TARGET = 3.0
+CENSUS_UPDATE_TARGET = 10.0
+KINDS = ['gcc', 'python', 'lammps', 'gromacs', 'vasp', 'app']  # tables()'s executable trees
+N_SPACK, N_PYTHON, N_DPKG = 10_000, 2_000, 8_000  # 20,000 packages
+PY_FILES, DPKG_FILES = 50, 11  # paths: 10,000 prefixes + 100,000 + 88,000 + the libdep files
+
+
+def build_index(root: Path) -> dict[str, str]:
+    """An index on disk, as the sources find it: 10,000 Spack prefixes (spec.json) under
+    root/apps (those of tables()'s executables among them), 2,000 Python distributions
+    (RECORD of 50 shared objects; the first is MKL, listing tables()'s MKL libraries) and
+    8,000 Debian packages (status, *.list: libc6 with libc/libm/libpthread, libdepN with
+    tables()'s libraries of root/apps/libN, the rest 11 files each). Returns the census
+    options (spack root, python prefix, dpkg admindir)."""
+    apps = root / "apps"
+    for j in range(N_SPACK):
+        kind, k = KINDS[j % 6], j // 6
+        spec = apps / kind / str(k) / ".spack"
+        spec.mkdir(parents=True)
+        h = f"{j:032x}"
+        node = {"name": f"{kind}{k}", "version": f"{k % 7}.{k % 3}", "hash": h,
+                "arch": {"platform": "linux", "platform_os": "debian12", "target": "x86_64"},
+                "compiler": {"name": "gcc", "version": "12.2.0"}, "parameters": {"mpi": k % 2 == 0}}
+        (spec / "spec.json").write_text(json.dumps({"spec": {"_meta": {"version": 4}, "nodes": [node]}}))
+    site = root / "py" / "lib" / "python3.11" / "site-packages"
+    for d in range(N_PYTHON):
+        info = site / f"dist{d}-1.{d % 10}.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: dist{d}\nVersion: 1.{d % 10}\n\n")
+        files = [f"dist{d}/_ext{f}.cpython-311-x86_64-linux-gnu.so" for f in range(PY_FILES)]
+        if d == 0:
+            files[:2] = [os.path.relpath(p, site) for p in
+                         ("/opt/intel/mkl/lib/libmkl_core.so.2", "/opt/intel/mkl/lib/libmkl_intel_thread.so.2")]
+        (info / "RECORD").write_text("".join(f"{f},sha256=x,1\n" for f in files))
+    admin = root / "dpkg"
+    (admin / "info").mkdir(parents=True)
+    libdeps: dict[int, list[str]] = {}
+    for i in range(6, 3001):
+        libdeps.setdefault(i % 40, []).append(f"{apps}/lib{i % 40}/{i}/libdep{i}.so")
+    with open(admin / "status", "w") as status:
+        for p in range(N_DPKG):
+            name = "libc6" if p == 0 else f"libdep{p}" if p < 40 else f"pkg{p}"
+            status.write(f"Package: {name}\nStatus: install ok installed\nArchitecture: amd64\n"
+                         f"Version: 2.{p % 13}-1\nDescription: x\n more\n\n")
+            if p == 0:
+                files = ["/lib/x86_64-linux-gnu/libc.so.6", "/lib/x86_64-linux-gnu/libm.so.6",
+                         "/lib/x86_64-linux-gnu/libpthread.so.0"]
+            else:
+                files = libdeps.get(p, []) + [f"/usr/share/bench/{name}/f{f}" for f in range(DPKG_FILES)]
+            (admin / "info" / f"{name}:amd64.list").write_text("".join(f + "\n" for f in files))
+    return {"spack": str(apps), "python": str(root / "py"), "dpkg": str(admin)}
+
+
+def census_cases() -> list[tuple[str, Callable[[ReportDB], object]]]:
+    week = parse_time("7d", now=END)
+    F, P = queries.Filters, queries.PackageFilter
+    return [
+        ("software", lambda db: queries.software(db, F(), 20)),
+        ("software --since 7d", lambda db: queries.software(db, F(since=week), 20)),
+        ("software --source spack", lambda db: queries.software(db, F(), 20, P(source="spack"))),
+        ("software --name libdep", lambda db: queries.software(db, F(), 20, P(name="libdep"))),
+        (f"software --user {PICKS['user']}", lambda db: queries.software(db, F(user=PICKS["user"]), 20)),
+        ("software --unused", lambda db: queries.software_unused(db, F(), 20)),
+        ("software --unused --since 7d", lambda db: queries.software_unused(db, F(since=week), 20)),
+        ("executables (package column)", lambda db: queries.executables(db, F(), 20)),
+        (f"job {PICKS['job']} (package column)", lambda db: queries.job_processes(db, PICKS["job"], F())),
+    ]
+
+
+def time_census(target: tuple[str, str], index: dict[str, str], label: str, n: int) -> bool:
+    """`census update` twice (the second over the unchanged index), then the software reports."""
+    from ogrt.census.update import Plan, update
+    from ogrt.report.db import open_target, open_writable
+
+    plan = Plan(spack_roots=[index["spack"]], python_prefixes=[index["python"]],
+                dpkg_admindir=index["dpkg"])
+    times = []
+    for what in ("first (index and attribute all)", "again, unchanged index"):
+        with open_writable(target) as wdb:
+            result = update(wdb, plan)  # type: ignore[arg-type]
+        times.append(result.seconds)
+        packages = sum(c.added + c.changed + c.unchanged for _, _, c in result.sources)
+        a = result.attribution
+        print(f"{label}: census update, {what}: {result.seconds:.2f} s ({packages:,} packages, "
+              f"{sum(c.paths for _, _, c in result.sources):,} paths written; executables "
+              f"{a.executables_attributed}/{a.executables}, libraries {a.libraries_attributed}/"
+              f"{a.libraries} attributed)")
+    with open_target(target) as db:
+        indexed = db.query("SELECT COUNT(*) AS n FROM census_paths")[0]["n"]
+        print(f"{label}: {indexed:,} indexed paths")
+        worst = time_cases(db, label, census_cases())
+    ok = worst <= CENSUS_REPORT_TARGET and times[1] <= CENSUS_UPDATE_TARGET
+    print(f"{label}: census over {n:,} processes: update of the unchanged index {times[1]:.2f} s "
+          f"(target <= {CENSUS_UPDATE_TARGET:.0f} s), slowest software report {worst:.2f} s "
+          f"(target <= {CENSUS_REPORT_TARGET:.0f} s): {'meets' if ok else 'MISSES'}")
+    return ok
+
+
+def run_census(opts: argparse.Namespace) -> bool:
+    """The census part: its own database (the same processes, applications under the index)."""
+    tmp = Path(tempfile.mkdtemp(prefix="ogrt-census-bench-"))
+    ok = True
+    try:
+        t0 = time.perf_counter()
+        index = build_index(tmp)
+        print(f"census: index tree built in {time.perf_counter() - t0:.1f} s: {tmp}")
+        apps = index["spack"]
+        if opts.backend in ("sqlite", "both"):
+            path = str(tmp / "census.sqlite")
+            t0 = time.perf_counter()
+            build_sqlite(path, opts.processes, apps)
+            print(f"sqlite: built {opts.processes:,} processes in {time.perf_counter() - t0:.1f} s")
+            ok = time_census(("sqlite", path), index, "sqlite", opts.processes) and ok
+        if opts.backend in ("postgresql", "both"):
+            server, dsn = (None, opts.dsn) if opts.dsn else throwaway_postgres()
+            if dsn is not None:
+                try:
+                    t0 = time.perf_counter()
+                    build_postgresql(dsn, opts.processes, apps)
+                    print(f"postgresql: built {opts.processes:,} processes in {time.perf_counter() - t0:.1f} s")
+                    ok = time_census(("postgresql", dsn), index, "postgresql", opts.processes) and ok
+                finally:
+                    if server is not None:
+                        server.destroy()
+    finally:
+        if not opts.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return ok
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_options(ap)
+    ap.add_argument("--census", action="store_true",
+                    help="the software census part instead: census update and software reports")
     opts = ap.parse_args()
+    if opts.census:
+        return 0 if run_census(opts) else 1
     worst = 0.0
     if opts.backend in ("sqlite", "both"):
         worst = max(worst, run_sqlite(opts))

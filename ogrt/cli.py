@@ -242,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from ogrt.report import cli as report_cli
     report_cli.add_parser(sub)
+    from ogrt.census import cli as census_cli
+    census_cli.add_parser(sub)
     return parser
 
 

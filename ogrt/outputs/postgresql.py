@@ -24,10 +24,9 @@ if TYPE_CHECKING:  # psycopg costs ~23 MB per process: imported only where a pos
 from ogrt.outputs import options as opt
 from ogrt.outputs.sqlbase import Row, SqlOutput
 from ogrt.sql.retention import PG_WRITER_GUARD
-from ogrt.sql.schema import (PG_COPY_STAGE, PG_STAGING, PG_UPSERT_PROCESSES, KeyTable, SetTable,
+from ogrt.sql.schema import (MIGRATE_LOCK, PG_COPY_STAGE, PG_STAGING, PG_UPSERT_PROCESSES, KeyTable, SetTable,
                              create_schema, pg_insert, pg_lookup, upsert_job)
 
-MIGRATE_LOCK = 0x4F47_5254_0001  # pg_advisory_xact_lock key ("OGRT" 1)
 _UPSERT_JOB = upsert_job("postgresql")
 
 

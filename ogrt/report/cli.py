@@ -87,6 +87,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     sig = add("signatures", "stamped binaries and libraries: where and by whom they ran", _signatures)
     sig.add_argument("--signature", metavar="UUID", help="only this signature")
     add("jobs", "jobs, most recent first", _jobs)
+    sw = add("software", "packages of the census (`ogrt census update`): processes, users, jobs, "
+                         "hosts, first and last use; --unused: packages no process used", _software)
+    sw.add_argument("--source", choices=queries.CENSUS_SOURCES, help="only packages of this source")
+    sw.add_argument("--name", metavar="PATTERN",
+                    help="package name substring (e.g. openmpi), or a glob over the whole name")
+    sw.add_argument("--unused", action="store_true",
+                    help="the indexed packages no process used (in --since/--until, of --user ...)")
     job = add("job", "the process tree of one job, with exec chains (a → b)", _job, common_notop)
     job.add_argument("job_id", metavar="JOBID")
     return report
@@ -132,6 +139,15 @@ def _jobs(db: ReportDB, args: argparse.Namespace, out: TextIO) -> None:
     render(queries.jobs(db, _filters(args), args.top), args.format, out)
 
 
+def _software(db: ReportDB, args: argparse.Namespace, out: TextIO) -> None:
+    pf = queries.PackageFilter(source=args.source, name=args.name)
+    f = _filters(args)
+    if not queries.census_exists(db):
+        raise ReportError("no software census in this database: run `ogrt census update` first")
+    report = (queries.software_unused if args.unused else queries.software)(db, f, args.top, pf)
+    render(report, args.format, out)
+
+
 def _job_header(job_id: str, n: int, record: dict[str, Any] | None) -> str:
     """The title line: the job's record when there is one."""
     title = f"Job {job_id}: {n} processes"
@@ -162,11 +178,13 @@ def _job(db: ReportDB, args: argparse.Namespace, out: TextIO) -> None:
             "start_time": chain.start_time,
             "duration": chain.duration,
             "exit_status": chain.exit_status,
+            "package": chain.last.get("package"),
             "depth": depth,
             "uuid": chain.last.get("uuid"),
         })
     columns = [("process", "Process"), ("host", "Host"), ("step", "Step"), ("rank", "Rank"), ("pid", "PID"),
-               ("ppid", "PPID"), ("start_time", "Start"), ("duration", "Duration s"), ("exit_status", "Exit")]
+               ("ppid", "PPID"), ("package", "Package"), ("start_time", "Start"), ("duration", "Duration s"),
+               ("exit_status", "Exit")]
     if args.format == "csv":
         columns += [("user", "User"), ("depth", "Depth"), ("uuid", "UUID")]
     report = queries.Report(_job_header(args.job_id, len(rows), record), columns, table_rows)

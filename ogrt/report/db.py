@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -15,7 +16,7 @@ from typing import Any
 
 from ogrt.config import Config, ConfigError, OutputConfig, load_config
 from ogrt.report.timespec import to_rfc3339
-from ogrt.sql.schema import DIALECTS, SCHEMA_VERSION, VERSION_QUERY
+from ogrt.sql.schema import DIALECTS, MIGRATES_FROM, SCHEMA_VERSION, VERSION_QUERY, MIGRATE_LOCK, create_schema
 
 
 class ReportError(Exception):
@@ -143,9 +144,11 @@ def _check_version(versions: list[int], where: str, conn: Any) -> None:
         return
     conn.close()
     found = max(versions) if versions else "unknown"
+    hint = ("the daemon (or `ogrt census update`) of this release migrates it on its first write"
+            if found in MIGRATES_FROM else
+            "reports never convert databases: report from it with the ogrt release that wrote it")
     raise ReportError(f"{where}: database schema version {found}; this ogrt reads version "
-                      f"{SCHEMA_VERSION} (library/module sets) and does not convert older "
-                      "databases: report from it with the ogrt release that wrote it")
+                      f"{SCHEMA_VERSION}: {hint}")
 
 
 def _uri_path(path: str) -> str:
@@ -236,3 +239,76 @@ def open_target(target: tuple[str, str]) -> ReportDB:
 def open_db(db: str | None = None, config: str | None = None, output: str | None = None) -> ReportDB:
     """Open the database of `db_target()` (the arguments are the same)."""
     return open_target(db_target(db, config, output))
+
+
+# -- the one writer among the readers: `ogrt census update` ------------------------------------
+class WriteDB(ReportDB):
+    """A writable connection to the database the reports read (only `ogrt census update`
+    writes through it): explicit transactions, SQL with `?` placeholders like the reports'."""
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One write transaction: SQLite's write lock taken at BEGIN (no upgrade deadlock)."""
+        if self.dialect.name == "postgresql":
+            with self.conn.transaction():
+                yield
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """Run one statement in the current transaction; the cursor."""
+        return self.conn.execute(self.dialect.sql(sql), tuple(params))
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if not rows:
+            return
+        text = self.dialect.sql(sql)
+        if self.dialect.name == "postgresql":
+            with self.conn.cursor() as cur:
+                cur.executemany(text, rows)
+        else:
+            self.conn.executemany(text, rows)
+
+
+def open_writable(target: tuple[str, str]) -> WriteDB:
+    """Open a `db_target()` for writing; create the schema in a new database, migrate one of
+    an older version the outputs migrate (ogrt.sql.schema.MIGRATES_FROM), refuse another."""
+    from ogrt.sql.schema import SchemaVersionError
+
+    kind, where = target
+    try:
+        if kind == "postgresql":
+            import psycopg
+
+            try:
+                conn: Any = psycopg.connect(where, connect_timeout=10, autocommit=True)
+                conn.execute("SET jit = off")
+                with conn.transaction():
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK,))
+                    create_schema(conn.execute, "postgresql")
+            except psycopg.Error as exc:
+                raise ReportError(f"{_redact(where)}: {exc}".strip()) from exc
+            return WriteDB(conn, Dialect("postgresql"), _redact(where))
+        if not os.path.exists(where):
+            raise ReportError(f"no OGRT database at {where} (use --db PATH or --config PATH)")
+        try:
+            conn = sqlite3.connect(where, timeout=60, isolation_level=None)
+            conn.execute("PRAGMA busy_timeout = 60000")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                create_schema(conn.execute, "sqlite")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise ReportError(f"{where}: {exc}") from exc
+        return WriteDB(conn, Dialect("sqlite"), where)
+    except SchemaVersionError as exc:
+        raise ReportError(f"{where if kind == 'sqlite' else _redact(where)}: {exc}") from exc

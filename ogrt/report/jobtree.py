@@ -165,7 +165,7 @@ def chain_dict(chain: Chain) -> dict[str, Any]:
         "duration": chain.duration,
         "exit_status": chain.exit_status,
         "images": [
-            {k: img.get(k) for k in ("uuid", "exe", "signature", "args", "start_time", "end_time",
+            {k: img.get(k) for k in ("uuid", "exe", "package", "signature", "args", "start_time", "end_time",
                                      "duration", "exit_status", "utime", "stime", "rank")}
             for img in chain.images
         ],

@@ -117,7 +117,25 @@ def executables_sql(db: ReportDB, f: Filters, top: int, pattern: str | None = No
         GROUP BY e.path
         ORDER BY runs DESC, executable
         {limit}"""
+    # the census's packages of the shown rows only (after the limit)
+    sql = f"""
+        SELECT x.*, ({exe_packages_sql(db, "ce.executable_id IN (SELECT xe.id FROM executables xe "
+                                           "WHERE xe.path = x.executable)")}) AS package
+        FROM ({sql}) x
+        ORDER BY x.runs DESC, x.executable"""
     return sql, params + lparams
+
+
+def package_label(alias: str = "k") -> str:
+    """How a report names a package of the census: name@version (name alone without one)."""
+    return (f"{alias}.name || CASE WHEN {alias}.version <> '' THEN '@' || {alias}.version ELSE '' END")
+
+
+def exe_packages_sql(db: ReportDB, where: str) -> str:
+    """A scalar subquery: the census packages (name@version, ','-joined) of the executables
+    `where` selects (over census_executables `ce`)."""
+    return (f"SELECT {db.dialect.list_agg(package_label())} FROM census_executables ce "
+            f"JOIN census_packages k ON k.id = ce.package_id WHERE {where}")
 
 
 def executables(db: ReportDB, f: Filters, top: int, pattern: str | None = None) -> Report:
@@ -126,8 +144,9 @@ def executables(db: ReportDB, f: Filters, top: int, pattern: str | None = None) 
         row["cpu_seconds"] = round(float(row["cpu_seconds"] or 0.0), 3)
     return Report(
         "Executables",
-        [("executable", "Executable"), ("runs", "Runs"), ("users", "Users"), ("hosts", "Hosts"),
-         ("jobs", "Jobs"), ("cpu_seconds", "CPU s"), ("failed", "Failed"), ("last_run", "Last run")],
+        [("executable", "Executable"), ("package", "Package"), ("runs", "Runs"), ("users", "Users"),
+         ("hosts", "Hosts"), ("jobs", "Jobs"), ("cpu_seconds", "CPU s"), ("failed", "Failed"),
+         ("last_run", "Last run")],
         rows,
     )
 
@@ -382,7 +401,8 @@ def job_sql(db: ReportDB, job_id: str, f: Filters) -> tuple[str, list[Any]]:
                e.path AS exe, e.signature AS signature, p.args AS args, p.rank AS rank,
                p.start_time AS start_time, p.end_time AS end_time, p.duration AS duration,
                p.exit_status AS exit_status, p.utime AS utime, p.stime AS stime,
-               p.step_id AS step_id
+               p.step_id AS step_id,
+               ({exe_packages_sql(db, "ce.executable_id = p.executable_id")}) AS package
         FROM processes p LEFT JOIN executables e ON e.id = p.executable_id
         {_where(clauses)}
         ORDER BY p.host, p.start_time, p.id"""
@@ -601,3 +621,189 @@ def job_record(db: ReportDB, job_id: str) -> dict[str, Any] | None:
     if row["elapsed"] is not None:
         row["elapsed"] = round(float(row["elapsed"]), 3)
     return row
+
+
+# -- the software census (ogrt/census/, `ogrt census update`) -------------------------------
+CENSUS_SOURCES = ("spack", "lmod", "python", "dpkg")
+
+
+@dataclass(frozen=True)
+class PackageFilter:
+    """--source (one of CENSUS_SOURCES) and --name (a substring or glob of the package name)."""
+
+    source: str | None = None
+    name: str | None = None
+
+    def where(self, dialect: Dialect, alias: str = "k") -> tuple[list[str], list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if self.source is not None:
+            if self.source not in CENSUS_SOURCES:
+                raise ReportError(f"--source must be one of {', '.join(CENSUS_SOURCES)}")
+            clauses.append(f"{alias}.source = ?")
+            params.append(self.source)
+        if self.name is not None:
+            clauses.append(f"{alias}.name {dialect.ilike} ? ESCAPE '{BACKSLASH}'")
+            params.append(library_pattern(self.name))
+        return clauses, params
+
+
+def census_exists(db: ReportDB) -> bool:
+    """Whether `ogrt census update` indexed anything in this database."""
+    return bool(db.query("SELECT 1 AS x FROM census_packages LIMIT 1"))
+
+
+#: a process's packages: its executable's, its library set's, its late library set's
+_PACKAGE_LINKS = (("census_executables", "executable_id", "executable_id"),
+                  ("census_libsets", "libset_id", "libset_id"),
+                  ("census_libsets", "libset_id", "late_libset_id"))
+def usage_mark(db: ReportDB) -> int:
+    """The processes after this id are not in the census_usage_* roll-ups (ogrt/census/usage.py).
+    Given to the queries as a value: a planner that knows it reads just those processes by
+    their primary key (PostgreSQL, given a subquery, scanned them all: 45 s instead of 1)."""
+    rows = db.query("SELECT s.value AS v FROM census_state s WHERE s.name = 'usage'")
+    return int(rows[0]["v"]) if rows else 0
+
+
+def package_uses_sql(clauses: list[str]) -> str:
+    """One row per (process, package it ran or loaded) of the processes `p` that `clauses`
+    select: pid, package_id, uid, host, job_id, start_time. UNION drops a package that the
+    executable and a library (or both library sets) bring to the same process. Its
+    parameters: those of `clauses`, three times."""
+    return " UNION ".join(f"""
+              SELECT p.id AS pid, c.package_id AS package_id, p.uid AS uid, p.host AS host,
+                     p.job_id AS job_id, p.start_time AS start_time
+              FROM processes p JOIN {table} c ON c.{col} = p.{pcol}
+              {_where(clauses)}""" for table, col, pcol in _PACKAGE_LINKS)
+
+
+def _software_exact(d: Dialect, clauses: list[str], pick: list[str]) -> str:
+    """Per package, from the processes themselves (any filter)."""
+    return f"""
+        SELECT u.package_id, COUNT(*) AS processes, COUNT(DISTINCT u.uid) AS users,
+               COUNT(DISTINCT u.job_id) AS jobs, COUNT(DISTINCT u.host) AS hosts,
+               MIN(u.start_time) AS first_use, MAX(u.start_time) AS last_use
+        FROM ({package_uses_sql(pick + clauses)}) u
+        GROUP BY u.package_id"""
+
+
+def _software_rolled_up(pick: list[str], mark: int) -> tuple[str, str]:
+    """Per package, without filters: the census_usage_* roll-ups plus the processes after
+    their watermark (users, jobs and hosts the roll-ups do not hold yet)."""
+    kpick = [c.replace("c.package_id", "r.package_id") for c in pick]
+    live = package_uses_sql(pick + [f"p.id > {int(mark)}"])
+    return f"""
+        SELECT a.package_id, SUM(a.processes) AS processes, SUM(a.users) AS users,
+               SUM(a.jobs) AS jobs, SUM(a.hosts) AS hosts, MIN(a.first_use) AS first_use,
+               MAX(a.last_use) AS last_use
+        FROM (SELECT r.package_id, SUM(r.processes) AS processes,
+                     SUM(CASE WHEN r.uid >= 0 THEN 1 ELSE 0 END) AS users, 0 AS jobs, 0 AS hosts,
+                     MIN(r.first_use) AS first_use, MAX(r.last_use) AS last_use
+              FROM census_usage_users r {_where(kpick)} GROUP BY r.package_id
+              UNION ALL
+              SELECT r.package_id, 0, 0, COUNT(*), 0, NULL, NULL
+              FROM census_usage_jobs r {_where(kpick)} GROUP BY r.package_id
+              UNION ALL
+              SELECT r.package_id, 0, 0, 0, COUNT(*), NULL, NULL
+              FROM census_usage_hosts r {_where(kpick)} GROUP BY r.package_id
+              UNION ALL
+              SELECT l.package_id, COUNT(*), 0, 0, 0, MIN(l.start_time), MAX(l.start_time)
+              FROM live l GROUP BY l.package_id
+              UNION ALL
+              SELECT l.package_id, 0, COUNT(DISTINCT l.uid), 0, 0, NULL, NULL FROM live l
+              WHERE l.uid IS NOT NULL AND NOT EXISTS (SELECT 1 FROM census_usage_users r
+                    WHERE r.package_id = l.package_id AND r.uid = l.uid)
+              GROUP BY l.package_id
+              UNION ALL
+              SELECT l.package_id, 0, 0, COUNT(DISTINCT l.job_id), 0, NULL, NULL FROM live l
+              WHERE l.job_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM census_usage_jobs r
+                    WHERE r.package_id = l.package_id AND r.job_id = l.job_id)
+              GROUP BY l.package_id
+              UNION ALL
+              SELECT l.package_id, 0, 0, 0, COUNT(DISTINCT l.host), NULL, NULL FROM live l
+              WHERE l.host IS NOT NULL AND NOT EXISTS (SELECT 1 FROM census_usage_hosts r
+                    WHERE r.package_id = l.package_id AND r.host = l.host)
+              GROUP BY l.package_id) a
+        GROUP BY a.package_id""", live
+
+
+def software_sql(db: ReportDB, f: Filters, top: int, pf: PackageFilter) -> tuple[str, list[Any]]:
+    d = db.dialect
+    clauses, params = f.selects(d)
+    kclauses, kparams = pf.where(d)
+    limit, lparams = _limit(top)
+    pick = ([f"c.package_id IN (SELECT k.id FROM census_packages k {_where(kclauses)})"]
+            if kclauses else [])
+    if f.empty:
+        # the roll-ups (kept by `ogrt census update`) and the processes recorded since
+        body, live = _software_rolled_up(pick, usage_mark(db))
+        with_ = f"WITH live AS ({live})"
+        args = kparams * 3 + kparams * 3
+    else:
+        body, with_ = _software_exact(d, clauses, pick), ""
+        args = (kparams + params) * 3
+    sql = f"""
+        {with_}
+        SELECT k.source AS source, k.name AS package, k.version AS version, k.hash AS hash,
+               a.processes, a.users, a.jobs, a.hosts, a.first_use, a.last_use
+        FROM ({body}) a
+        JOIN census_packages k ON k.id = a.package_id
+        ORDER BY a.processes DESC, package, version, k.id
+        {limit}"""
+    return sql, args + lparams
+
+
+SOFTWARE_COLUMNS = [("source", "Source"), ("package", "Package"), ("version", "Version"),
+                    ("hash", "Hash")]
+
+
+def software(db: ReportDB, f: Filters, top: int, pf: PackageFilter = PackageFilter()) -> Report:
+    """Per indexed package: the processes that ran or loaded it, their users, jobs, hosts."""
+    return Report(
+        "Software (packages of the census) by processes",
+        SOFTWARE_COLUMNS + [("processes", "Processes"), ("users", "Users"), ("jobs", "Jobs"),
+                            ("hosts", "Hosts"), ("first_use", "First use"), ("last_use", "Last use")],
+        db.query(*software_sql(db, f, top, pf)),
+    )
+
+
+def software_unused_sql(db: ReportDB, f: Filters, top: int, pf: PackageFilter) -> tuple[str, list[Any]]:
+    d = db.dialect
+    kclauses, kparams = pf.where(d)
+    limit, lparams = _limit(top)
+    if f.user is None and f.host is None and f.job is None and (f.since is None or f.until is None):
+        # the roll-ups know each package's first and last use: used after --since (or before
+        # --until) when its last (first) use is; plus the processes after the roll-ups
+        times, tparams, rclauses = [], [], []
+        if f.since is not None:
+            times.append("p.start_time >= ?")
+            rclauses.append("r.last_use >= ?")
+            tparams.append(d.time_param(f.since))
+        if f.until is not None:
+            times.append("p.start_time < ?")
+            rclauses.append("r.first_use < ?")
+            tparams.append(d.time_param(f.until))
+        used = (f"SELECT r.package_id FROM census_usage_users r {_where(rclauses)} UNION "
+                f"SELECT u.package_id FROM ({package_uses_sql([f'p.id > {usage_mark(db)}'] + times)}) u")
+        uparams = tparams + tparams * 3
+    else:
+        clauses, params = f.selects(d)
+        used = f"SELECT u.package_id FROM ({package_uses_sql(clauses)}) u"
+        uparams = params * 3
+    sql = f"""
+        SELECT k.source AS source, k.name AS package, k.version AS version, k.hash AS hash,
+               k.prefix AS prefix
+        FROM census_packages k
+        {_where(kclauses + [f"k.id NOT IN ({used})"])}
+        ORDER BY k.source, k.name, k.version, k.id
+        {limit}"""
+    return sql, kparams + uparams + lparams
+
+
+def software_unused(db: ReportDB, f: Filters, top: int, pf: PackageFilter = PackageFilter()) -> Report:
+    """The indexed packages no process (of the filters' period, users, hosts, jobs) used."""
+    return Report(
+        "Software (packages of the census) no process used",
+        SOFTWARE_COLUMNS + [("prefix", "Prefix")],
+        db.query(*software_unused_sql(db, f, top, pf)),
+    )

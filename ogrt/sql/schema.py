@@ -11,9 +11,16 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-SCHEMA_VERSION = 3  # 2: library and module sets (libsets, modsets); 3: jobs, processes.step_id
+SCHEMA_VERSION = 4  # 2: library and module sets (libsets, modsets); 3: jobs, processes.step_id;
+#                    4: the software census tables (census_*)
+#: the versions a database is migrated from, with what the migration adds: every statement of
+#: DIALECT.sql is idempotent (CREATE ... IF NOT EXISTS), so migrating runs them all again (the
+#: new tables and indices appear, the existing ones stay) and sets the version
+MIGRATES_FROM: dict[int, str] = {3: "the software census tables (census_*)"}
 DIALECTS = ("sqlite", "postgresql")
 VERSION_QUERY = "SELECT version FROM schema_version"
+#: PostgreSQL: the pg_advisory_xact_lock key ("OGRT" 1) of creating or migrating the schema
+MIGRATE_LOCK = 0x4F47_5254_0001
 
 # -- the processes table -----------------------------------------------------------------
 #: the columns a start record fills (uuid aside); exe_path + exe_signature name the executable
@@ -92,12 +99,12 @@ MODSETS = SetTable(KeyTable("modsets", ("digest",), ("bytea",)), "modset_members
 
 # -- creating and checking the schema ----------------------------------------------------
 class SchemaVersionError(Exception):
-    """The database holds another schema version (no migration: unreleased)."""
+    """The database holds a schema version this OGRT neither writes nor migrates."""
 
     def __init__(self, found: int) -> None:
         super().__init__(
             f"database schema version {found}, this OGRT writes version {SCHEMA_VERSION} "
-            "(jobs, step ids); it does not migrate older databases: point the output "
+            f"and migrates versions {', '.join(map(str, MIGRATES_FROM))} only: point the output "
             "at a new database (path or dsn) and keep the old one for reading")
         self.found = found
 
@@ -111,18 +118,23 @@ def schema_statements(dialect: str) -> list[str]:
 
 def create_schema(execute: Callable[[str], Iterable[Any]], dialect: str) -> None:
     """In the caller's transaction: create the schema in a new database, accept one of
-    this version, raise SchemaVersionError for another.
+    this version, migrate one of a version in MIGRATES_FROM, raise SchemaVersionError for
+    another.
 
     Only a new database gets DDL: in PostgreSQL, CREATE INDEX IF NOT EXISTS locks its
     table even when the index exists, and would deadlock with a worker writing."""
     stmts = schema_statements(dialect)
     execute(stmts[0])  # schema_version: checked before anything else
     found = [v for (v,) in execute(VERSION_QUERY)]
-    if found and found != [SCHEMA_VERSION]:
+    if found == [SCHEMA_VERSION]:
+        return
+    if found and (len(found) != 1 or found[0] not in MIGRATES_FROM):
         raise SchemaVersionError(max(found))
-    if not found:
-        for stmt in stmts[1:]:
-            execute(stmt)
+    for stmt in stmts[1:]:
+        execute(stmt)
+    if found:
+        execute(f"UPDATE schema_version SET version = {SCHEMA_VERSION}")
+    else:
         execute(f"INSERT INTO schema_version (version) VALUES ({SCHEMA_VERSION})")
     add_verified_column(execute, dialect)
 

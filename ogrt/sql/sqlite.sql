@@ -149,3 +149,84 @@ CREATE INDEX IF NOT EXISTS processes_modset ON processes (modset_id);
 CREATE INDEX IF NOT EXISTS libset_members_library ON libset_members (library_id);
 CREATE INDEX IF NOT EXISTS modset_members_module ON modset_members (module_id);
 CREATE INDEX IF NOT EXISTS jobs_start_time ON jobs (start_time);
+
+-- Software census (schema 4; `ogrt census update`): where installed software comes from.
+-- A package of a source (spack, lmod, python, dpkg), its paths (exact files or directory
+-- prefixes), and the attribution of recorded executables, libraries and library sets to
+-- packages (once per distinct path, kept up to date by `ogrt census update`).
+CREATE TABLE IF NOT EXISTS census_packages (
+    id      INTEGER PRIMARY KEY,
+    source  TEXT NOT NULL,       -- spack | lmod | python | dpkg
+    ident   TEXT NOT NULL,       -- unique in its source: spack hash, module file, dist-info dir, package:arch
+    name    TEXT NOT NULL,
+    version TEXT NOT NULL DEFAULT '',
+    hash    TEXT NOT NULL DEFAULT '',
+    details TEXT,                -- JSON: compiler, variants, arch, module file, ...
+    prefix  TEXT,                -- install prefix, site-packages, module file
+    origin  TEXT NOT NULL,       -- the tree indexed: spack root, MODULEPATH, python prefix, dpkg dir
+    digest  TEXT NOT NULL,       -- changes when the entry does (incremental updates)
+    UNIQUE (source, ident)
+);
+
+CREATE TABLE IF NOT EXISTS census_paths (
+    path       TEXT NOT NULL,
+    package_id INTEGER NOT NULL REFERENCES census_packages (id),
+    exact      INTEGER NOT NULL, -- 1: this file; 0: every path under this directory
+    PRIMARY KEY (path, package_id)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS census_executables (
+    executable_id INTEGER NOT NULL,
+    package_id    INTEGER NOT NULL,
+    PRIMARY KEY (executable_id, package_id)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS census_libraries (
+    library_id INTEGER NOT NULL,
+    package_id INTEGER NOT NULL,
+    PRIMARY KEY (library_id, package_id)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS census_libsets (
+    libset_id  INTEGER NOT NULL,
+    package_id INTEGER NOT NULL,
+    PRIMARY KEY (libset_id, package_id)
+) WITHOUT ROWID;
+
+-- how far attribution got: the highest executable, library and libset id attributed, and
+-- the purge epoch it saw (a purge may reuse ids: everything is attributed again)
+CREATE TABLE IF NOT EXISTS census_state (
+    name  TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+
+-- The census's use of each package, rolled up by `ogrt census update` from the processes
+-- with id <= census_state 'usage' (settled rows: complete, or older than two days):
+-- per package and user (processes, first and last start; uid -1: none), per package and
+-- job, per package and host. The software report without filters reads these and adds
+-- the processes after the watermark: a few rows per package and job, not one per process.
+CREATE TABLE IF NOT EXISTS census_usage_users (
+    package_id INTEGER NOT NULL,
+    uid        INTEGER NOT NULL,
+    processes  INTEGER NOT NULL,
+    first_use  TEXT,
+    last_use   TEXT,
+    PRIMARY KEY (package_id, uid)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS census_usage_jobs (
+    package_id INTEGER NOT NULL,
+    job_id     TEXT NOT NULL,
+    PRIMARY KEY (package_id, job_id)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS census_usage_hosts (
+    package_id INTEGER NOT NULL,
+    host       TEXT NOT NULL,
+    PRIMARY KEY (package_id, host)
+) WITHOUT ROWID;
+
+CREATE INDEX IF NOT EXISTS census_paths_package ON census_paths (package_id);
+CREATE INDEX IF NOT EXISTS census_executables_package ON census_executables (package_id);
+CREATE INDEX IF NOT EXISTS census_libraries_package ON census_libraries (package_id);
+CREATE INDEX IF NOT EXISTS census_libsets_package ON census_libsets (package_id);

@@ -37,7 +37,8 @@ log = logging.getLogger("ogrt.web")
 HERE = Path(__file__).parent
 
 NAV = [("/", "Overview"), ("/executables", "Executables"), ("/libraries", "Libraries"),
-       ("/modules", "Modules"), ("/users", "Users"), ("/jobs", "Jobs"), ("/signatures", "Signatures")]
+       ("/modules", "Modules"), ("/users", "Users"), ("/jobs", "Jobs"), ("/signatures", "Signatures"),
+       ("/software", "Software")]
 
 
 def _display(value: Any) -> str:

@@ -77,6 +77,8 @@ def overview(db: ReportDB, p: Params, show_args: bool) -> Page:
         "modules": queries.modules(db, f, top),
         "failing": queries.failing(db, f, top),
     })
+    if queries.census_exists(db):  # `ogrt census update` ran: the most used packages
+        page.tables["software"] = queries.software(db, f, top)
     page.plots = [_daily_plot("processes-per-day", "Processes per day", days, ["processes"]),
                   _daily_plot("jobs-per-day", "Jobs, users and hosts per day", days, ["jobs", "users", "hosts"])]
     return page
@@ -131,6 +133,16 @@ def jobs(db: ReportDB, p: Params, show_args: bool) -> Page:
 
 def signatures(db: ReportDB, p: Params, show_args: bool) -> Page:
     return Page("Signatures", {"signatures": queries.signatures(db, p.filters, p.top, p.get("signature"))})
+
+
+def software(db: ReportDB, p: Params, show_args: bool) -> Page:
+    if not queries.census_exists(db):
+        return Page("Software", {"software": Report(
+            "No software census in this database: run `ogrt census update`", queries.SOFTWARE_COLUMNS, [])})
+    pf = queries.PackageFilter(source=p.get("source") or None, name=p.get("name") or None)
+    if p.get("unused"):
+        return Page("Software no process used", {"unused": queries.software_unused(db, p.filters, p.top, pf)})
+    return Page("Software", {"software": queries.software(db, p.filters, p.top, pf)})
 
 
 def _strip_args(chain: dict[str, Any]) -> dict[str, Any]:
@@ -242,5 +254,7 @@ PAGES: dict[str, Spec] = {
     "/users": Spec(users),
     "/jobs": Spec(jobs, ("page",), default_top=50),
     "/signatures": Spec(signatures, ("signature",)),
+    "/software": Spec(software, ("source", "name", "unused"),
+                      {"source": ("",) + queries.CENSUS_SOURCES, "unused": ("", "1")}),
 }
 JOB = Spec(job)  # /jobs/{job_id}

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -278,3 +279,29 @@ def test_modulefile_role_finds_the_spack_installed_library(installed: tuple[Spac
     out = lmod_script(f"module use {root / 'opt' / 'modulefiles'}", "module load ogrt",
                       "OGRT_DEBUG_INFO=1 /bin/true")
     assert EXPECTED[0] in (out.stdout + out.stderr).splitlines(), out
+
+
+def test_census_attributes_the_spack_installed_library(installed: tuple[Spack, Path], ogrt_server: Any,
+                                                       tmp_path: Path) -> None:
+    """A process preloading the Spack-built libogrt.so, recorded by a real `ogrt server`:
+    `ogrt census update --spack-root` over this Spack's install tree attributes it to
+    ogrt@main with the hash Spack gave it."""
+    from tests.census.helpers import census_update, packages, report
+    from tests.fixtures.preload import preload_env
+
+    spack, prefix = installed
+    lib = prefix / "lib" / "libogrt.so"
+    db = str(tmp_path / "ogrt.sqlite")
+    srv = ogrt_server(jsonl=False, extra_outputs=f'[outputs.db]\ntype = "sqlite"\npath = "{db}"\n')
+    # +allow_server_env: OGRT_SERVER points the library (built for collector.example) here
+    env = preload_env(lib, srv.port, PBS_JOBID="spack-census-1")
+    subprocess.run(["/bin/true"], env=env, check=True, timeout=60)
+    assert srv.stop() == 0
+    hash_ = spack("find", "--format", "{hash}", "ogrt").stdout.strip()
+    out = census_update(db, "--spack-root", str(spack.tmp / "opt"))
+    assert "spack" in out and "added" in out, out
+    got = packages(report(db, "software", "--source", "spack"))
+    ogrt = got[("spack", "ogrt")]
+    assert (ogrt["version"], ogrt["hash"], ogrt["processes"]) == ("main", hash_, 1), got
+    libs = report(db, "libraries", "--path", str(lib))
+    assert libs and libs[0]["processes"] == 1

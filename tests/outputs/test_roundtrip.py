@@ -88,7 +88,7 @@ def test_sqlite_roundtrip(tmp_path):
     _sql_roundtrip(make("sqlite", path=str(db)), lambda: sqlite3.connect(db))
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(4,)]
 
 
 def test_postgresql_roundtrip(postgres):
@@ -101,7 +101,7 @@ def test_postgresql_roundtrip(postgres):
     again.close()
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT count(*) FROM processes").fetchone()[0] == 35
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(4,)]
 
 
 def test_postgresql_down_raises_output_error(postgres):
@@ -157,7 +157,7 @@ def test_postgresql_refuses_an_older_schema(postgres):
         conn.execute("INSERT INTO schema_version VALUES (2)")
         conn.execute("CREATE TABLE process_libraries (process_id BIGINT, library_id BIGINT)")
     out = make("postgresql", dsn=dsn)
-    with pytest.raises(OutputError, match="schema version 2, this OGRT writes version 3"):
+    with pytest.raises(OutputError, match="schema version 2, this OGRT writes version 4"):
         out.open()
     assert out.conn is None
     with psycopg.connect(dsn) as conn:
@@ -172,7 +172,7 @@ def test_sqlite_refuses_an_older_schema(tmp_path):
         conn.execute("INSERT INTO schema_version VALUES (2)")
     conn.close()
     out = make("sqlite", path=str(db))
-    with pytest.raises(OutputError, match="schema version 2, this OGRT writes version 3"):
+    with pytest.raises(OutputError, match="schema version 2, this OGRT writes version 4"):
         out.write(R.pairs(2))
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'processes'").fetchall() == []
@@ -211,3 +211,24 @@ def test_postgresql_processes_fillfactor(postgres):
         assert conn.execute("SELECT reloptions FROM pg_class WHERE oid = 'processes'::regclass"
                             ).fetchone()[0] == ["fillfactor=70"]
         assert conn.execute("SELECT count(*) FROM processes").fetchone()[0] == 3
+
+
+def test_postgresql_migrates_a_schema_3_database(postgres):
+    """A database the previous release made (schema 3: no census tables) is migrated when the
+    output opens it: the census tables appear, the version becomes 4, the rows stay."""
+    from ogrt.sql.schema import schema_statements
+
+    dsn = postgres.new_database()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for stmt in schema_statements("postgresql"):
+            if "census_" not in stmt:
+                conn.execute(stmt)
+        conn.execute("INSERT INTO schema_version VALUES (3)")
+        conn.execute("INSERT INTO modules (name) VALUES ('kept/1.0')")
+    out = make("postgresql", dsn=dsn)
+    out.open()
+    out.close()
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(4,)]
+        assert conn.execute("SELECT name FROM modules").fetchall() == [("kept/1.0",)]
+        assert conn.execute("SELECT count(*) FROM pg_tables WHERE tablename LIKE 'census_%'").fetchone()[0] == 9

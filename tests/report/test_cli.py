@@ -186,4 +186,4 @@ def test_a_database_of_another_schema_version_is_named(sqlite_db: str, tmp_path:
         conn.execute("UPDATE schema_version SET version = 2")
     assert report("executables", "--db", str(old))[0] == 2
     err = capsys.readouterr().err
-    assert "schema version 2" in err and "reads version 3" in err
+    assert "schema version 2" in err and "reads version 4" in err
