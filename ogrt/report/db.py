@@ -143,9 +143,12 @@ def _check_version(versions: list[int], where: str, conn: Any) -> None:
         return
     conn.close()
     found = max(versions) if versions else "unknown"
+    hint = ("the SQL output of `ogrt server` migrates it when it next connects (or report from it "
+            "with the ogrt release that wrote it)" if versions == [3] else
+            "report from it with the ogrt release that wrote it")
     raise ReportError(f"{where}: database schema version {found}; this ogrt reads version "
-                      f"{SCHEMA_VERSION} (library/module sets) and does not convert older "
-                      "databases: report from it with the ogrt release that wrote it")
+                      f"{SCHEMA_VERSION} (usage aggregates) and does not convert databases itself "
+                      f"(it reads them only): {hint}")
 
 
 def _uri_path(path: str) -> str:

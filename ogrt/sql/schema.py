@@ -11,7 +11,10 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-SCHEMA_VERSION = 3  # 2: library and module sets (libsets, modsets); 3: jobs, processes.step_id
+from ogrt.sql import aggregates
+
+SCHEMA_VERSION = 4  # 2: library and module sets (libsets, modsets); 3: jobs, processes.step_id;
+#                    4: per-day usage aggregates (ogrt/sql/aggregates.py), migrated from 3
 DIALECTS = ("sqlite", "postgresql")
 VERSION_QUERY = "SELECT version FROM schema_version"
 
@@ -92,12 +95,12 @@ MODSETS = SetTable(KeyTable("modsets", ("digest",), ("bytea",)), "modset_members
 
 # -- creating and checking the schema ----------------------------------------------------
 class SchemaVersionError(Exception):
-    """The database holds another schema version (no migration: unreleased)."""
+    """The database holds another schema version (only 3 → 4 is migrated)."""
 
     def __init__(self, found: int) -> None:
         super().__init__(
             f"database schema version {found}, this OGRT writes version {SCHEMA_VERSION} "
-            "(jobs, step ids); it does not migrate older databases: point the output "
+            "(usage aggregates); it migrates version 3 only: point the output "
             "at a new database (path or dsn) and keep the old one for reading")
         self.found = found
 
@@ -118,12 +121,23 @@ def create_schema(execute: Callable[[str], Iterable[Any]], dialect: str) -> None
     stmts = schema_statements(dialect)
     execute(stmts[0])  # schema_version: checked before anything else
     found = [v for (v,) in execute(VERSION_QUERY)]
+    if found == [3]:
+        migrate_from_3(execute, dialect)
+        return
     if found and found != [SCHEMA_VERSION]:
         raise SchemaVersionError(max(found))
     if not found:
-        for stmt in stmts[1:]:
+        for stmt in stmts[1:] + aggregates.schema_statements(dialect):
             execute(stmt)
         execute(f"INSERT INTO schema_version (version) VALUES ({SCHEMA_VERSION})")
+
+
+def migrate_from_3(execute: Callable[[str], Iterable[Any]], dialect: str) -> None:
+    """In the caller's transaction: version 3 → 4, the usage aggregates built from the rows
+    (ogrt/sql/aggregates.py). Version 4's other additions, if any, go here as separate steps."""
+    for stmt in aggregates.migrate_statements(dialect):
+        execute(stmt)
+    execute(f"UPDATE schema_version SET version = {SCHEMA_VERSION}")
 
 
 # -- the statements of the outputs -------------------------------------------------------
