@@ -608,21 +608,20 @@ def failing(db: ReportDB, f: Filters, top: int) -> Report:
 
 
 def executable_jobs_sql(db: ReportDB, f: Filters, top: int, path: str) -> tuple[str, list[Any]]:
-    clauses, params = f.where(db.dialect)
+    cells, params = cells_sql(db, USAGE_EXECUTABLES, f)
     limit, lparams = _limit(top)
-    users_expr = db.dialect.list_agg("COALESCE(p.username, CAST(p.uid AS TEXT))")
+    users_expr = db.dialect.list_agg(f"COALESCE(NULLIF(c.username, ''), CAST({_nonnull('uid')} AS TEXT))")
     sql = f"""
-        SELECT p.job_id AS job, COUNT(*) AS runs, {users_expr} AS users,
-               COUNT(DISTINCT p.host) AS hosts,
-               SUM({FAILED}) AS failed,
-               MIN(p.start_time) AS first_start, MAX(p.start_time) AS last_start
-        FROM processes p
-        {_where(["p.executable_id IN (SELECT x.id FROM executables x WHERE x.path = ?)",
-                 "p.job_id IS NOT NULL"] + clauses)}
-        GROUP BY p.job_id
+        SELECT c.job_id AS job, SUM(c.processes) AS runs, {users_expr} AS users,
+               COUNT(DISTINCT {_nonnull("host")}) AS hosts,
+               SUM(c.failed) AS failed,
+               MIN(c.first_start) AS first_start, MAX(c.last_start) AS last_start
+        FROM {cells}
+        WHERE c.executable_id IN (SELECT x.id FROM executables x WHERE x.path = ?) AND c.job_id <> ''
+        GROUP BY c.job_id
         ORDER BY last_start DESC, job
         {limit}"""
-    return sql, [path] + params + lparams
+    return sql, params + [path] + lparams
 
 
 def executable_jobs(db: ReportDB, f: Filters, top: int, path: str) -> Report:

@@ -87,10 +87,11 @@ class Aggregate:
 #: per day, user, host, job: the activity per day, the users and the jobs report
 USAGE_DAYS = Aggregate("usage_days", ("day", "uid", "host", "job_id", "username"),
                        ("processes", "cpu_seconds", "failed"), ("first_start", "last_start"))
-#: ... and executable: the executables and failing-programs reports, executables per user
+#: ... and executable: the executables and failing-programs reports, executables per user, the
+#: jobs of an executable
 USAGE_EXECUTABLES = Aggregate("usage_executables",
                               ("executable_id", "job_id", "uid", "host", "username", "day"),
-                              ("processes", "cpu_seconds", "failed"), ("last_start", "last_failure"))
+                              ("processes", "cpu_seconds", "failed"), ("first_start", "last_start", "last_failure"))
 #: ... and module set: the modules report
 USAGE_MODSETS = Aggregate("usage_modsets", ("modset_id", "job_id", "uid", "host", "username", "day"),
                           ("processes",), ("last_start",))
@@ -227,22 +228,34 @@ def _pg_group(a: Aggregate, src: str, columns: tuple[str, ...], agg: dict[str, s
     return f"SELECT {', '.join(sel)} FROM {src} r GROUP BY {n} ORDER BY {n}"
 
 
-def pg_add(a: Aggregate, src: str, upsert: bool = True) -> str:
-    """Add the rows of `src` to their cells (in key order: writers lock cells in one order)."""
-    funcs = {c: func(c) for c in a.sums + a.extremes}
-    tail = _upsert_tail("postgresql", a) if upsert else ""
-    return (f"INSERT INTO {a.table} ({', '.join(a.columns)}) "
-            f"{_pg_group(a, src, a.sums + a.extremes, funcs)} {tail}")
+def _build(dialect: str, a: Aggregate) -> str:
+    """Fill the empty table `a` from every process row."""
+    sel = [expr(dialect, k, "r") for k in a.keys]
+    sel += [f"{func(c)}({expr(dialect, c, 'r')})" for c in a.sums + a.extremes]
+    n = ", ".join(str(i + 1) for i in range(len(a.keys)))
+    return f"INSERT INTO {a.table} ({', '.join(a.columns)}) SELECT {', '.join(sel)} FROM processes r GROUP BY {n}"
 
 
 def _pg_cell(a: Aggregate) -> str:
     return " AND ".join(f"{a.table}.{k} = d.{k}" for k in a.keys)
 
 
-def _pg_subtract(a: Aggregate, src: str) -> str:
-    sets = ", ".join(f"{c} = {a.table}.{c} - d.{c}" for c in a.sums)
-    return (f"UPDATE {a.table} SET {sets} FROM ({_pg_group(a, src, a.sums, {c: 'SUM' for c in a.sums})}) d "
-            f"WHERE {_pg_cell(a)}")
+def _pg_apply(a: Aggregate, removed: str | None, added: str | None) -> str:
+    """Take the rows of `removed` out of their cells and add those of `added`, in one upsert
+    in key order: concurrent writers lock the cells of a table in one order."""
+    parts = []
+    for src, sign in ((removed, "-"), (added, "")):
+        if src is None:
+            continue
+        sel = [f"{expr('postgresql', k, 'r')} AS {k}" for k in a.keys]
+        sel += [f"{sign}({expr('postgresql', c, 'r')}) AS {c}" for c in a.sums]
+        sel += [f"CAST(NULL AS {_type('postgresql', c)}) AS {c}" if sign else f"{expr('postgresql', c, 'r')} AS {c}"
+                for c in a.extremes]
+        parts.append(f"SELECT {', '.join(sel)} FROM {src} r")
+    n = ", ".join(a.keys)
+    values = ", ".join(f"{func(c)}(d.{c})" for c in a.sums + a.extremes)
+    return (f"INSERT INTO {a.table} ({', '.join(a.columns)}) SELECT {n}, {values} "
+            f"FROM ({' UNION ALL '.join(parts)}) d GROUP BY {n} ORDER BY {n} {_upsert_tail('postgresql', a)}")
 
 
 def _pg_cleanup(a: Aggregate, src: str) -> list[str]:
@@ -270,13 +283,13 @@ def pg_statements() -> list[str]:
     dele: list[str] = []
     upd: list[str] = []
     for a in AGGREGATES:
-        ins.append(pg_add(a, "ogrt_new"))
-        dele += [_pg_subtract(a, "ogrt_old")] + _pg_cleanup(a, "ogrt_old")
+        ins.append(_pg_apply(a, None, "ogrt_new"))
+        dele += [_pg_apply(a, "ogrt_old", None)] + _pg_cleanup(a, "ogrt_old")
         pair = "ogrt_old o JOIN ogrt_new n ON n.id = o.id"
         changed = f"(SELECT o.* FROM {pair} WHERE {_changed('postgresql', a, 'o', 'n')})"
         changed_new = f"(SELECT n.* FROM {pair} WHERE {_changed('postgresql', a, 'o', 'n')})"
         moved = f"(SELECT o.* FROM {pair} WHERE {_moved('postgresql', a, 'o', 'n')})"
-        upd += [_pg_subtract(a, changed), pg_add(a, changed_new)] + _pg_cleanup(a, moved)
+        upd += [_pg_apply(a, changed, changed_new)] + _pg_cleanup(a, moved)
     out = [_pg_function("ogrt_usage_insert", ins), _pg_function("ogrt_usage_delete", dele),
            _pg_function("ogrt_usage_update", upd)]
     for event, tables in (("insert", "NEW TABLE AS ogrt_new"), ("delete", "OLD TABLE AS ogrt_old"),
@@ -301,17 +314,7 @@ def schema_statements(dialect: str) -> list[str]:
 
 def build_statements(dialect: str) -> list[str]:
     """Fill the (empty) aggregate tables from the process rows there are."""
-    out = []
-    for a in AGGREGATES:
-        if dialect == "postgresql":
-            out.append(pg_add(a, "processes", upsert=False))
-        else:
-            sel = [expr("sqlite", k, "r") for k in a.keys]
-            sel += [f"{func(c)}({expr('sqlite', c, 'r')})" for c in a.sums + a.extremes]
-            n = ", ".join(str(i + 1) for i in range(len(a.keys)))
-            out.append(f"INSERT INTO {a.table} ({', '.join(a.columns)}) SELECT {', '.join(sel)} "
-                       f"FROM processes r GROUP BY {n}")
-    return out
+    return [_build(dialect, a) for a in AGGREGATES]
 
 
 def migrate_statements(dialect: str) -> list[str]:

@@ -18,7 +18,7 @@ from ogrt.report import queries
 from ogrt.report.db import normalize_value, open_target
 from ogrt.sql import aggregates
 from ogrt.sql.schema import SCHEMA_VERSION
-from tests.report.conftest import output_class, pg_options
+from tests.report.conftest import pg_options, write_records
 from tests.report.records import dataset, process
 
 B = dict(host="node07", job="job-7", user="carol", uid=1007)
@@ -41,14 +41,7 @@ def _extra() -> list[dict[str, Any]]:
 
 
 def _write(kind: str, options: dict[str, Any], records: list[dict[str, Any]], batch: int = 5) -> None:
-    cls = output_class(kind)
-    out = cls("aggtest", cls.validate("aggtest", options))
-    out.open()
-    try:
-        for i in range(0, len(records), batch):
-            out.write(records[i:i + batch])
-    finally:
-        out.close()
+    write_records(kind, options, records, batch)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -208,12 +201,11 @@ def _raw_modules(db: Any, f: queries.Filters) -> list[dict[str, Any]]:
 
 def _raw_users(db: Any, f: queries.Filters) -> list[dict[str, Any]]:
     clauses, params = f.where(db.dialect)
-    rows = db.query(f"""SELECT p.uid AS uid, COUNT(*) AS processes, COUNT(DISTINCT p.job_id) AS jobs,
+    return db.query(f"""SELECT p.uid AS uid, COUNT(*) AS processes, COUNT(DISTINCT p.job_id) AS jobs,
                                COUNT(DISTINCT p.host) AS hosts, COUNT(DISTINCT p.executable_id) AS executables,
                                SUM({queries.FAILED}) AS failed, MAX(p.start_time) AS last_seen
                         FROM processes p {'WHERE ' + ' AND '.join(clauses) if clauses else ''}
                         GROUP BY p.uid ORDER BY processes DESC, uid""", params)
-    return rows
 
 
 def _raw_failing(db: Any, f: queries.Filters) -> list[dict[str, Any]]:
@@ -227,11 +219,20 @@ def _raw_failing(db: Any, f: queries.Filters) -> list[dict[str, Any]]:
 
 def _raw_jobs(db: Any, f: queries.Filters) -> list[dict[str, Any]]:
     clauses, params = f.where(db.dialect)
-    rows = db.query(f"""SELECT p.job_id AS job, COUNT(*) AS processes, COUNT(DISTINCT p.host) AS hosts,
+    return db.query(f"""SELECT p.job_id AS job, COUNT(*) AS processes, COUNT(DISTINCT p.host) AS hosts,
                                SUM({queries.FAILED}) AS failed, MIN(p.start_time) AS first_start
                         FROM processes p WHERE {' AND '.join(['p.job_id IS NOT NULL'] + clauses)}
                         GROUP BY p.job_id ORDER BY MAX(p.start_time) DESC, job""", params)
-    return rows
+
+
+def _raw_executable_jobs(db: Any, f: queries.Filters, path: str) -> list[dict[str, Any]]:
+    clauses, params = f.where(db.dialect)
+    return db.query(f"""SELECT p.job_id AS job, COUNT(*) AS runs, COUNT(DISTINCT p.host) AS hosts,
+                               SUM({queries.FAILED}) AS failed, MIN(p.start_time) AS first_start,
+                               MAX(p.start_time) AS last_start
+                        FROM processes p JOIN executables e ON e.id = p.executable_id
+                        WHERE {' AND '.join(['e.path = ?', 'p.job_id IS NOT NULL'] + clauses)}
+                        GROUP BY p.job_id ORDER BY last_start DESC, job""", [path] + params)
 
 
 FILTERS = [
@@ -261,4 +262,8 @@ def test_reports_over_cells_equal_reports_over_rows(db: tuple[str, dict[str, Any
         raw = _raw_jobs(rdb, f)
         assert [{k: r[k] for k in ("job", "processes", "hosts", "failed")} for r in jobs] == \
             [{k: r[k] for k in ("job", "processes", "hosts", "failed")} for r in raw]
+        for path in ("/apps/x/bin/tool0", "/usr/bin/python3.11"):
+            got = [{k: v for k, v in r.items() if k != "users"}
+                   for r in queries.executable_jobs(rdb, f, 0, path).rows]
+            assert got == _raw_executable_jobs(rdb, f, path)
         assert queries.executables(rdb, f, 0).rows  # the filters select something
