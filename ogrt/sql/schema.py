@@ -134,7 +134,10 @@ def create_schema(execute: Callable[[str], Iterable[Any]], dialect: str) -> None
 
 def migrate_from_3(execute: Callable[[str], Iterable[Any]], dialect: str) -> None:
     """In the caller's transaction: version 3 → 4, the usage aggregates built from the rows
-    (ogrt/sql/aggregates.py). Version 4's other additions, if any, go here as separate steps."""
+    (ogrt/sql/aggregates.py). Version 4's other additions, if any, go here as separate steps.
+    PostgreSQL: no statement timeout for it (building the aggregates reads every row)."""
+    if dialect == "postgresql":
+        execute("SET LOCAL statement_timeout = 0")
     for stmt in aggregates.migrate_statements(dialect):
         execute(stmt)
     execute(f"UPDATE schema_version SET version = {SCHEMA_VERSION}")
