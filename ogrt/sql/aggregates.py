@@ -189,18 +189,27 @@ def _sqlite_cell(a: Aggregate, r: str) -> str:
     return " AND ".join(f"{a.table}.{k} = {expr('sqlite', k, r)}" for k in a.keys)
 
 
-def _sqlite_remove(a: Aggregate, old: str, when: str = "1") -> list[str]:
-    """Take row `old` out of its cell (the sums always; the cleanup where `when`)."""
+def _sqlite_remove(a: Aggregate, old: str) -> list[str]:
+    """Take row `old` out of its cell: the sums, then (the row is already changed or gone) the
+    extremes it may have held, recomputed from the cell's rows, and the cell if now empty."""
     cell = _sqlite_cell(a, old)
     sets = ", ".join(f"{c} = {c} - ({expr('sqlite', c, old)})" for c in a.sums)
     out = [f"UPDATE {a.table} SET {sets} WHERE {cell}"]
     for m in a.extremes:
         mv = expr("sqlite", m, old)
         out.append(f"UPDATE {a.table} SET {m} = (SELECT {func(m)}({expr('sqlite', m, 'x')}) FROM processes x "
-                   f"WHERE {_match_cell('sqlite', a, 'x')}) WHERE {cell} AND ({when}) AND processes > 0 "
+                   f"WHERE {_match_cell('sqlite', a, 'x')}) WHERE {cell} AND processes > 0 "
                    f"AND {mv} IS NOT NULL AND {_at_or_beyond(m, m, mv)}")
-    out.append(f"DELETE FROM {a.table} WHERE {cell} AND ({when}) AND processes <= 0")
+    out.append(f"DELETE FROM {a.table} WHERE {cell} AND processes <= 0")
     return out
+
+
+def _sqlite_in_place(a: Aggregate) -> str:
+    """The row stays in its cell and no extreme of it goes down (an end record adding CPU
+    time and the exit status): one update of the cell by the differences."""
+    sets = [f"{c} = {c} + ({expr('sqlite', c, 'NEW')}) - ({expr('sqlite', c, 'OLD')})" for c in a.sums[1:]]
+    sets += [f"{m} = {_better('sqlite', m, m, expr('sqlite', m, 'NEW'))}" for m in a.extremes]
+    return f"UPDATE {a.table} SET {', '.join(sets)} WHERE {_sqlite_cell(a, 'NEW')}"
 
 
 def sqlite_triggers(a: Aggregate) -> list[str]:
@@ -210,22 +219,62 @@ def sqlite_triggers(a: Aggregate) -> list[str]:
                 f"BEGIN {'; '.join(body)}; END")
 
     moved = _moved("sqlite", a, "OLD", "NEW")
+    changed = _changed("sqlite", a, "OLD", "NEW")
+    update = f"UPDATE OF {', '.join(a.sources)}"
+    remove = _sqlite_remove(a, "OLD")
     return [
         trigger("insert", "INSERT", [_sqlite_add(a, "NEW")]),
-        trigger("delete", "DELETE", _sqlite_remove(a, "OLD")),
-        trigger("update", f"UPDATE OF {', '.join(a.sources)}",
-                [*_sqlite_remove(a, "OLD", moved)[:1], _sqlite_add(a, "NEW"), *_sqlite_remove(a, "OLD", moved)[1:]],
-                _changed("sqlite", a, "OLD", "NEW")),
+        trigger("delete", "DELETE", remove),
+        trigger("update", update, [_sqlite_in_place(a)], f"({changed}) AND NOT ({moved})"),
+        trigger("move", update, [remove[0], _sqlite_add(a, "NEW"), *remove[1:]], moved),
     ]
 
 
 # -- PostgreSQL: statement triggers over the transition tables -----------------------------------
-def _pg_group(a: Aggregate, src: str, columns: tuple[str, ...], agg: dict[str, str]) -> str:
-    """SELECT the cells' keys and aggregated `columns` of the rows of `src` (alias r)."""
-    sel = [f"{expr('postgresql', k, 'r')} AS {k}" for k in a.keys]
-    sel += [f"{agg[c]}({expr('postgresql', c, 'r')}) AS {c}" for c in columns]
-    n = ", ".join(str(i + 1) for i in range(len(a.keys)))
-    return f"SELECT {', '.join(sel)} FROM {src} r GROUP BY {n} ORDER BY {n}"
+def _pg_delta(a: Aggregate, removed: str | None, added: str | None) -> str:
+    """Per cell of the rows of `removed` (taken out) and `added` (put in): the differences of
+    the sums, and the extremes of the added (new_X) and of the removed rows (old_X). An
+    update is its old rows removed and its new rows added: no join of the two."""
+    parts = []
+    for src, sign in ((removed, "-"), (added, "")):
+        if src is None:
+            continue
+        sel = [f"{expr('postgresql', k, 'r')} AS {k}" for k in a.keys]
+        sel += [f"{sign}({expr('postgresql', c, 'r')}) AS {c}" for c in a.sums]
+        for m in a.extremes:
+            value, null = expr("postgresql", m, "r"), f"CAST(NULL AS {_type('postgresql', m)})"
+            sel += [f"{null if sign else value} AS new_{m}", f"{value if sign else null} AS old_{m}"]
+        parts.append(f"SELECT {', '.join(sel)} FROM {src} r")
+    values = [f"SUM(d.{c}) AS {c}" for c in a.sums]
+    values += [f"{func(m)}(d.{p}_{m}) AS {p}_{m}" for m in a.extremes for p in ("new", "old")]
+    n = ", ".join(a.keys)
+    return f"SELECT {n}, {', '.join(values)} FROM ({' UNION ALL '.join(parts)}) d GROUP BY {n}"
+
+
+def _pg_apply(a: Aggregate, removed: str | None, added: str | None) -> list[str]:
+    """The statements that move the rows of `removed` out of and those of `added` into their
+    cells: one upsert in key order (concurrent writers lock the cells of a table in one
+    order) of the cells that change, then the cleanup of the cells rows left."""
+    delta = _pg_delta(a, removed, added)
+    n = ", ".join(a.keys)
+    changes = [f"g.{c} <> 0" for c in a.sums]
+    changes += [f"(g.new_{m} IS NOT NULL AND (g.old_{m} IS NULL OR {_worse(m, f'g.old_{m}', f'g.new_{m}')}))"
+                for m in a.extremes]
+    values = ", ".join([f"g.{c}" for c in a.sums] + [f"g.new_{m}" for m in a.extremes])
+    out = [f"INSERT INTO {a.table} ({', '.join(a.columns)}) SELECT {n}, {values} FROM ({delta}) g "
+           f"WHERE {' OR '.join(changes)} ORDER BY {n} {_upsert_tail('postgresql', a)}"]
+    if removed is None:
+        return out
+    cell = " AND ".join(f"{a.table}.{k} = g.{k}" for k in a.keys)
+    for m in a.extremes:
+        # an extreme a removed row held, that no added row reaches: from the cell's rows left
+        out.append(f"UPDATE {a.table} SET {m} = (SELECT {func(m)}({expr('postgresql', m, 'x')}) FROM processes x "
+                   f"WHERE {_match_cell('postgresql', a, 'x')}) FROM ({delta}) g "
+                   f"WHERE {cell} AND {a.table}.processes > 0 AND g.old_{m} IS NOT NULL "
+                   f"AND {_at_or_beyond(m, f'{a.table}.{m}', f'g.old_{m}')} "
+                   f"AND (g.new_{m} IS NULL OR {_worse(m, f'g.new_{m}', f'{a.table}.{m}')})")
+    out.append(f"DELETE FROM {a.table} USING ({delta}) g WHERE {cell} AND {a.table}.processes <= 0")
+    return out
 
 
 def _build(dialect: str, a: Aggregate) -> str:
@@ -234,42 +283,6 @@ def _build(dialect: str, a: Aggregate) -> str:
     sel += [f"{func(c)}({expr(dialect, c, 'r')})" for c in a.sums + a.extremes]
     n = ", ".join(str(i + 1) for i in range(len(a.keys)))
     return f"INSERT INTO {a.table} ({', '.join(a.columns)}) SELECT {', '.join(sel)} FROM processes r GROUP BY {n}"
-
-
-def _pg_cell(a: Aggregate) -> str:
-    return " AND ".join(f"{a.table}.{k} = d.{k}" for k in a.keys)
-
-
-def _pg_apply(a: Aggregate, removed: str | None, added: str | None) -> str:
-    """Take the rows of `removed` out of their cells and add those of `added`, in one upsert
-    in key order: concurrent writers lock the cells of a table in one order."""
-    parts = []
-    for src, sign in ((removed, "-"), (added, "")):
-        if src is None:
-            continue
-        sel = [f"{expr('postgresql', k, 'r')} AS {k}" for k in a.keys]
-        sel += [f"{sign}({expr('postgresql', c, 'r')}) AS {c}" for c in a.sums]
-        sel += [f"CAST(NULL AS {_type('postgresql', c)}) AS {c}" if sign else f"{expr('postgresql', c, 'r')} AS {c}"
-                for c in a.extremes]
-        parts.append(f"SELECT {', '.join(sel)} FROM {src} r")
-    n = ", ".join(a.keys)
-    values = ", ".join(f"{func(c)}(d.{c})" for c in a.sums + a.extremes)
-    return (f"INSERT INTO {a.table} ({', '.join(a.columns)}) SELECT {n}, {values} "
-            f"FROM ({' UNION ALL '.join(parts)}) d GROUP BY {n} ORDER BY {n} {_upsert_tail('postgresql', a)}")
-
-
-def _pg_cleanup(a: Aggregate, src: str) -> list[str]:
-    out = []
-    for m in a.extremes:
-        out.append(f"UPDATE {a.table} SET {m} = (SELECT {func(m)}({expr('postgresql', m, 'x')}) FROM processes x "
-                   f"WHERE {_match_cell('postgresql', a, 'x')}) "
-                   f"FROM ({_pg_group(a, src, (m,), {m: func(m)})}) d "
-                   f"WHERE {_pg_cell(a)} AND {a.table}.processes > 0 AND d.{m} IS NOT NULL "
-                   f"AND {_at_or_beyond(m, f'{a.table}.{m}', f'd.{m}')}")
-    keys = ", ".join(f"{expr('postgresql', k, 'r')} AS {k}" for k in a.keys)
-    out.append(f"DELETE FROM {a.table} USING (SELECT DISTINCT {keys} FROM {src} r) d "
-               f"WHERE {_pg_cell(a)} AND {a.table}.processes <= 0")
-    return out
 
 
 def _pg_function(name: str, body: list[str]) -> str:
@@ -283,13 +296,9 @@ def pg_statements() -> list[str]:
     dele: list[str] = []
     upd: list[str] = []
     for a in AGGREGATES:
-        ins.append(_pg_apply(a, None, "ogrt_new"))
-        dele += [_pg_apply(a, "ogrt_old", None)] + _pg_cleanup(a, "ogrt_old")
-        pair = "ogrt_old o JOIN ogrt_new n ON n.id = o.id"
-        changed = f"(SELECT o.* FROM {pair} WHERE {_changed('postgresql', a, 'o', 'n')})"
-        changed_new = f"(SELECT n.* FROM {pair} WHERE {_changed('postgresql', a, 'o', 'n')})"
-        moved = f"(SELECT o.* FROM {pair} WHERE {_moved('postgresql', a, 'o', 'n')})"
-        upd += [_pg_apply(a, changed, changed_new)] + _pg_cleanup(a, moved)
+        ins += _pg_apply(a, None, "ogrt_new")
+        dele += _pg_apply(a, "ogrt_old", None)
+        upd += _pg_apply(a, "ogrt_old", "ogrt_new")
     out = [_pg_function("ogrt_usage_insert", ins), _pg_function("ogrt_usage_delete", dele),
            _pg_function("ogrt_usage_update", upd)]
     for event, tables in (("insert", "NEW TABLE AS ogrt_new"), ("delete", "OLD TABLE AS ogrt_old"),
