@@ -272,6 +272,8 @@ def test_reports_over_cells_equal_reports_over_rows(db: tuple[str, dict[str, Any
     with open_target((kind, options["path"] if kind == "sqlite" else options["dsn"])) as rdb:
         assert queries.daily(rdb, f).rows == _raw_daily(rdb, f)
         assert queries.executables(rdb, f, 0).rows == _raw_executables(rdb, f)
+        keys = ("executable", "runs", "cpu_seconds", "failed", "last_run")
+        assert queries.top_executables(rdb, f, 0).rows == [{k: r[k] for k in keys} for r in _raw_executables(rdb, f)]
         assert queries.modules(rdb, f, 0).rows == _raw_modules(rdb, f)
         assert queries.failing(rdb, f, 0).rows == _raw_failing(rdb, f)
         keys = ("uid", "processes", "jobs", "hosts", "executables", "failed", "last_seen")
