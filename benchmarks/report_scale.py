@@ -49,6 +49,7 @@ from ogrt.outputs.sqlrecords import set_digest  # noqa: E402
 from ogrt.report import jobtree, queries  # noqa: E402
 from ogrt.report.db import ReportDB, open_postgresql, open_sqlite  # noqa: E402
 from ogrt.report.timespec import parse_time  # noqa: E402
+from ogrt.sql import aggregates  # noqa: E402
 from ogrt.sql.schema import SCHEMA_VERSION  # noqa: E402
 
 TARGET_SECONDS = 10.0
@@ -162,6 +163,9 @@ def build_sqlite(path: str, n: int, apps: str = "/apps") -> None:
         conn.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
                          rows)
     conn.commit()
+    for stmt in aggregates.migrate_statements("sqlite"):  # as a database migrated from version 3
+        conn.execute(stmt)
+    conn.commit()
     conn.execute("ANALYZE")
     conn.commit()
     conn.close()
@@ -186,6 +190,8 @@ def build_postgresql(dsn: str, n: int, apps: str = "/apps") -> None:
                 conn.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
                              f"(SELECT COALESCE(max(id), 1) FROM {table}))")
         conn.execute(schema)
+        for stmt in aggregates.migrate_statements("postgresql"):  # as a database migrated from version 3
+            conn.execute(stmt)
         conn.execute("ANALYZE")
 
 

@@ -16,11 +16,12 @@ T = TypeVar("T")
 
 
 def _load(loader: Callable[[Any], T], path: str | None, prefix: str) -> T | None:
-    """`loader(path)`: the validated config, or None after printing ``PREFIX: dotted.key: why``."""
+    """`loader(path)`: the validated config, or None after printing ``PREFIX: dotted.key: why``
+    (``PATH: why`` when the file itself is the problem and PREFIX is its path: named once)."""
     try:
         return loader(path)
     except ConfigError as e:
-        print(f"{prefix}: {e}", file=sys.stderr)
+        print(str(e) if e.key == prefix else f"{prefix}: {e}", file=sys.stderr)
         return None
 
 

@@ -162,7 +162,8 @@ class WebConfig:
 
     address: tuple[str, int] = option((str,), ("127.0.0.1", 8971), convert=host_port)
     auth: str = option((str,), "none", one_of("none", "basic", "proxy"))
-    users: Mapping[str, str] = option((Mapping,), convert=_web_users, factory=lambda: MappingProxyType({}))
+    users: Mapping[str, str] = option((Mapping,), convert=_web_users, factory=lambda: MappingProxyType({}),
+                                     secret=True)
     proxy_header: str = option((str,), "X-Remote-User", non_empty)
     proxies: tuple[str, ...] = option((list,), (), convert=_proxies)
     base_path: str = option((str,), "", convert=_base_path)

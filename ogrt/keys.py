@@ -37,6 +37,7 @@ class Key:
     check: Check | None = None
     convert: Callable[[Any], Any] | None = None
     factory: Callable[[], Any] | None = None
+    secret: bool = False  # its value (password hashes, passwords) is never echoed in messages
 
     @property
     def required(self) -> bool:
@@ -44,9 +45,11 @@ class Key:
 
 
 def option(types: tuple[type, ...], default: Any = MISSING, check: Check | None = None, *,
-           convert: Callable[[Any], Any] | None = None, factory: Callable[[], Any] | None = None) -> Any:
-    """A dataclass field that is also a config key; its default is the field's default."""
-    key = Key(types, default, check, convert, factory)
+           convert: Callable[[Any], Any] | None = None, factory: Callable[[], Any] | None = None,
+           secret: bool = False) -> Any:
+    """A dataclass field that is also a config key; its default is the field's default.
+    `secret`: error messages name the key and why, never its value."""
+    key = Key(types, default, check, convert, factory, secret)
     if factory is not None:
         return field(default_factory=factory, metadata={"key": key})
     return field(default=default, metadata={"key": key})
@@ -80,7 +83,8 @@ def check_table(where: str, table: Mapping[str, Any], keys: Mapping[str, Key]) -
         if isinstance(value, bool) and bool not in k.types or not isinstance(value, k.types):
             kinds = (float,) if float in k.types else k.types  # an int is a number too
             want = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in kinds)
-            raise ConfigError(dotted, f"must be {want}, got {type(value).__name__} {value!r}")
+            shown = "" if k.secret else f" {value!r}"
+            raise ConfigError(dotted, f"must be {want}, got {type(value).__name__}{shown}")
         why = k.check(value) if k.check is not None else None
         if k.convert is not None and not why:
             try:
@@ -88,7 +92,7 @@ def check_table(where: str, table: Mapping[str, Any], keys: Mapping[str, Key]) -
             except ValueError as e:
                 why = str(e)
         if why:
-            raise ConfigError(dotted, f"{why}, got {table[name]!r}")
+            raise ConfigError(dotted, why if k.secret else f"{why}, got {table[name]!r}")
         if float in k.types and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         out[name] = value

@@ -179,6 +179,8 @@ def open_postgresql(dsn: str) -> ReportDB:
                                options="-c default_transaction_read_only=on")
         # reports are one-off scans: compiling them (JIT) costs more than it saves
         conn.execute("SET jit = off")
+        # reports sort and hash whole aggregate tables (distinct counts): in memory, not on disk
+        conn.execute("SET work_mem = '64MB'")
         versions = _versions(conn)
     except psycopg.Error as exc:
         raise ReportError(f"{_redact(dsn)}: {exc}".strip()) from exc

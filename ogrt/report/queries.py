@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from ogrt.report.db import Dialect, ReportDB, ReportError
+from ogrt.sql import aggregates
+from ogrt.sql.aggregates import USAGE_DAYS, USAGE_EXECUTABLES, USAGE_MODSETS, Aggregate
 
 
 @dataclass(frozen=True)
@@ -91,29 +93,111 @@ def _split_lists(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> None:
             row[key] = sorted(value.split(",")) if value else []
 
 
+def _midnight(moment: datetime) -> bool:
+    u = moment.astimezone(timezone.utc)
+    return (u.hour, u.minute, u.second, u.microsecond) == (0, 0, 0, 0)
+
+
+def _day_start(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+
+
+def cells_sql(db: ReportDB, agg: Aggregate, f: Filters) -> tuple[str, list[Any]]:
+    """The cells of an aggregate table (ogrt/sql/aggregates.py) that the filters select, as
+    a subquery `c` with the table's columns: whole UTC days from the table, the processes of
+    a day the time range cuts (since/until not at midnight) as cells of one process each.
+    Every filter is a key of every cell, so reports over `c` equal reports over the rows.
+    A job's processes are few: with --job every cell is one of its process rows."""
+    d = dialect = db.dialect
+    t = agg.table
+    raw = ", ".join(f"{aggregates.expr(dialect.name, c, 'r')} AS {c}" for c in agg.columns)
+    if f.job is not None:  # a job's processes, by the processes_job_id index
+        rclauses, rparams = f.where(d, "r")
+        return f"(SELECT {raw} FROM processes r {_where(rclauses)}) c", rparams
+    clauses: list[str] = []
+    params: list[Any] = []
+    if f.user is not None:
+        clauses.append(f"{t}.uid = ?" if f.user.isdigit() else f"{t}.username = ?")
+        params.append(int(f.user) if f.user.isdigit() else f.user)
+    if f.host is not None:
+        clauses.append(f"{t}.host = ?")
+        params.append(f.host)
+    cols = ", ".join(f"{t}.{c}" for c in agg.columns)
+    if f.since is None and f.until is None:
+        return f"(SELECT {cols} FROM {t} {_where(clauses)}) c", params
+    # whole days [lo, hi) from the table; the rest of [since, until) from the rows
+    lo = hi = None
+    if f.since is not None:
+        since = f.since.astimezone(timezone.utc)
+        lo = since.date() if _midnight(since) else since.date() + timedelta(days=1)
+    if f.until is not None:
+        hi = f.until.astimezone(timezone.utc).date()
+    parts, out_params = [], []
+    if lo is None or hi is None or lo < hi:
+        days = [f"{t}.day <> ''"] + ([f"{t}.day >= ?"] if lo else []) + ([f"{t}.day < ?"] if hi else [])
+        parts.append(f"SELECT {cols} FROM {t} {_where(days + clauses)}")
+        out_params += [x.isoformat() for x in (lo, hi) if x] + params
+    rclauses, rparams = f.where(d, "r")
+    edges, eparams = [], []
+    if lo is not None:
+        edges.append("r.start_time < ?")
+        eparams.append(d.time_param(_day_start(lo)))
+    if hi is not None:
+        edges.append("r.start_time >= ?")
+        eparams.append(d.time_param(_day_start(hi)))
+    if lo is not None and hi is not None and lo >= hi:
+        edges, eparams = [], []  # within one day: every row of the range
+    edge = f"({' OR '.join(edges)})" if edges else "1 = 1"
+    parts.append(f"SELECT {raw} FROM processes r {_where(rclauses + [edge])}")
+    out_params += rparams + eparams
+    return "(" + " UNION ALL ".join(parts) + ") c", out_params
+
+
+def _distinct(column: str) -> str:
+    """COUNT(DISTINCT) of a key column of the cells `c`, its NULL sentinel not counted (cheaper
+    than counting NULLIF(column, sentinel): no function call per cell)."""
+    return (f"(COUNT(DISTINCT c.{column}) - "
+            f"MAX(CASE WHEN c.{column} = {aggregates.SENTINEL[column]} THEN 1 ELSE 0 END))")
+
+
+def _nonnull(column: str) -> str:
+    """A key column of the cells `c` with its NULL sentinel as NULL again."""
+    return f"NULLIF(c.{column}, {aggregates.SENTINEL[column]})"
+
+
 BACKSLASH = "\\"
 CPU = "COALESCE(p.utime, 0) + COALESCE(p.stime, 0)"
 FAILED = "CASE WHEN p.exit_status IS NOT NULL AND p.exit_status <> 0 THEN 1 ELSE 0 END"
 
 
 def executables_sql(db: ReportDB, f: Filters, top: int, pattern: str | None = None) -> tuple[str, list[Any]]:
-    clauses, params = f.selects(db.dialect)
+    cells, params = cells_sql(db, USAGE_EXECUTABLES, f)
+    # the executables table is small: match it first, then its cells by key
+    match, mparams = "", []
     if pattern is not None:
-        # the executables table is small: match it first, then its processes by index
-        clauses = [f"e.path {db.dialect.ilike} ? ESCAPE '{BACKSLASH}'"] + clauses
-        params = [library_pattern(pattern)] + params
+        match = f"AND s.path {db.dialect.ilike} ? ESCAPE '{BACKSLASH}'"
+        mparams = [library_pattern(pattern)]
     limit, lparams = _limit(top)
+    values = f"""SUM(c.processes) AS runs,
+               {_distinct("uid")} AS users,
+               {_distinct("host")} AS hosts,
+               {_distinct("job_id")} AS jobs,
+               SUM(c.cpu_seconds) AS cpu_seconds,
+               SUM(c.failed) AS failed,
+               MAX(c.last_start) AS last_run"""
+    # one row per path: counted per executable id (the cells' key order, no sort) where the
+    # path has one id, per path where it has several (signatures): distinct counts do not add
+    multi = "(SELECT m.path FROM executables m GROUP BY m.path HAVING COUNT(*) > 1)"
+    ids = "c.executable_id IN (SELECT s.id FROM executables s WHERE s.path {} {} {})"
+    one = ids.format("NOT IN", multi, match) if pattern is not None else f"c.executable_id NOT IN (SELECT s.id FROM executables s WHERE s.path IN {multi})"
     sql = f"""
-        SELECT e.path AS executable,
-               COUNT(*) AS runs,
-               COUNT(DISTINCT p.uid) AS users,
-               COUNT(DISTINCT p.host) AS hosts,
-               COUNT(DISTINCT p.job_id) AS jobs,
-               SUM({CPU}) AS cpu_seconds,
-               SUM({FAILED}) AS failed,
-               MAX(p.start_time) AS last_run
-        FROM processes p JOIN executables e ON e.id = p.executable_id
-        {_where(clauses)}
+        SELECT e.path AS executable, x.runs, x.users, x.hosts, x.jobs, x.cpu_seconds, x.failed, x.last_run
+        FROM (SELECT c.executable_id, {values} FROM {cells} WHERE {one} GROUP BY c.executable_id) x
+        JOIN executables e ON e.id = x.executable_id
+        UNION ALL
+        SELECT e.path AS executable, {values}
+        FROM {cells} JOIN executables e ON e.id = c.executable_id
+        WHERE {ids.format("IN", multi, match)}
         GROUP BY e.path
         ORDER BY runs DESC, executable
         {limit}"""
@@ -123,7 +207,7 @@ def executables_sql(db: ReportDB, f: Filters, top: int, pattern: str | None = No
                                            "WHERE xe.path = x.executable)")}) AS package
         FROM ({sql}) x
         ORDER BY x.runs DESC, x.executable"""
-    return sql, params + lparams
+    return sql, params + mparams + params + mparams + lparams
 
 
 def package_label(alias: str = "k") -> str:
@@ -286,17 +370,16 @@ def library_users(db: ReportDB, f: Filters, top: int, pattern: str, by: str = "e
 
 
 def modules_sql(db: ReportDB, f: Filters, top: int) -> tuple[str, list[Any]]:
-    clauses, params = f.selects(db.dialect)
+    cells, params = cells_sql(db, USAGE_MODSETS, f)
     limit, lparams = _limit(top)
     # grouped by module_id (names are unique): integer keys sort and hash cheaper than names
     sql = f"""
         SELECT m.name AS module, a.processes, a.users, a.jobs, a.last_used
-        FROM (SELECT mm.module_id, COUNT(*) AS processes,
-                     COUNT(DISTINCT p.uid) AS users,
-                     COUNT(DISTINCT p.job_id) AS jobs,
-                     MAX(p.start_time) AS last_used
-              FROM processes p JOIN modset_members mm ON mm.modset_id = p.modset_id
-              {_where(clauses)}
+        FROM (SELECT mm.module_id, SUM(c.processes) AS processes,
+                     {_distinct("uid")} AS users,
+                     {_distinct("job_id")} AS jobs,
+                     MAX(c.last_start) AS last_used
+              FROM {cells} JOIN modset_members mm ON mm.modset_id = c.modset_id
               GROUP BY mm.module_id) a
         JOIN modules m ON m.id = a.module_id
         ORDER BY a.processes DESC, module
@@ -315,23 +398,27 @@ def modules(db: ReportDB, f: Filters, top: int) -> Report:
 
 
 def users_sql(db: ReportDB, f: Filters, top: int) -> tuple[str, list[Any]]:
-    clauses, params = f.selects(db.dialect)
+    days, dparams = cells_sql(db, USAGE_DAYS, f)
+    exes, eparams = cells_sql(db, USAGE_EXECUTABLES, f)
     limit, lparams = _limit(top)
+    # per uid from the small per-day cells; its distinct executables from the executable cells
     sql = f"""
-        SELECT COALESCE(MAX(p.username), CAST(p.uid AS TEXT)) AS "user", p.uid AS uid,
-               COUNT(*) AS processes,
-               COUNT(DISTINCT p.job_id) AS jobs,
-               COUNT(DISTINCT p.host) AS hosts,
-               COUNT(DISTINCT p.executable_id) AS executables,
-               SUM({CPU}) AS cpu_seconds,
-               SUM({FAILED}) AS failed,
-               MAX(p.start_time) AS last_seen
-        FROM processes p
-        {_where(clauses)}
-        GROUP BY p.uid
+        SELECT COALESCE(MAX(NULLIF(c.username, '')), CAST({_nonnull("uid")} AS TEXT)) AS "user",
+               {_nonnull("uid")} AS uid,
+               SUM(c.processes) AS processes,
+               {_distinct("job_id")} AS jobs,
+               {_distinct("host")} AS hosts,
+               MAX(x.executables) AS executables,
+               SUM(c.cpu_seconds) AS cpu_seconds,
+               SUM(c.failed) AS failed,
+               MAX(c.last_start) AS last_seen
+        FROM {days}
+        LEFT JOIN (SELECT c.uid AS uid, {_distinct("executable_id")} AS executables
+                   FROM {exes} GROUP BY c.uid) x ON x.uid = c.uid
+        GROUP BY c.uid
         ORDER BY processes DESC, uid
         {limit}"""
-    return sql, params + lparams
+    return sql, dparams + eparams + lparams
 
 
 def users(db: ReportDB, f: Filters, top: int) -> Report:
@@ -450,9 +537,10 @@ def jobs_sql(db: ReportDB, f: Filters, top: int) -> tuple[str, list[Any]]:
     """The jobs of the recorded processes, with their job record where there is one, and
     the jobs with a record but no recorded process."""
     d = db.dialect
-    clauses, params = f.selects(d)
+    cells, params = cells_sql(db, USAGE_DAYS, f)
     jclauses, jparams = _job_filters(f, d)
     limit, lparams = _limit(top)
+    user = f"COALESCE(NULLIF(c.username, ''), CAST({_nonnull('uid')} AS TEXT))"
     sql = f"""
         SELECT x.job AS job, COALESCE(j.username, x.users) AS "user", j.account AS account,
                j.partition AS partition, j.nodelist AS nodes, j.num_nodes AS num_nodes,
@@ -460,14 +548,14 @@ def jobs_sql(db: ReportDB, f: Filters, top: int) -> tuple[str, list[Any]]:
                {d.seconds_between("j.start_time", "j.end_time")} AS elapsed,
                x.processes AS processes, x.hosts AS hosts, x.cpu_seconds AS cpu_seconds,
                x.failed AS failed, COALESCE(j.start_time, x.first_start) AS start_time
-        FROM (SELECT p.job_id AS job, COUNT(*) AS processes,
-                     {d.list_agg("COALESCE(p.username, CAST(p.uid AS TEXT))")} AS users,
-                     COUNT(DISTINCT p.host) AS hosts, SUM({CPU}) AS cpu_seconds,
-                     SUM({FAILED}) AS failed, MIN(p.start_time) AS first_start,
-                     MAX(p.start_time) AS last_start
-              FROM processes p
-              {_where(["p.job_id IS NOT NULL"] + clauses)}
-              GROUP BY p.job_id
+        FROM (SELECT c.job_id AS job, SUM(c.processes) AS processes,
+                     {d.list_agg(user)} AS users,
+                     {_distinct("host")} AS hosts, SUM(c.cpu_seconds) AS cpu_seconds,
+                     SUM(c.failed) AS failed, MIN(c.first_start) AS first_start,
+                     MAX(c.last_start) AS last_start
+              FROM {cells}
+              WHERE c.job_id <> ''
+              GROUP BY c.job_id
               UNION ALL
               SELECT j.job_id, 0, NULL, 0, 0, 0, NULL, NULL
               FROM jobs j
@@ -496,16 +584,15 @@ def jobs(db: ReportDB, f: Filters, top: int) -> Report:
 
 # -- queries the web dashboard added (ogrt/web/); the CLI may use them too -------------------
 def daily_sql(db: ReportDB, f: Filters) -> tuple[str, list[Any]]:
-    clauses, params = f.where(db.dialect)
-    day = db.dialect.day("p.start_time")
+    cells, params = cells_sql(db, USAGE_DAYS, f)
     sql = f"""
-        SELECT {day} AS day, COUNT(*) AS processes,
-               COUNT(DISTINCT p.job_id) AS jobs,
-               COUNT(DISTINCT p.uid) AS users,
-               COUNT(DISTINCT p.host) AS hosts
-        FROM processes p
-        {_where(["p.start_time IS NOT NULL"] + clauses)}
-        GROUP BY {day}
+        SELECT c.day AS day, SUM(c.processes) AS processes,
+               {_distinct("job_id")} AS jobs,
+               {_distinct("uid")} AS users,
+               {_distinct("host")} AS hosts
+        FROM {cells}
+        WHERE c.day <> ''
+        GROUP BY c.day
         ORDER BY day"""
     return sql, params
 
@@ -520,16 +607,49 @@ def daily(db: ReportDB, f: Filters) -> Report:
     )
 
 
-def failing_sql(db: ReportDB, f: Filters, top: int) -> tuple[str, list[Any]]:
-    clauses, params = f.where(db.dialect)
+def top_executables_sql(db: ReportDB, f: Filters, top: int) -> tuple[str, list[Any]]:
+    cells, params = cells_sql(db, USAGE_EXECUTABLES, f)
     limit, lparams = _limit(top)
+    # sums only (they add up over the ids of one path): no distinct counts, a fraction of the
+    # executables report's time
     sql = f"""
-        SELECT e.path AS executable, COUNT(*) AS failed,
-               COUNT(DISTINCT p.uid) AS users,
-               COUNT(DISTINCT p.job_id) AS jobs,
-               MAX(p.start_time) AS last_failure
-        FROM processes p JOIN executables e ON e.id = p.executable_id
-        {_where(["p.exit_status IS NOT NULL", "p.exit_status <> 0"] + clauses)}
+        SELECT e.path AS executable, SUM(x.runs) AS runs, SUM(x.cpu_seconds) AS cpu_seconds,
+               SUM(x.failed) AS failed, MAX(x.last_run) AS last_run
+        FROM (SELECT c.executable_id, SUM(c.processes) AS runs, SUM(c.cpu_seconds) AS cpu_seconds,
+                     SUM(c.failed) AS failed, MAX(c.last_start) AS last_run
+              FROM {cells} GROUP BY c.executable_id) x
+        JOIN executables e ON e.id = x.executable_id
+        GROUP BY e.path
+        ORDER BY runs DESC, executable
+        {limit}"""
+    return sql, params + lparams
+
+
+def top_executables(db: ReportDB, f: Filters, top: int) -> Report:
+    """The most run executables: the executables report's runs, CPU s, failed and last run
+    (same rows, same order), without its distinct counts."""
+    rows = db.query(*top_executables_sql(db, f, top))
+    for row in rows:
+        row["cpu_seconds"] = round(float(row["cpu_seconds"] or 0.0), 3)
+    return Report(
+        "Most run executables",
+        [("executable", "Executable"), ("runs", "Runs"), ("cpu_seconds", "CPU s"), ("failed", "Failed"),
+         ("last_run", "Last run")],
+        rows,
+    )
+
+
+def failing_sql(db: ReportDB, f: Filters, top: int) -> tuple[str, list[Any]]:
+    cells, params = cells_sql(db, USAGE_EXECUTABLES, f)
+    limit, lparams = _limit(top)
+    # a cell with failed > 0 holds a failing process of its user and job
+    sql = f"""
+        SELECT e.path AS executable, SUM(c.failed) AS failed,
+               {_distinct("uid")} AS users,
+               {_distinct("job_id")} AS jobs,
+               MAX(c.last_failure) AS last_failure
+        FROM {cells} JOIN executables e ON e.id = c.executable_id
+        WHERE c.failed > 0
         GROUP BY e.path
         ORDER BY failed DESC, executable
         {limit}"""
@@ -547,21 +667,20 @@ def failing(db: ReportDB, f: Filters, top: int) -> Report:
 
 
 def executable_jobs_sql(db: ReportDB, f: Filters, top: int, path: str) -> tuple[str, list[Any]]:
-    clauses, params = f.where(db.dialect)
+    cells, params = cells_sql(db, USAGE_EXECUTABLES, f)
     limit, lparams = _limit(top)
-    users_expr = db.dialect.list_agg("COALESCE(p.username, CAST(p.uid AS TEXT))")
+    users_expr = db.dialect.list_agg(f"COALESCE(NULLIF(c.username, ''), CAST({_nonnull('uid')} AS TEXT))")
     sql = f"""
-        SELECT p.job_id AS job, COUNT(*) AS runs, {users_expr} AS users,
-               COUNT(DISTINCT p.host) AS hosts,
-               SUM({FAILED}) AS failed,
-               MIN(p.start_time) AS first_start, MAX(p.start_time) AS last_start
-        FROM processes p
-        {_where(["p.executable_id IN (SELECT x.id FROM executables x WHERE x.path = ?)",
-                 "p.job_id IS NOT NULL"] + clauses)}
-        GROUP BY p.job_id
+        SELECT c.job_id AS job, SUM(c.processes) AS runs, {users_expr} AS users,
+               {_distinct("host")} AS hosts,
+               SUM(c.failed) AS failed,
+               MIN(c.first_start) AS first_start, MAX(c.last_start) AS last_start
+        FROM {cells}
+        WHERE c.executable_id IN (SELECT x.id FROM executables x WHERE x.path = ?) AND c.job_id <> ''
+        GROUP BY c.job_id
         ORDER BY last_start DESC, job
         {limit}"""
-    return sql, [path] + params + lparams
+    return sql, params + [path] + lparams
 
 
 def executable_jobs(db: ReportDB, f: Filters, top: int, path: str) -> Report:

@@ -62,6 +62,7 @@ CREATE TABLE IF NOT EXISTS processes (
     oublock       BIGINT,
     nvcsw         BIGINT,
     nivcsw        BIGINT,
+    verified      BOOLEAN,         -- true: pid/uid/gid checked by a node relay (NULL: stored before 4)
     libset_id      BIGINT,       -- libsets (id): libraries at start
     late_libset_id BIGINT,       -- libsets (id): libraries loaded after start (end record)
     modset_id      BIGINT        -- modsets (id): modules loaded at start

@@ -11,12 +11,14 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+from ogrt.sql import aggregates
+
 SCHEMA_VERSION = 4  # 2: library and module sets (libsets, modsets); 3: jobs, processes.step_id;
-#                    4: the software census tables (census_*)
-#: the versions a database is migrated from, with what the migration adds: every statement of
-#: DIALECT.sql is idempotent (CREATE ... IF NOT EXISTS), so migrating runs them all again (the
-#: new tables and indices appear, the existing ones stay) and sets the version
-MIGRATES_FROM: dict[int, str] = {3: "the software census tables (census_*)"}
+#                    4: per-day usage aggregates (ogrt/sql/aggregates.py), the software census
+#                       tables (census_*), processes.verified; migrated from 3 (migrate_from_3)
+#: the versions a database is migrated from, with what the migration adds
+MIGRATES_FROM: dict[int, str] = {
+    3: "the usage aggregates, the software census tables (census_*) and processes.verified"}
 DIALECTS = ("sqlite", "postgresql")
 VERSION_QUERY = "SELECT version FROM schema_version"
 #: PostgreSQL: the pg_advisory_xact_lock key ("OGRT" 1) of creating or migrating the schema
@@ -128,20 +130,18 @@ def create_schema(execute: Callable[[str], Iterable[Any]], dialect: str) -> None
     found = [v for (v,) in execute(VERSION_QUERY)]
     if found == [SCHEMA_VERSION]:
         return
-    if found and (len(found) != 1 or found[0] not in MIGRATES_FROM):
-        raise SchemaVersionError(max(found))
-    for stmt in stmts[1:]:
-        execute(stmt)
+    if found == [3]:
+        migrate_from_3(execute, dialect, stmts)
+        return
     if found:
-        execute(f"UPDATE schema_version SET version = {SCHEMA_VERSION}")
-    else:
-        execute(f"INSERT INTO schema_version (version) VALUES ({SCHEMA_VERSION})")
-    add_verified_column(execute, dialect)
+        raise SchemaVersionError(max(found))
+    for stmt in stmts[1:] + aggregates.schema_statements(dialect):
+        execute(stmt)
+    execute(f"INSERT INTO schema_version (version) VALUES ({SCHEMA_VERSION})")
 
 
-# -- migration: processes.verified (issue 11, node relays) ------------------------------------
-#: Kept apart from the version-numbered schema on purpose: it adds one nullable column to a
-#: database of any version that lacks it (NULL: a record stored before relays existed).
+# -- migration 3 → 4 --------------------------------------------------------------------------
+#: processes.verified, added to a version-3 table (NULL: a record stored before relays existed)
 VERIFIED_DDL = {"sqlite": "ALTER TABLE processes ADD COLUMN verified INTEGER",  # 0/1
                 "postgresql": "ALTER TABLE processes ADD COLUMN IF NOT EXISTS verified BOOLEAN"}
 _COLUMNS_QUERY = {"sqlite": "SELECT name FROM pragma_table_info('processes')",
@@ -149,11 +149,20 @@ _COLUMNS_QUERY = {"sqlite": "SELECT name FROM pragma_table_info('processes')",
                                 "WHERE table_name = 'processes' AND table_schema = current_schema()"}
 
 
-def add_verified_column(execute: Callable[[str], Iterable[Any]], dialect: str) -> None:
-    """In the caller's transaction: add processes.verified unless it is there (the check
-    takes no lock, so a database that has it gets no DDL)."""
+def migrate_from_3(execute: Callable[[str], Iterable[Any]], dialect: str, stmts: list[str]) -> None:
+    """In the caller's transaction: version 3 → 4. Every statement of DIALECT.sql is
+    idempotent (CREATE ... IF NOT EXISTS): running them again adds the census tables and keeps
+    the rest; processes gains `verified`; the usage aggregates are built from the rows
+    (ogrt/sql/aggregates.py). PostgreSQL: no statement timeout for it (the build reads every row)."""
+    if dialect == "postgresql":
+        execute("SET LOCAL statement_timeout = 0")
+    for stmt in stmts[1:]:
+        execute(stmt)
     if "verified" not in {name for (name,) in execute(_COLUMNS_QUERY[dialect])}:
         execute(VERIFIED_DDL[dialect])
+    for stmt in aggregates.migrate_statements(dialect):
+        execute(stmt)
+    execute(f"UPDATE schema_version SET version = {SCHEMA_VERSION}")
 
 
 # -- the statements of the outputs -------------------------------------------------------

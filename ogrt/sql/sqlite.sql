@@ -60,6 +60,7 @@ CREATE TABLE IF NOT EXISTS processes (
     oublock       INTEGER,
     nvcsw         INTEGER,
     nivcsw        INTEGER,
+    verified      INTEGER,         -- 1: pid/uid/gid checked by a node relay (NULL: stored before 4)
     libset_id      INTEGER REFERENCES libsets (id),  -- libraries at start
     late_libset_id INTEGER REFERENCES libsets (id),  -- libraries loaded after start (end record)
     modset_id      INTEGER REFERENCES modsets (id)   -- modules loaded at start

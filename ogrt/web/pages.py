@@ -72,7 +72,7 @@ def overview(db: ReportDB, p: Params, show_args: bool) -> Page:
     days = queries.daily(db, f)
     page = Page("Overview", {
         "daily": days,
-        "executables": queries.executables(db, f, top),
+        "executables": queries.top_executables(db, f, top),  # the full table: /executables
         "libraries": queries.libraries(db, f, top),
         "modules": queries.modules(db, f, top),
         "failing": queries.failing(db, f, top),

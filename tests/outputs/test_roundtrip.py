@@ -11,6 +11,7 @@ import pytest
 from ogrt.errors import ConfigError
 from ogrt.outputs import OUTPUT_TYPES
 from ogrt.outputs.base import OutputError
+from ogrt.sql.schema import SCHEMA_VERSION
 from ogrt.textenc import unescape
 from tests.outputs import records as R
 from tests.outputs.helpers import LineListener, expected_processes, read_processes, wait_for
@@ -88,7 +89,7 @@ def test_sqlite_roundtrip(tmp_path):
     _sql_roundtrip(make("sqlite", path=str(db)), lambda: sqlite3.connect(db))
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(4,)]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
 
 
 def test_postgresql_roundtrip(postgres):
@@ -101,7 +102,7 @@ def test_postgresql_roundtrip(postgres):
     again.close()
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT count(*) FROM processes").fetchone()[0] == 35
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(4,)]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
 
 
 def test_postgresql_down_raises_output_error(postgres):
@@ -157,7 +158,7 @@ def test_postgresql_refuses_an_older_schema(postgres):
         conn.execute("INSERT INTO schema_version VALUES (2)")
         conn.execute("CREATE TABLE process_libraries (process_id BIGINT, library_id BIGINT)")
     out = make("postgresql", dsn=dsn)
-    with pytest.raises(OutputError, match="schema version 2, this OGRT writes version 4"):
+    with pytest.raises(OutputError, match=f"schema version 2, this OGRT writes version {SCHEMA_VERSION}"):
         out.open()
     assert out.conn is None
     with psycopg.connect(dsn) as conn:
@@ -172,7 +173,7 @@ def test_sqlite_refuses_an_older_schema(tmp_path):
         conn.execute("INSERT INTO schema_version VALUES (2)")
     conn.close()
     out = make("sqlite", path=str(db))
-    with pytest.raises(OutputError, match="schema version 2, this OGRT writes version 4"):
+    with pytest.raises(OutputError, match=f"schema version 2, this OGRT writes version {SCHEMA_VERSION}"):
         out.write(R.pairs(2))
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'processes'").fetchall() == []

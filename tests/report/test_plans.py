@@ -14,13 +14,14 @@ SINCE = datetime(2026, 11, 24, tzinfo=timezone.utc)
 CASES = {
     "executables --job": (lambda db: q.executables_sql(db, F(job="job-2"), 20), "processes_job_id"),
     "executables --since": (lambda db: q.executables_sql(db, F(since=SINCE), 20), "processes_start_time"),
-    "executables --host": (lambda db: q.executables_sql(db, F(host="node01"), 20), "processes_host"),
-    "executables --user UID": (lambda db: q.executables_sql(db, F(user="1002"), 20), "processes_uid"),
+    # the per-day cells (ogrt/sql/aggregates.py), not the process rows
+    "executables --host": (lambda db: q.executables_sql(db, F(host="node01"), 20), "usage_executables"),
+    "executables --user UID": (lambda db: q.executables_sql(db, F(user="1002"), 20), "usage_executables"),
     "libraries": (lambda db: q.libraries_sql(db, F(), 20), "COVERING INDEX processes_libset"),
     "libraries --since": (lambda db: q.libraries_sql(db, F(since=SINCE), 20), "processes_start_time"),
     "libraries --path": (lambda db: q.library_users_sql(db, F(), 20, "mkl", "executable"),
                          "libset_members_library"),
-    "modules": (lambda db: q.modules_sql(db, F(), 20), "processes_modset"),
+    "modules": (lambda db: q.modules_sql(db, F(), 20), "usage_modsets"),
     "signatures --signature": (lambda db: q.signatures_sql(db, F(), 20, "x"), "libraries_signature"),
     "jobs --since": (lambda db: q.jobs_sql(db, F(since=SINCE), 20), "processes_start_time"),
     "job": (lambda db: q.job_sql(db, "job-1", F()), "processes_job_id"),

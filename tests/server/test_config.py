@@ -108,6 +108,7 @@ def test_check_config_cli(tmp_path: Path) -> None:
     broken.write_text("[server\nport = 1\n")
     r = _ogrt("check-config", str(broken))
     assert r.returncode != 0 and "not valid TOML" in r.stderr
+    assert r.stderr.count(str(broken)) == 1, r.stderr  # the path is named once
     r = _ogrt("check-config", str(tmp_path / "missing.conf"))
     assert r.returncode != 0 and "cannot read" in r.stderr
     r = _ogrt("server", "--config", str(bad))

@@ -41,9 +41,17 @@ def test_hash_password_cli_and_verify() -> None:
 
 def test_config_refuses_plain_passwords_and_open_binds(tmp_path: Path, web_data: WebData) -> None:
     conf = tmp_path / "ogrt.conf"
-    conf.write_text('[web]\nauth = "basic"\n[web.users]\nalice = "hunter2"\n')
+    good = hash_password("s3cret-pw")
+    for users in ('alice = "hunter2-pw"', f'alice = "{good}"\nbob = "hunter2-pw"', 'alice = 12345678'):
+        conf.write_text(f'[web]\nauth = "basic"\n[web.users]\n{users}\n')
+        proc = subprocess.run([str(OGRT), "check-config", str(conf)], capture_output=True, text=True, timeout=60)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 1 and "web.users" in out, out
+        # neither the rejected value nor another user's hash is echoed
+        assert "hunter2-pw" not in out and good not in out and "12345678" not in out, out
+    conf.write_text(f'[web]\nauth = "basic"\nusers = "{good}"\n')  # not a table
     proc = subprocess.run([str(OGRT), "check-config", str(conf)], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 1 and "web.users" in proc.stdout + proc.stderr
+    assert proc.returncode == 1 and "web.users" in proc.stderr and good not in proc.stderr, proc.stderr
     conf.write_text('[web]\naddress = "0.0.0.0:1"\n')  # no auth on every interface
     proc = subprocess.run([str(OGRT), "web", "--config", str(conf), "--db", web_data.sqlite],
                           capture_output=True, text=True, timeout=60)

@@ -1,0 +1,331 @@
+"""Per-day usage aggregates (schema version 4): what the reports' heavy summaries read
+instead of every process row.
+
+Each aggregate table holds one row ("cell") per distinct key (UTC day of the process
+start, uid, user name, host, job, and the executable or module set) with the number of
+processes, sums and maxima of the processes in it. Every key a report filters on (user,
+host, job, day) is in every cell, so a filtered report over the cells equals the one over
+the rows; distinct counts (users, hosts, jobs) are counted over cells, which is exact since
+two processes of one cell share those values. Times that are not midnight split a day: the
+reports take whole days from the cells and the rows of the partial days from `processes`
+(ogrt/report/queries.py, `cells_sql`).
+
+Maintained by triggers on `processes`, so every writer (the SQL outputs, `ogrt purge`,
+anything else) keeps them equal to the rows: an insert adds the row to its cell, a delete
+removes it (a cell with no process left is deleted; a maximum or minimum that left with
+the row is recomputed from the cell's remaining rows), an update moves the row's contribution from
+its old cell to its new one (an end record adds CPU time and the exit status; a start
+record arriving after its end record sets the executable and module set). SQLite: row
+triggers; PostgreSQL: statement triggers over the transition tables (one grouped statement
+per batch). Key columns are NOT NULL: NULL is stored as '' (text), -1 (uid) or 0 (ids),
+which the reports read back as NULL.
+
+A database of version 3 gets the tables, the triggers and cells built from its rows
+(`migrate_statements`). These statements are separate from ogrt/sql/DIALECT.sql (other
+additions of version 4 go there).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: key column → (SQLite type, PostgreSQL type, expression over the process row {r})
+KEYS: dict[str, tuple[str, str, str]] = {
+    "day": ("TEXT", "TEXT", ""),  # dialect-specific: day_expr()
+    "uid": ("INTEGER", "BIGINT", "COALESCE({r}.uid, -1)"),
+    "username": ("TEXT", "TEXT", "COALESCE({r}.username, '')"),
+    "host": ("TEXT", "TEXT", "COALESCE({r}.host, '')"),
+    "job_id": ("TEXT", "TEXT", "COALESCE({r}.job_id, '')"),
+    "executable_id": ("INTEGER", "BIGINT", "COALESCE({r}.executable_id, 0)"),
+    "modset_id": ("INTEGER", "BIGINT", "COALESCE({r}.modset_id, 0)"),
+}
+_FAILED = "CASE WHEN {r}.exit_status IS NOT NULL AND {r}.exit_status <> 0 THEN 1 ELSE 0 END"
+#: summed column → (SQLite type, PostgreSQL type, expression)
+SUMS: dict[str, tuple[str, str, str]] = {
+    "processes": ("INTEGER", "BIGINT", "1"),
+    "cpu_seconds": ("REAL", "DOUBLE PRECISION", "COALESCE({r}.utime, 0) + COALESCE({r}.stime, 0)"),
+    "failed": ("INTEGER", "BIGINT", _FAILED),
+}
+#: extreme (maximum, or minimum: MINIMA) column → (SQLite type, PostgreSQL type, expression)
+EXTREMES: dict[str, tuple[str, str, str]] = {
+    "last_start": ("TEXT", "TIMESTAMPTZ", "{r}.start_time"),
+    "first_start": ("TEXT", "TIMESTAMPTZ", "{r}.start_time"),
+    "last_failure": ("TEXT", "TIMESTAMPTZ", f"CASE WHEN {_FAILED} = 1 THEN {{r}}.start_time END"),
+}
+#: the columns of EXTREMES that keep the minimum (the others: the maximum)
+MINIMA = ("first_start",)
+#: the key values that stand for NULL (reports: NULLIF(column, sentinel))
+SENTINEL = {"day": "''", "uid": "-1", "username": "''", "host": "''", "job_id": "''",
+            "executable_id": "0", "modset_id": "0"}
+#: the processes columns the expressions read (SQLite: AFTER UPDATE OF these)
+SOURCE_COLUMNS = {"day": ("start_time",), "uid": ("uid",), "username": ("username",), "host": ("host",),
+                  "job_id": ("job_id",), "executable_id": ("executable_id",), "modset_id": ("modset_id",),
+                  "processes": (), "cpu_seconds": ("utime", "stime"), "failed": ("exit_status",),
+                  "last_start": ("start_time",), "first_start": ("start_time",), "last_failure": ("start_time", "exit_status")}
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """One aggregate table: its key (primary key order) and value columns."""
+
+    table: str
+    keys: tuple[str, ...]
+    sums: tuple[str, ...]
+    extremes: tuple[str, ...]
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self.keys + self.sums + self.extremes
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        cols: list[str] = []
+        for c in self.columns:
+            cols += [s for s in SOURCE_COLUMNS[c] if s not in cols]
+        return tuple(cols)
+
+
+#: per day, user, host, job: the activity per day, the users and the jobs report
+USAGE_DAYS = Aggregate("usage_days", ("day", "uid", "host", "job_id", "username"),
+                       ("processes", "cpu_seconds", "failed"), ("first_start", "last_start"))
+#: ... and executable: the executables and failing-programs reports, executables per user, the
+#: jobs of an executable
+USAGE_EXECUTABLES = Aggregate("usage_executables",
+                              ("executable_id", "job_id", "uid", "host", "username", "day"),
+                              ("processes", "cpu_seconds", "failed"), ("first_start", "last_start", "last_failure"))
+#: ... and module set: the modules report
+USAGE_MODSETS = Aggregate("usage_modsets", ("modset_id", "job_id", "uid", "host", "username", "day"),
+                          ("processes",), ("last_start",))
+AGGREGATES = (USAGE_DAYS, USAGE_EXECUTABLES, USAGE_MODSETS)
+
+
+def day_expr(dialect: str, r: str) -> str:
+    """The UTC day (YYYY-MM-DD, '' when unknown) of the start time of process row `r`."""
+    if dialect == "sqlite":
+        return f"COALESCE(substr({r}.start_time, 1, 10), '')"
+    return f"COALESCE(to_char({r}.start_time AT TIME ZONE 'UTC', 'YYYY-MM-DD'), '')"
+
+
+def expr(dialect: str, column: str, r: str) -> str:
+    """A column's value for the process row `r` (a table alias, NEW or OLD)."""
+    if column == "day":
+        return day_expr(dialect, r)
+    return {**KEYS, **SUMS, **EXTREMES}[column][2].format(r=r)
+
+
+def _type(dialect: str, column: str) -> str:
+    t = {**KEYS, **SUMS, **EXTREMES}[column]
+    return t[0] if dialect == "sqlite" else t[1]
+
+
+def create_table(dialect: str, a: Aggregate) -> str:
+    cols = [f"{c} {_type(dialect, c)} NOT NULL" for c in a.keys + a.sums]
+    cols += [f"{c} {_type(dialect, c)}" for c in a.extremes]
+    tail = " WITHOUT ROWID" if dialect == "sqlite" else ""
+    return (f"CREATE TABLE IF NOT EXISTS {a.table} ({', '.join(cols)}, "
+            f"PRIMARY KEY ({', '.join(a.keys)})){tail}")
+
+
+def func(column: str) -> str:
+    """How a column of an aggregate combines its rows: SUM, MAX or MIN."""
+    return "SUM" if column in SUMS else "MIN" if column in MINIMA else "MAX"
+
+
+def _better(dialect: str, column: str, a: str, b: str) -> str:
+    """The larger (MAX) or smaller (MIN) of a and b, ignoring NULLs."""
+    if dialect == "postgresql":
+        return f"{'LEAST' if column in MINIMA else 'GREATEST'}({a}, {b})"  # ignore NULLs
+    op = "<=" if column in MINIMA else ">="
+    return f"CASE WHEN {b} IS NULL OR {a} {op} {b} THEN {a} ELSE {b} END"  # a NULL: b
+
+
+def _at_or_beyond(column: str, a: str, b: str) -> str:
+    """a is b or worse than b for the extreme `column` (b may have been the cell's extreme)."""
+    return f"{a} >= {b}" if column in MINIMA else f"{a} <= {b}"
+
+
+def _worse(column: str, a: str, b: str) -> str:
+    return f"{a} > {b}" if column in MINIMA else f"{a} < {b}"
+
+
+def _upsert_tail(dialect: str, a: Aggregate) -> str:
+    new = "excluded" if dialect == "sqlite" else "EXCLUDED"
+    sets = [f"{c} = {a.table}.{c} + {new}.{c}" for c in a.sums]
+    sets += [f"{c} = {_better(dialect, c, f'{a.table}.{c}', f'{new}.{c}')}" for c in a.extremes]
+    return f"ON CONFLICT ({', '.join(a.keys)}) DO UPDATE SET {', '.join(sets)}"
+
+
+def _match_cell(dialect: str, a: Aggregate, x: str) -> str:
+    """Process rows `x` of the cell `a.table` (its job first: the processes_job_id index)."""
+    if dialect == "sqlite":
+        first = f"{x}.job_id IS NULLIF({a.table}.job_id, '')"
+    else:
+        first = f"({x}.job_id = {a.table}.job_id OR ({a.table}.job_id = '' AND {x}.job_id IS NULL))"
+    return " AND ".join([first] + [f"{expr(dialect, k, x)} = {a.table}.{k}" for k in a.keys])
+
+
+def _changed(dialect: str, a: Aggregate, old: str, new: str) -> str:
+    return " OR ".join(f"{expr(dialect, c, old)} IS DISTINCT FROM {expr(dialect, c, new)}"
+                       if dialect == "postgresql" else f"{expr(dialect, c, old)} IS NOT {expr(dialect, c, new)}"
+                       for c in a.keys + a.sums[1:] + a.extremes)
+
+
+def _moved(dialect: str, a: Aggregate, old: str, new: str) -> str:
+    """The row left its cell, or one of its maxima went down: the cell needs the cleanup of a removal."""
+    ne = "IS DISTINCT FROM" if dialect == "postgresql" else "IS NOT"
+    parts = [f"{expr(dialect, k, old)} {ne} {expr(dialect, k, new)}" for k in a.keys]
+    for m in a.extremes:
+        o, n = expr(dialect, m, old), expr(dialect, m, new)
+        parts.append(f"({o} IS NOT NULL AND ({n} IS NULL OR {_worse(m, n, o)}))")
+    return " OR ".join(parts)
+
+
+# -- SQLite: row triggers ----------------------------------------------------------------------
+def _sqlite_add(a: Aggregate, r: str) -> str:
+    vals = ", ".join(expr("sqlite", c, r) for c in a.columns)
+    return f"INSERT INTO {a.table} ({', '.join(a.columns)}) VALUES ({vals}) {_upsert_tail('sqlite', a)}"
+
+
+def _sqlite_cell(a: Aggregate, r: str) -> str:
+    return " AND ".join(f"{a.table}.{k} = {expr('sqlite', k, r)}" for k in a.keys)
+
+
+def _sqlite_remove(a: Aggregate, old: str) -> list[str]:
+    """Take row `old` out of its cell: the sums, then (the row is already changed or gone) the
+    extremes it may have held, recomputed from the cell's rows, and the cell if now empty."""
+    cell = _sqlite_cell(a, old)
+    sets = ", ".join(f"{c} = {c} - ({expr('sqlite', c, old)})" for c in a.sums)
+    out = [f"UPDATE {a.table} SET {sets} WHERE {cell}"]
+    for m in a.extremes:
+        mv = expr("sqlite", m, old)
+        out.append(f"UPDATE {a.table} SET {m} = (SELECT {func(m)}({expr('sqlite', m, 'x')}) FROM processes x "
+                   f"WHERE {_match_cell('sqlite', a, 'x')}) WHERE {cell} AND processes > 0 "
+                   f"AND {mv} IS NOT NULL AND {_at_or_beyond(m, m, mv)}")
+    out.append(f"DELETE FROM {a.table} WHERE {cell} AND processes <= 0")
+    return out
+
+
+def _sqlite_in_place(a: Aggregate) -> str:
+    """The row stays in its cell and no extreme of it goes down (an end record adding CPU
+    time and the exit status): one update of the cell by the differences."""
+    sets = [f"{c} = {c} + ({expr('sqlite', c, 'NEW')}) - ({expr('sqlite', c, 'OLD')})" for c in a.sums[1:]]
+    sets += [f"{m} = {_better('sqlite', m, m, expr('sqlite', m, 'NEW'))}" for m in a.extremes]
+    return f"UPDATE {a.table} SET {', '.join(sets)} WHERE {_sqlite_cell(a, 'NEW')}"
+
+
+def sqlite_triggers(a: Aggregate) -> list[str]:
+    def trigger(name: str, event: str, body: list[str], when: str = "") -> str:
+        w = f" WHEN {when}" if when else ""
+        return (f"CREATE TRIGGER IF NOT EXISTS {a.table}_{name} AFTER {event} ON processes{w} "
+                f"BEGIN {'; '.join(body)}; END")
+
+    moved = _moved("sqlite", a, "OLD", "NEW")
+    changed = _changed("sqlite", a, "OLD", "NEW")
+    update = f"UPDATE OF {', '.join(a.sources)}"
+    remove = _sqlite_remove(a, "OLD")
+    return [
+        trigger("insert", "INSERT", [_sqlite_add(a, "NEW")]),
+        trigger("delete", "DELETE", remove),
+        trigger("update", update, [_sqlite_in_place(a)], f"({changed}) AND NOT ({moved})"),
+        trigger("move", update, [remove[0], _sqlite_add(a, "NEW"), *remove[1:]], moved),
+    ]
+
+
+# -- PostgreSQL: statement triggers over the transition tables -----------------------------------
+def _pg_delta(a: Aggregate, removed: str | None, added: str | None) -> str:
+    """Per cell of the rows of `removed` (taken out) and `added` (put in): the differences of
+    the sums, and the extremes of the added (new_X) and of the removed rows (old_X). An
+    update is its old rows removed and its new rows added: no join of the two."""
+    parts = []
+    for src, sign in ((removed, "-"), (added, "")):
+        if src is None:
+            continue
+        sel = [f"{expr('postgresql', k, 'r')} AS {k}" for k in a.keys]
+        sel += [f"{sign}({expr('postgresql', c, 'r')}) AS {c}" for c in a.sums]
+        for m in a.extremes:
+            value, null = expr("postgresql", m, "r"), f"CAST(NULL AS {_type('postgresql', m)})"
+            sel += [f"{null if sign else value} AS new_{m}", f"{value if sign else null} AS old_{m}"]
+        parts.append(f"SELECT {', '.join(sel)} FROM {src} r")
+    values = [f"SUM(d.{c}) AS {c}" for c in a.sums]
+    values += [f"{func(m)}(d.{p}_{m}) AS {p}_{m}" for m in a.extremes for p in ("new", "old")]
+    n = ", ".join(a.keys)
+    return f"SELECT {n}, {', '.join(values)} FROM ({' UNION ALL '.join(parts)}) d GROUP BY {n}"
+
+
+def _pg_apply(a: Aggregate, removed: str | None, added: str | None) -> list[str]:
+    """The statements that move the rows of `removed` out of and those of `added` into their
+    cells: one upsert in key order (concurrent writers lock the cells of a table in one
+    order) of the cells that change, then the cleanup of the cells rows left."""
+    delta = _pg_delta(a, removed, added)
+    n = ", ".join(a.keys)
+    changes = [f"g.{c} <> 0" for c in a.sums]
+    changes += [f"(g.new_{m} IS NOT NULL AND (g.old_{m} IS NULL OR {_worse(m, f'g.old_{m}', f'g.new_{m}')}))"
+                for m in a.extremes]
+    values = ", ".join([f"g.{c}" for c in a.sums] + [f"g.new_{m}" for m in a.extremes])
+    out = [f"INSERT INTO {a.table} ({', '.join(a.columns)}) SELECT {n}, {values} FROM ({delta}) g "
+           f"WHERE {' OR '.join(changes)} ORDER BY {n} {_upsert_tail('postgresql', a)}"]
+    if removed is None:
+        return out
+    cell = " AND ".join(f"{a.table}.{k} = g.{k}" for k in a.keys)
+    for m in a.extremes:
+        # an extreme a removed row held, that no added row reaches: from the cell's rows left
+        out.append(f"UPDATE {a.table} SET {m} = (SELECT {func(m)}({expr('postgresql', m, 'x')}) FROM processes x "
+                   f"WHERE {_match_cell('postgresql', a, 'x')}) FROM ({delta}) g "
+                   f"WHERE {cell} AND {a.table}.processes > 0 AND g.old_{m} IS NOT NULL "
+                   f"AND {_at_or_beyond(m, f'{a.table}.{m}', f'g.old_{m}')} "
+                   f"AND (g.new_{m} IS NULL OR {_worse(m, f'g.new_{m}', f'{a.table}.{m}')})")
+    out.append(f"DELETE FROM {a.table} USING ({delta}) g WHERE {cell} AND {a.table}.processes <= 0")
+    return out
+
+
+def _build(dialect: str, a: Aggregate) -> str:
+    """Fill the empty table `a` from every process row."""
+    sel = [expr(dialect, k, "r") for k in a.keys]
+    sel += [f"{func(c)}({expr(dialect, c, 'r')})" for c in a.sums + a.extremes]
+    n = ", ".join(str(i + 1) for i in range(len(a.keys)))
+    return f"INSERT INTO {a.table} ({', '.join(a.columns)}) SELECT {', '.join(sel)} FROM processes r GROUP BY {n}"
+
+
+def _pg_function(name: str, body: list[str]) -> str:
+    return (f"CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN "
+            + " ".join(s + ";" for s in body) + " RETURN NULL; END $f$")
+
+
+def pg_statements() -> list[str]:
+    """The trigger functions (one per event, over every aggregate) and their triggers."""
+    ins: list[str] = []
+    dele: list[str] = []
+    upd: list[str] = []
+    for a in AGGREGATES:
+        ins += _pg_apply(a, None, "ogrt_new")
+        dele += _pg_apply(a, "ogrt_old", None)
+        upd += _pg_apply(a, "ogrt_old", "ogrt_new")
+    out = [_pg_function("ogrt_usage_insert", ins), _pg_function("ogrt_usage_delete", dele),
+           _pg_function("ogrt_usage_update", upd)]
+    for event, tables in (("insert", "NEW TABLE AS ogrt_new"), ("delete", "OLD TABLE AS ogrt_old"),
+                          ("update", "OLD TABLE AS ogrt_old NEW TABLE AS ogrt_new")):
+        out.append(f"DROP TRIGGER IF EXISTS ogrt_usage_{event} ON processes")
+        out.append(f"CREATE TRIGGER ogrt_usage_{event} AFTER {event.upper()} ON processes "
+                   f"REFERENCING {tables} FOR EACH STATEMENT EXECUTE FUNCTION ogrt_usage_{event}()")
+    return out
+
+
+# -- what the schema runs ------------------------------------------------------------------------
+def schema_statements(dialect: str) -> list[str]:
+    """The aggregate tables and the triggers that maintain them (a new, empty database)."""
+    out = [create_table(dialect, a) for a in AGGREGATES]
+    if dialect == "sqlite":
+        for a in AGGREGATES:
+            out += sqlite_triggers(a)
+    else:
+        out += pg_statements()
+    return out
+
+
+def build_statements(dialect: str) -> list[str]:
+    """Fill the (empty) aggregate tables from the process rows there are."""
+    return [_build(dialect, a) for a in AGGREGATES]
+
+
+def migrate_statements(dialect: str) -> list[str]:
+    """Version 3 → 4: the aggregates, built from the rows (in the caller's transaction)."""
+    return schema_statements(dialect) + build_statements(dialect)
