@@ -11,6 +11,7 @@ import pytest
 from ogrt.config import ConfigError, parse_config
 from ogrt.outputs import OUTPUT_TYPES
 from ogrt.outputs.runner import Acked, OutputRunner
+from tests.fixtures.schema3 import downgrade_to_version_3
 from tests.fixtures.server import free_port
 from tests.outputs import records as R
 
@@ -44,13 +45,13 @@ def _output(type_name: str, **options):
     return cls("t", cls.validate("t", {"type": type_name, **options}))
 
 
-def test_verified_column_is_added_to_a_database_without_it(tmp_path):
+def test_verified_column_is_added_to_a_version_3_database(tmp_path):
     db = tmp_path / "old.sqlite"
     out = _output("sqlite", path=str(db))
     out.open()
     out.close()
-    with sqlite3.connect(db) as conn:  # a schema-3 database made before the column existed
-        conn.execute("ALTER TABLE processes DROP COLUMN verified")
+    with sqlite3.connect(db) as conn:  # a schema-3 database, made before the column existed
+        downgrade_to_version_3(conn, "sqlite")
     out = _output("sqlite", path=str(db))
     out.open()
     older = {k: v for k, v in R.start(3).items() if k != "verified"}  # e.g. replayed from an old spool
