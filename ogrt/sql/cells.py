@@ -1,0 +1,207 @@
+"""SQLite: the usage aggregates (ogrt/sql/aggregates.py) kept per batch by the output.
+
+Row triggers on INSERT/UPDATE of `processes` cost the sqlite output ~2.4x its CPU per record
+(README, "Usage aggregates"), so on SQLite the output keeps the cells itself, in the batch's
+transaction (ogrt/outputs/sqlite.py):
+
+1. `read()` before the process upsert: the stored source columns (SOURCE) of the batch's
+   uuids, one SELECT ... WHERE uuid IN (...) per chunk;
+2. the process rows are upserted;
+3. `read()` again: the values the upsert stored (no emulation of its COALESCE rules, and
+   the stored values have the column affinities the triggers and reports see);
+4. `apply()`: per cell, the row's old contribution out and its new one in (counts, CPU,
+   failures; the extremes the rows bring and take away); one executemany upsert per
+   aggregate table of the cells that change; an extreme a leaving row held that no added
+   row reaches is recomputed from the cell's rows left (a row moving between cells, a
+   failure turned into a success: rare); cells left without process are deleted.
+   A row whose source columns did not change (an end record's other columns, a repeat)
+   costs nothing here.
+
+Deletes (`ogrt purge`, admin deletes) keep their row triggers (aggregates.sqlite_triggers).
+Anything else that inserts or updates `processes` on SQLite with plain SQL bypasses the
+aggregates; `ogrt rebuild-aggregates`-like repair: delete the cells and run
+aggregates.build_statements("sqlite").
+"""
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+from operator import itemgetter
+from typing import Any
+
+from ogrt.sql.aggregates import (AGGREGATES, MINIMA, Aggregate, _at_or_beyond, _match_cell, _upsert_tail, expr,
+                                 func)
+from ogrt.sql.schema import PROCESS_COLUMNS, SQLITE_END_SET
+
+#: the processes columns the cells are computed from, in the order read() returns them
+SOURCE = ("start_time", "uid", "username", "host", "job_id", "executable_id", "modset_id",
+          "utime", "stime", "exit_status")
+_CHUNK = 500  # host parameters per IN (...)
+#: a row's values of SOURCE (uuid aside)
+Source = tuple[Any, ...]
+#: a process row as the output writes it (schema.PROCESS_COLUMNS)
+Row = tuple[Any, ...]
+
+
+def read(conn: sqlite3.Connection, uuids: Sequence[str]) -> dict[str, Source]:
+    """The stored SOURCE values of the rows with these uuids (those that exist)."""
+    out: dict[str, Source] = {}
+    cols = ", ".join(SOURCE)
+    for i in range(0, len(uuids), _CHUNK):
+        chunk = uuids[i:i + _CHUNK]
+        sql = f"SELECT uuid, {cols} FROM processes WHERE uuid IN ({','.join('?' * len(chunk))})"
+        for row in conn.execute(sql, chunk):
+            out[row[0]] = row[1:]
+    return out
+
+
+_SOURCE = itemgetter(*(PROCESS_COLUMNS.index(c) for c in SOURCE))  # row tuple -> its SOURCE values
+_END_KEEPS = tuple(c not in SQLITE_END_SET for c in SOURCE)  # an end record's upsert keeps these
+_NONE = type(None)
+#: the types of SOURCE values SQLite stores unchanged (column affinity) in processes
+_STORED_AS_IS = tuple({_NONE, int} if c in ("uid", "executable_id", "modset_id", "exit_status")
+                      else {_NONE, int, float} if c in ("utime", "stime") else {_NONE, str} for c in SOURCE)
+
+
+def written(before: dict[str, Source], starts: Sequence[Row], ends: Sequence[Row]) -> dict[str, Source] | None:
+    """The SOURCE values the process upserts (schema.SQLITE_UPSERT_PROCESS, SQLITE_UPSERT_END)
+    store for these rows, from the values before; None when a value's type is one SQLite
+    converts (column affinity: text in an INTEGER column...): read() them then. An int stored
+    in a REAL column adds up the same."""
+    new = [_SOURCE(r) for r in starts] + [_SOURCE(r) for r in ends]
+    if new and not all(set(map(type, col)) <= ok for col, ok in zip(zip(*new), _STORED_AS_IS)):
+        return None
+    out: dict[str, Source] = {}
+    for r, s in zip(starts, new):
+        old = before.get(r[0])
+        out[r[0]] = s if old is None or None not in s else tuple(o if n is None else n for n, o in zip(s, old))
+    for r, s in zip(ends, new[len(starts):]):
+        old = before.get(r[0])
+        out[r[0]] = s if old is None else tuple(o if keep or n is None else n
+                                                   for n, o, keep in zip(s, old, _END_KEEPS))
+    return out
+
+
+#: the columns of a row's contribution (_contribution), in this order
+_NAMES = ("day", "uid", "username", "host", "job_id", "executable_id", "modset_id", "processes",
+          "cpu_seconds", "failed", "first_start", "last_start", "last_failure")
+#: a row's contribution: its value of each column of _NAMES
+Contribution = tuple[Any, ...]
+
+
+def _contribution(s: Source) -> Contribution:
+    """Every key, sum and extreme column of any aggregate for one row (aggregates.KEYS, SUMS,
+    EXTREMES evaluated in Python as SQLite evaluates them over the stored values)."""
+    start, uid, user, host, job, exe, modset, utime, stime, status = s
+    failed = 0 if status is None or status == 0 else 1
+    return ("" if start is None else start[:10], -1 if uid is None else uid, "" if user is None else user,
+            "" if host is None else host, "" if job is None else job, 0 if exe is None else exe,
+            0 if modset is None else modset, 1, (utime or 0) + (stime or 0), failed,
+            start, start, start if failed else None)
+
+
+def _getter(columns: Sequence[str]) -> Callable[[Contribution], tuple[Any, ...]]:
+    """The values of `columns` of a contribution, as a tuple (also for one column)."""
+    idx = [_NAMES.index(c) for c in columns]
+    if len(idx) == 1:
+        i = idx[0]
+        return lambda v: (v[i],)
+    return itemgetter(*idx)
+
+
+def _better(column: str, a: Any, b: Any) -> Any:
+    """The extreme of a and b (NULLs ignored)."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return min(a, b) if column in MINIMA else max(a, b)
+
+
+def _worse(column: str, a: Any, b: Any) -> bool:
+    return a > b if column in MINIMA else a < b
+
+
+class _Table:
+    """One aggregate table: its statements, and how a contribution splits into its cell's key,
+    sums and extremes."""
+
+    def __init__(self, a: Aggregate) -> None:
+        self.a = a
+        self.key, self.sums, self.extremes = _getter(a.keys), _getter(a.sums), _getter(a.extremes)
+        self.nones = (None,) * len(a.extremes)
+        cell = " AND ".join(f"{k} = ?" for k in a.keys)
+        self.upsert = (f"INSERT INTO {a.table} ({', '.join(a.columns)}) "
+                       f"VALUES ({', '.join('?' * len(a.columns))}) {_upsert_tail('sqlite', a)}")
+        # an extreme the removed rows held: from the cell's rows (params: key..., removed value)
+        self.recompute = {m: f"UPDATE {a.table} SET {m} = (SELECT {func(m)}({expr('sqlite', m, 'x')}) "
+                             f"FROM processes x WHERE {_match_cell('sqlite', a, 'x')}) "
+                             f"WHERE {cell} AND processes > 0 AND {_at_or_beyond(m, m, '?')}"
+                          for m in a.extremes}
+        self.delete = f"DELETE FROM {a.table} WHERE {cell} AND processes <= 0"
+
+    def apply(self, conn: sqlite3.Connection, pairs: list[tuple[Contribution | None, Contribution]]) -> None:
+        a, key, sums, extremes, nones = self.a, self.key, self.sums, self.extremes, self.nones
+        # cell key -> [sums (delta), best extremes added, best extremes removed]
+        deltas: dict[tuple[Any, ...], list[Any]] = {}
+        for old, new in pairs:
+            kn, sn, en = key(new), sums(new), extremes(new)
+            if old is not None:
+                ko, so, eo = key(old), sums(old), extremes(old)
+                if ko == kn:
+                    if so == sn and eo == en:
+                        continue  # nothing of this table's columns changed
+                    if kn not in deltas:  # in place (an end record): one delta
+                        deltas[kn] = [tuple(x - y for x, y in zip(sn, so)), en, eo]
+                        continue
+                d = deltas.get(ko)
+                if d is None:
+                    deltas[ko] = [tuple(-x for x in so), nones, eo]
+                else:
+                    d[0] = tuple(x - y for x, y in zip(d[0], so))
+                    d[2] = tuple(_better(m, x, y) for m, x, y in zip(a.extremes, d[2], eo))
+            d = deltas.get(kn)
+            if d is None:
+                deltas[kn] = [sn, en, nones]
+            else:
+                d[0] = tuple(x + y for x, y in zip(d[0], sn))
+                d[1] = tuple(_better(m, x, y) for m, x, y in zip(a.extremes, d[1], en))
+        if not deltas:
+            return
+        upserts, recompute, empty = [], [], []
+        for k, (ds, added, removed) in deltas.items():
+            if removed is nones:  # rows only added (new rows): the common case
+                upserts.append(k + ds + added)
+                continue
+            gains = False
+            for m, v, r in zip(a.extremes, added, removed):
+                if v is not None and (r is None or _worse(m, r, v)):
+                    gains = True
+                if r is not None and (v is None or _worse(m, v, r)):
+                    # a removed row may have held the extreme and no added row reaches it
+                    recompute.append((m, k + (r,)))
+            if gains or any(ds):
+                upserts.append(k + ds + added)
+            if ds[0] < 0:
+                empty.append(k)
+        conn.executemany(self.upsert, upserts)
+        for m in a.extremes:
+            params = [p for c, p in recompute if c == m]
+            if params:
+                conn.executemany(self.recompute[m], params)
+        if empty:
+            conn.executemany(self.delete, empty)
+
+
+_TABLES = [_Table(a) for a in AGGREGATES]
+
+
+def apply(conn: sqlite3.Connection, before: dict[str, Source], after: dict[str, Source]) -> None:
+    """Move the rows' contributions from their `before` cells (absent: a new row) to their
+    `after` cells (the rows are already written)."""
+    get = before.get
+    pairs = [(None if (old := get(u)) is None else _contribution(old), _contribution(new))
+             for u, new in after.items() if get(u) != new]
+    if pairs:
+        for t in _TABLES:
+            t.apply(conn, pairs)
