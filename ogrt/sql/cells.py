@@ -130,6 +130,7 @@ class _Table:
         self.a = a
         self.key, self.sums, self.extremes = _getter(a.keys), _getter(a.sums), _getter(a.extremes)
         self.nones = (None,) * len(a.extremes)
+        self.cell, self.nk = _getter(a.columns), len(a.keys)  # a contribution -> a new cell
         cell = " AND ".join(f"{k} = ?" for k in a.keys)
         self.upsert = (f"INSERT INTO {a.table} ({', '.join(a.columns)}) "
                        f"VALUES ({', '.join('?' * len(a.columns))}) {_upsert_tail('sqlite', a)}")
@@ -139,40 +140,56 @@ class _Table:
                              f"WHERE {cell} AND processes > 0 AND {_at_or_beyond(m, m, '?')}"
                           for m in a.extremes}
         self.delete = f"DELETE FROM {a.table} WHERE {cell} AND processes <= 0"
+        # a row changed in place, its extremes the same (params: sums' differences but processes, key...)
+        self.shift = (f"UPDATE {a.table} SET {', '.join(f'{c} = {c} + ?' for c in a.sums[1:])} WHERE {cell}"
+                      if len(a.sums) > 1 else "")
+
+    def _put(self, deltas: dict[tuple[Any, ...], Any], k: tuple[Any, ...], p: tuple[Any, ...], sign: int) -> None:
+        """Add (sign 1) or remove (-1) the cell values `p` of one row to or from the delta of cell k."""
+        a, nk, nones = self.a, self.nk, self.nones
+        ns = nk + len(a.sums)
+        d = deltas.get(k)
+        if d is None:
+            d = deltas[k] = [(0,) * len(a.sums), nones, nones]
+        elif type(d) is tuple:
+            d = deltas[k] = [d[nk:ns], d[ns:], nones]
+        d[0] = tuple(x + sign * y for x, y in zip(d[0], p[nk:ns]))
+        i = 1 if sign > 0 else 2
+        d[i] = tuple(_better(m, x, y) for m, x, y in zip(a.extremes, d[i], p[ns:]))
 
     def apply(self, conn: sqlite3.Connection, pairs: list[tuple[Contribution | None, Contribution]]) -> None:
-        a, key, sums, extremes, nones = self.a, self.key, self.sums, self.extremes, self.nones
-        # cell key -> [sums (delta), best extremes added, best extremes removed]
-        deltas: dict[tuple[Any, ...], list[Any]] = {}
+        a, cell, nk, nones = self.a, self.cell, self.nk, self.nones
+        ns = nk + len(a.sums)
+        # cell key -> its upsert's parameters (a tuple: rows only added, or changed in place
+        # with the same extremes), or [sums (delta), best extremes added, best extremes removed]
+        deltas: dict[tuple[Any, ...], Any] = {}
         for old, new in pairs:
-            kn, sn, en = key(new), sums(new), extremes(new)
-            if old is not None:
-                ko, so, eo = key(old), sums(old), extremes(old)
-                if ko == kn:
-                    if so == sn and eo == en:
-                        continue  # nothing of this table's columns changed
-                    if kn not in deltas:  # in place (an end record): one delta
-                        deltas[kn] = [tuple(x - y for x, y in zip(sn, so)), en, eo]
-                        continue
-                d = deltas.get(ko)
-                if d is None:
-                    deltas[ko] = [tuple(-x for x in so), nones, eo]
-                else:
-                    d[0] = tuple(x - y for x, y in zip(d[0], so))
-                    d[2] = tuple(_better(m, x, y) for m, x, y in zip(a.extremes, d[2], eo))
-            d = deltas.get(kn)
-            if d is None:
-                deltas[kn] = [sn, en, nones]
+            pn = cell(new)
+            kn = pn[:nk]
+            if old is None:
+                if kn not in deltas:  # a new row: the common case
+                    deltas[kn] = pn
+                    continue
             else:
-                d[0] = tuple(x + y for x, y in zip(d[0], sn))
-                d[1] = tuple(_better(m, x, y) for m, x, y in zip(a.extremes, d[1], en))
-        if not deltas:
-            return
+                po = cell(old)
+                if po == pn:
+                    continue  # nothing of this table's columns changed
+                if po[:nk] == kn and kn not in deltas:  # in place (an end record)
+                    diff = tuple(x - y for x, y in zip(pn[nk:ns], po[nk:ns]))
+                    deltas[kn] = kn + diff + nones if pn[ns:] == po[ns:] else [diff, pn[ns:], po[ns:]]
+                    continue
+                self._put(deltas, po[:nk], po, -1)
+            self._put(deltas, kn, pn, 1)
         upserts, recompute, empty = [], [], []
-        for k, (ds, added, removed) in deltas.items():
-            if removed is nones:  # rows only added (new rows): the common case
-                upserts.append(k + ds + added)
+        shifts = []  # cells whose rows changed in place, extremes the same: (sums' differences, key)
+        for k, d in deltas.items():
+            if type(d) is tuple:
+                if d[nk] == 0 and d[ns:] == nones and self.shift:
+                    shifts.append(d[nk + 1:ns] + k)
+                else:
+                    upserts.append(d)
                 continue
+            ds, added, removed = d
             gains = False
             for m, v, r in zip(a.extremes, added, removed):
                 if v is not None and (r is None or _worse(m, r, v)):
@@ -184,7 +201,10 @@ class _Table:
                 upserts.append(k + ds + added)
             if ds[0] < 0:
                 empty.append(k)
+        upserts.sort()  # in key order: fewer B-tree pages touched
         conn.executemany(self.upsert, upserts)
+        if shifts:
+            conn.executemany(self.shift, shifts)
         for m in a.extremes:
             params = [p for c, p in recompute if c == m]
             if params:
