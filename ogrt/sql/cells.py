@@ -25,7 +25,7 @@ aggregates.build_statements("sqlite").
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from operator import itemgetter
 from typing import Any
 
@@ -37,29 +37,29 @@ from ogrt.sql.schema import PROCESS_COLUMNS, SQLITE_END_SET
 SOURCE = ("start_time", "uid", "username", "host", "job_id", "executable_id", "modset_id",
           "utime", "stime", "exit_status")
 _CHUNK = 500  # host parameters per IN (...)
-#: a row's values of SOURCE (uuid aside)
+#: a row's uuid and values of SOURCE
 Source = tuple[Any, ...]
 #: a process row as the output writes it (schema.PROCESS_COLUMNS)
 Row = tuple[Any, ...]
 
 
 def read(conn: sqlite3.Connection, uuids: Sequence[str]) -> dict[str, Source]:
-    """The stored SOURCE values of the rows with these uuids (those that exist)."""
+    """The stored uuid and SOURCE values of the rows with these uuids (those that exist)."""
     out: dict[str, Source] = {}
     cols = ", ".join(SOURCE)
     for i in range(0, len(uuids), _CHUNK):
         chunk = uuids[i:i + _CHUNK]
         sql = f"SELECT uuid, {cols} FROM processes WHERE uuid IN ({','.join('?' * len(chunk))})"
         for row in conn.execute(sql, chunk):
-            out[row[0]] = row[1:]
+            out[row[0]] = row
     return out
 
 
-_SOURCE = itemgetter(*(PROCESS_COLUMNS.index(c) for c in SOURCE))  # row tuple -> its SOURCE values
-_END_KEEPS = tuple(c not in SQLITE_END_SET for c in SOURCE)  # an end record's upsert keeps these
+_SOURCE = itemgetter(0, *(PROCESS_COLUMNS.index(c) for c in SOURCE))  # row tuple -> uuid, SOURCE values
+_END_KEEPS = (True,) + tuple(c not in SQLITE_END_SET for c in SOURCE)  # an end record's upsert keeps these
 _NONE = type(None)
 #: the types of SOURCE values SQLite stores unchanged (column affinity) in processes
-_STORED_AS_IS = tuple({_NONE, int} if c in ("uid", "executable_id", "modset_id", "exit_status")
+_STORED_AS_IS = ({str},) + tuple({_NONE, int} if c in ("uid", "executable_id", "modset_id", "exit_status")
                       else {_NONE, int, float} if c in ("utime", "stime") else {_NONE, str} for c in SOURCE)
 
 
@@ -92,7 +92,7 @@ Contribution = tuple[Any, ...]
 def _contribution(s: Source) -> Contribution:
     """Every key, sum and extreme column of any aggregate for one row (aggregates.KEYS, SUMS,
     EXTREMES evaluated in Python as SQLite evaluates them over the stored values)."""
-    start, uid, user, host, job, exe, modset, utime, stime, status = s
+    _, start, uid, user, host, job, exe, modset, utime, stime, status = s
     failed = 0 if status is None or status == 0 else 1
     return ("" if start is None else start[:10], -1 if uid is None else uid, "" if user is None else user,
             "" if host is None else host, "" if job is None else job, 0 if exe is None else exe,
@@ -130,7 +130,7 @@ class _Table:
         self.a = a
         self.key, self.sums, self.extremes = _getter(a.keys), _getter(a.sums), _getter(a.extremes)
         self.nones = (None,) * len(a.extremes)
-        self.cell, self.nk = _getter(a.columns), len(a.keys)  # a contribution -> a new cell
+        self.cell = _getter(a.columns)  # a contribution -> the parameters of its new cell
         cell = " AND ".join(f"{k} = ?" for k in a.keys)
         self.upsert = (f"INSERT INTO {a.table} ({', '.join(a.columns)}) "
                        f"VALUES ({', '.join('?' * len(a.columns))}) {_upsert_tail('sqlite', a)}")
@@ -144,67 +144,78 @@ class _Table:
         self.shift = (f"UPDATE {a.table} SET {', '.join(f'{c} = {c} + ?' for c in a.sums[1:])} WHERE {cell}"
                       if len(a.sums) > 1 else "")
 
-    def _put(self, deltas: dict[tuple[Any, ...], Any], k: tuple[Any, ...], p: tuple[Any, ...], sign: int) -> None:
-        """Add (sign 1) or remove (-1) the cell values `p` of one row to or from the delta of cell k."""
-        a, nk, nones = self.a, self.nk, self.nones
-        ns = nk + len(a.sums)
+    def _put(self, deltas: dict[tuple[Any, ...], Any], k: tuple[Any, ...], v: Contribution, sign: int) -> None:
+        """Add (sign 1) or remove (-1) the contribution of one row to or from the delta of cell k."""
+        a, nones = self.a, self.nones
         d = deltas.get(k)
         if d is None:
             d = deltas[k] = [(0,) * len(a.sums), nones, nones]
         elif type(d) is tuple:
-            d = deltas[k] = [d[nk:ns], d[ns:], nones]
-        d[0] = tuple(x + sign * y for x, y in zip(d[0], p[nk:ns]))
+            d = deltas[k] = ([self.sums(d), self.extremes(d), nones] if len(d) == len(_NAMES)
+                             else [(0,) + d, nones, nones])
+        d[0] = tuple(x + sign * y for x, y in zip(d[0], self.sums(v)))
         i = 1 if sign > 0 else 2
-        d[i] = tuple(_better(m, x, y) for m, x, y in zip(a.extremes, d[i], p[ns:]))
+        d[i] = tuple(_better(m, x, y) for m, x, y in zip(a.extremes, d[i], self.extremes(v)))
 
-    def apply(self, conn: sqlite3.Connection, pairs: list[tuple[Contribution | None, Contribution]]) -> None:
-        a, cell, nk, nones = self.a, self.cell, self.nk, self.nones
-        ns = nk + len(a.sums)
-        # cell key -> its upsert's parameters (a tuple: rows only added, or changed in place
-        # with the same extremes), or [sums (delta), best extremes added, best extremes removed]
+    def apply(self, conn: sqlite3.Connection, olds: list[Contribution | None], news: list[Contribution]) -> None:
+        """Move the rows' contributions (olds[i]: None for a new row) in the cells of this table.
+        Few objects stay alive at once (each would count towards a garbage collection that
+        traverses the whole heap): a new row's cell is its contribution, and the statements'
+        parameters are made one at a time as SQLite binds them."""
+        a, key, sums, extremes = self.a, self.key, self.sums, self.extremes
+        # cell key -> a contribution (rows only added: one), the differences of the sums but
+        # processes (one row changed in place, extremes the same), or [sums (delta), best
+        # extremes added, best extremes removed]
         deltas: dict[tuple[Any, ...], Any] = {}
-        for old, new in pairs:
-            pn = cell(new)
-            kn = pn[:nk]
+        for old, new in zip(olds, news):
+            kn = key(new)
             if old is None:
                 if kn not in deltas:  # a new row: the common case
-                    deltas[kn] = pn
+                    deltas[kn] = new
                     continue
             else:
-                po = cell(old)
-                if po == pn:
-                    continue  # nothing of this table's columns changed
-                if po[:nk] == kn and kn not in deltas:  # in place (an end record)
-                    diff = tuple(x - y for x, y in zip(pn[nk:ns], po[nk:ns]))
-                    deltas[kn] = kn + diff + nones if pn[ns:] == po[ns:] else [diff, pn[ns:], po[ns:]]
+                ko = key(old)
+                if ko == kn and kn not in deltas:
+                    so, sn, eo, en = sums(old), sums(new), extremes(old), extremes(new)
+                    if so == sn and eo == en:
+                        continue  # nothing of this table's columns changed
+                    if eo == en:  # in place (an end record), extremes the same
+                        deltas[kn] = tuple(x - y for x, y in zip(sn[1:], so[1:]))
+                    else:
+                        deltas[kn] = [tuple(x - y for x, y in zip(sn, so)), en, eo]
                     continue
-                self._put(deltas, po[:nk], po, -1)
-            self._put(deltas, kn, pn, 1)
-        upserts, recompute, empty = [], [], []
-        shifts = []  # cells whose rows changed in place, extremes the same: (sums' differences, key)
-        for k, d in deltas.items():
-            if type(d) is tuple:
-                if d[nk] == 0 and d[ns:] == nones and self.shift:
-                    shifts.append(d[nk + 1:ns] + k)
-                else:
-                    upserts.append(d)
-                continue
-            ds, added, removed = d
-            gains = False
-            for m, v, r in zip(a.extremes, added, removed):
-                if v is not None and (r is None or _worse(m, r, v)):
-                    gains = True
-                if r is not None and (v is None or _worse(m, v, r)):
-                    # a removed row may have held the extreme and no added row reaches it
-                    recompute.append((m, k + (r,)))
-            if gains or any(ds):
-                upserts.append(k + ds + added)
-            if ds[0] < 0:
-                empty.append(k)
-        upserts.sort()  # in key order: fewer B-tree pages touched
-        conn.executemany(self.upsert, upserts)
-        if shifts:
-            conn.executemany(self.shift, shifts)
+                self._put(deltas, ko, old, -1)
+            self._put(deltas, kn, new, 1)
+        if not deltas:
+            return
+        order = sorted(deltas)  # in key order: fewer B-tree pages touched
+        recompute, empty = [], []
+        cell, n = self.cell, len(_NAMES)
+
+        def upserts() -> Iterator[tuple[Any, ...]]:
+            for k in order:
+                d = deltas[k]
+                if type(d) is tuple:
+                    if len(d) == n:
+                        yield cell(d)
+                    continue
+                ds, added, removed = d
+                gains = False
+                for m, v, r in zip(a.extremes, added, removed):
+                    if v is not None and (r is None or _worse(m, r, v)):
+                        gains = True
+                    if r is not None and (v is None or _worse(m, v, r)):
+                        # a removed row may have held the extreme and no added row reaches it
+                        recompute.append((m, k + (r,)))
+                if gains or any(ds):
+                    yield k + ds + added
+                if ds[0] < 0:
+                    empty.append(k)
+
+        conn.executemany(self.upsert, upserts())
+        if self.shift:
+            conn.executemany(self.shift, (d + k for k in order
+                                          if type(d := deltas[k]) is tuple and len(d) < n))
         for m in a.extremes:
             params = [p for c, p in recompute if c == m]
             if params:
@@ -220,8 +231,13 @@ def apply(conn: sqlite3.Connection, before: dict[str, Source], after: dict[str, 
     """Move the rows' contributions from their `before` cells (absent: a new row) to their
     `after` cells (the rows are already written)."""
     get = before.get
-    pairs = [(None if (old := get(u)) is None else _contribution(old), _contribution(new))
-             for u, new in after.items() if get(u) != new]
-    if pairs:
+    olds: list[Contribution | None] = []
+    news: list[Contribution] = []
+    for u, new in after.items():
+        old = get(u)
+        if old != new:
+            olds.append(None if old is None else _contribution(old))
+            news.append(_contribution(new))
+    if news:
         for t in _TABLES:
-            t.apply(conn, pairs)
+            t.apply(conn, olds, news)
