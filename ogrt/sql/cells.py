@@ -56,7 +56,7 @@ def read(conn: sqlite3.Connection, uuids: Sequence[str]) -> dict[str, Source]:
 
 
 _SOURCE = itemgetter(0, *(PROCESS_COLUMNS.index(c) for c in SOURCE))  # row tuple -> uuid, SOURCE values
-_END_KEEPS = (True,) + tuple(c not in SQLITE_END_SET for c in SOURCE)  # an end record's upsert keeps these
+_END_SETS = [i + 1 for i, c in enumerate(SOURCE) if c in SQLITE_END_SET]  # an end record's upsert sets these
 _NONE = type(None)
 #: the types of SOURCE values SQLite stores unchanged (column affinity) in processes
 _STORED_AS_IS = ({str},) + tuple({_NONE, int} if c in ("uid", "executable_id", "modset_id", "exit_status")
@@ -72,13 +72,20 @@ def written(before: dict[str, Source], starts: Sequence[Row], ends: Sequence[Row
     if new and not all(set(map(type, col)) <= ok for col, ok in zip(zip(*new), _STORED_AS_IS)):
         return None
     out: dict[str, Source] = {}
-    for r, s in zip(starts, new):
-        old = before.get(r[0])
-        out[r[0]] = s if old is None or None not in s else tuple(o if n is None else n for n, o in zip(s, old))
-    for r, s in zip(ends, new[len(starts):]):
-        old = before.get(r[0])
-        out[r[0]] = s if old is None else tuple(o if keep or n is None else n
-                                                   for n, o, keep in zip(s, old, _END_KEEPS))
+    get = before.get
+    for s in new[:len(starts)]:
+        old = get(s[0])
+        out[s[0]] = s if old is None or None not in s else tuple([o if n is None else n for n, o in zip(s, old)])
+    for s in new[len(starts):]:
+        old = get(s[0])
+        if old is None:
+            out[s[0]] = s
+            continue
+        t = list(old)
+        for i in _END_SETS:
+            if s[i] is not None:
+                t[i] = s[i]
+        out[s[0]] = tuple(t)
     return out
 
 
