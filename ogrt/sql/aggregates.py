@@ -17,7 +17,7 @@ or minimum that left with the row is recomputed from the cell's remaining rows),
 moves the row's contribution from its old cell to its new one (an end record adds CPU time
 and the exit status; a start record arriving after its end record sets the executable and
 module set). SQLite: the same per batch by the sqlite output (ogrt/sql/cells.py: row
-triggers on INSERT/UPDATE cost the output ~2.4x its CPU per record) and a row trigger on
+triggers on INSERT/UPDATE cost the output more than the rest of its work) and a row trigger on
 DELETE (`ogrt purge`, admin deletes); a plain-SQL INSERT or UPDATE of `processes` on SQLite
 bypasses the aggregates (rebuild them: delete the cells, run `build_statements`). Key
 columns are NOT NULL: NULL is stored as '' (text), -1 (uid) or 0 (ids), which the reports
@@ -177,7 +177,7 @@ def _sqlite_remove(a: Aggregate, old: str) -> list[str]:
 def sqlite_triggers(a: Aggregate) -> list[str]:
     """The row trigger that takes a deleted process out of its cell (`ogrt purge`, admin
     deletes). Inserts and updates are applied per batch by the output (ogrt/sql/cells.py):
-    row triggers on them cost the output ~2.4x its CPU per record."""
+    row triggers on them cost the output more CPU than the rest of its work."""
     return [f"CREATE TRIGGER IF NOT EXISTS {a.table}_delete AFTER DELETE ON processes "
             f"BEGIN {'; '.join(_sqlite_remove(a, 'OLD'))}; END"]
 

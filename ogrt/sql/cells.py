@@ -1,26 +1,25 @@
 """SQLite: the usage aggregates (ogrt/sql/aggregates.py) kept per batch by the output.
 
-Row triggers on INSERT/UPDATE of `processes` cost the sqlite output ~2.4x its CPU per record
-(README, "Usage aggregates"), so on SQLite the output keeps the cells itself, in the batch's
-transaction (ogrt/outputs/sqlite.py):
+Row triggers on INSERT/UPDATE of `processes` cost the sqlite output more CPU per record than
+the rest of its work (README, benchmarks/outputs.py), so on SQLite the output keeps the
+cells itself, in the batch's transaction (ogrt/outputs/sqlite.py):
 
 1. `read()` before the process upsert: the stored source columns (SOURCE) of the batch's
    uuids, one SELECT ... WHERE uuid IN (...) per chunk;
 2. the process rows are upserted;
-3. `read()` again: the values the upsert stored (no emulation of its COALESCE rules, and
-   the stored values have the column affinities the triggers and reports see);
-4. `apply()`: per cell, the row's old contribution out and its new one in (counts, CPU,
+3. `written()`: the values the upsert stored, from those and the rows (its COALESCE rules);
+   read() again when a value has a type SQLite converts (column affinity);
+4. `apply()`: per cell, the rows' old contributions out and their new ones in (counts, CPU,
    failures; the extremes the rows bring and take away); one executemany upsert per
-   aggregate table of the cells that change; an extreme a leaving row held that no added
-   row reaches is recomputed from the cell's rows left (a row moving between cells, a
-   failure turned into a success: rare); cells left without process are deleted.
-   A row whose source columns did not change (an end record's other columns, a repeat)
-   costs nothing here.
+   aggregate table of the cells that gain, an UPDATE of those only whose sums change (an
+   end record); an extreme a leaving row held that no added row reaches is recomputed from
+   the cell's rows left (a row moving between cells, a failure turned into a success:
+   rare); cells left without process are deleted. A row whose source columns did not
+   change (an end record's other columns, a repeat) costs nothing here.
 
-Deletes (`ogrt purge`, admin deletes) keep their row triggers (aggregates.sqlite_triggers).
+Deletes (`ogrt purge`, admin deletes) keep their row trigger (aggregates.sqlite_triggers).
 Anything else that inserts or updates `processes` on SQLite with plain SQL bypasses the
-aggregates; `ogrt rebuild-aggregates`-like repair: delete the cells and run
-aggregates.build_statements("sqlite").
+aggregates: delete the cells and run aggregates.build_statements("sqlite") after it.
 """
 from __future__ import annotations
 
