@@ -65,11 +65,13 @@ _STORED_AS_IS = ({str},) + tuple({_NONE, int} if c in ("uid", "executable_id", "
 def written(before: dict[str, Source], starts: Sequence[Row], ends: Sequence[Row]) -> dict[str, Source] | None:
     """The SOURCE values the process upserts (schema.SQLITE_UPSERT_PROCESS, SQLITE_UPSERT_END)
     store for these rows, from the values before; None when a value's type is one SQLite
-    converts (column affinity: text in an INTEGER column...): read() them then. An int stored
-    in a REAL column adds up the same."""
+    converts (column affinity: text in an INTEGER column...; a NaN becomes NULL): read() them
+    then. An int stored in a REAL column adds up the same."""
     new = [_SOURCE(r) for r in starts] + [_SOURCE(r) for r in ends]
-    if new and not all(set(map(type, col)) <= ok for col, ok in zip(zip(*new), _STORED_AS_IS)):
-        return None
+    for col, ok in zip(zip(*new), _STORED_AS_IS):
+        types = set(map(type, col))
+        if not types <= ok or (float in types and any(v != v for v in col)):  # NaN: stored as NULL
+            return None
     out: dict[str, Source] = {}
     get = before.get
     for s in new[:len(starts)]:

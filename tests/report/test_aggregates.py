@@ -166,6 +166,10 @@ def test_aggregates_follow_writes_updates_and_deletes(db: tuple[str, dict[str, A
         odd[0]["uid"], odd[1]["exit_status"], odd[1]["stime"] = "1009", "0", "0.25"
         if kind == "sqlite":  # (PostgreSQL refuses such text; its output passes them as they are)
             _write(kind, options, odd)
+            _assert_consistent(conn)
+            # a NaN (stored as NULL), alone in its batch
+            _write(kind, options, process(**B, pid=703, ppid=1, exe="/apps/x/bin/tool0", start=DAY, seconds=1,
+                                          utime=float("nan")))
             assert conn.execute("SELECT uid, exit_status FROM processes WHERE pid = 702").fetchone() == (1009, 0)
             _assert_consistent(conn)
         if kind == "postgresql":  # its statement triggers also follow plain SQL updates
