@@ -9,7 +9,9 @@ seconds for the write lock; past that the batch goes to the spool and is retried
 
 The write path is ogrt/outputs/sqlbase.py; here only the SQLite dialect: executemany of
 INSERT OR IGNORE, ids read back with chunked IN (...) lookups, and one upsert per process
-row (a lighter one for rows with only their end record). The database file is created 0640
+row (a lighter one for rows with only their end record), the usage aggregates kept in the
+same transaction from the rows' source columns read before and after (ogrt/sql/cells.py).
+The database file is created 0640
 (SQLite gives -wal/-shm its mode). A database of another schema
 version is refused (OutputError: the runner keeps the records in its spool).
 """
@@ -25,6 +27,7 @@ from typing import Any
 from ogrt.filemodes import FILE_MODE, make_dirs
 from ogrt.outputs import options as opt
 from ogrt.outputs.sqlbase import Row, SqlOutput
+from ogrt.sql import cells
 from ogrt.sql.retention import EPOCH_QUERY
 from ogrt.sql.schema import (SQLITE_UPSERT_END, SQLITE_UPSERT_PROCESS, KeyTable, SetTable,
                              create_schema, sqlite_insert, sqlite_lookup, upsert_job)
@@ -146,9 +149,15 @@ class SqliteOutput(SqlOutput):
 
     def _write_processes(self, with_start: Iterable[Row], end_only: Iterable[Row]) -> None:
         assert self.conn is not None
-        cur = self.conn.cursor()
-        cur.executemany(SQLITE_UPSERT_PROCESS, with_start)
-        cur.executemany(SQLITE_UPSERT_END, end_only)
+        conn = self.conn
+        starts, ends = list(with_start), list(end_only)
+        uuids = [r[0] for r in starts] + [r[0] for r in ends]
+        before = cells.read(conn, uuids)
+        cur = conn.cursor()
+        cur.executemany(SQLITE_UPSERT_PROCESS, starts)
+        cur.executemany(SQLITE_UPSERT_END, ends)
+        after = cells.written(before, starts, ends)
+        cells.apply(conn, before, cells.read(conn, uuids) if after is None else after)
 
     def _write_jobs(self, rows: list[Row]) -> None:
         assert self.conn is not None

@@ -10,15 +10,18 @@ two processes of one cell share those values. Times that are not midnight split 
 reports take whole days from the cells and the rows of the partial days from `processes`
 (ogrt/report/queries.py, `cells_sql`).
 
-Maintained by triggers on `processes`, so every writer (the SQL outputs, `ogrt purge`,
-anything else) keeps them equal to the rows: an insert adds the row to its cell, a delete
-removes it (a cell with no process left is deleted; a maximum or minimum that left with
-the row is recomputed from the cell's remaining rows), an update moves the row's contribution from
-its old cell to its new one (an end record adds CPU time and the exit status; a start
-record arriving after its end record sets the executable and module set). SQLite: row
-triggers; PostgreSQL: statement triggers over the transition tables (one grouped statement
-per batch). Key columns are NOT NULL: NULL is stored as '' (text), -1 (uid) or 0 (ids),
-which the reports read back as NULL.
+PostgreSQL: maintained by statement triggers on `processes` over the transition tables (one
+grouped statement per batch), so every writer keeps them equal to the rows: an insert adds
+the row to its cell, a delete removes it (a cell with no process left is deleted; a maximum
+or minimum that left with the row is recomputed from the cell's remaining rows), an update
+moves the row's contribution from its old cell to its new one (an end record adds CPU time
+and the exit status; a start record arriving after its end record sets the executable and
+module set). SQLite: the same per batch by the sqlite output (ogrt/sql/cells.py: row
+triggers on INSERT/UPDATE cost the output more than the rest of its work) and a row trigger on
+DELETE (`ogrt purge`, admin deletes); a plain-SQL INSERT or UPDATE of `processes` on SQLite
+bypasses the aggregates (rebuild them: delete the cells, run `build_statements`). Key
+columns are NOT NULL: NULL is stored as '' (text), -1 (uid) or 0 (ids), which the reports
+read back as NULL.
 
 A database of version 3 gets the tables, the triggers and cells built from its rows
 (`migrate_statements`). These statements are separate from ogrt/sql/DIALECT.sql (other
@@ -56,11 +59,6 @@ MINIMA = ("first_start",)
 #: the key values that stand for NULL (reports: NULLIF(column, sentinel))
 SENTINEL = {"day": "''", "uid": "-1", "username": "''", "host": "''", "job_id": "''",
             "executable_id": "0", "modset_id": "0"}
-#: the processes columns the expressions read (SQLite: AFTER UPDATE OF these)
-SOURCE_COLUMNS = {"day": ("start_time",), "uid": ("uid",), "username": ("username",), "host": ("host",),
-                  "job_id": ("job_id",), "executable_id": ("executable_id",), "modset_id": ("modset_id",),
-                  "processes": (), "cpu_seconds": ("utime", "stime"), "failed": ("exit_status",),
-                  "last_start": ("start_time",), "first_start": ("start_time",), "last_failure": ("start_time", "exit_status")}
 
 
 @dataclass(frozen=True)
@@ -75,13 +73,6 @@ class Aggregate:
     @property
     def columns(self) -> tuple[str, ...]:
         return self.keys + self.sums + self.extremes
-
-    @property
-    def sources(self) -> tuple[str, ...]:
-        cols: list[str] = []
-        for c in self.columns:
-            cols += [s for s in SOURCE_COLUMNS[c] if s not in cols]
-        return tuple(cols)
 
 
 #: per day, user, host, job: the activity per day, the users and the jobs report
@@ -163,28 +154,7 @@ def _match_cell(dialect: str, a: Aggregate, x: str) -> str:
     return " AND ".join([first] + [f"{expr(dialect, k, x)} = {a.table}.{k}" for k in a.keys])
 
 
-def _changed(dialect: str, a: Aggregate, old: str, new: str) -> str:
-    return " OR ".join(f"{expr(dialect, c, old)} IS DISTINCT FROM {expr(dialect, c, new)}"
-                       if dialect == "postgresql" else f"{expr(dialect, c, old)} IS NOT {expr(dialect, c, new)}"
-                       for c in a.keys + a.sums[1:] + a.extremes)
-
-
-def _moved(dialect: str, a: Aggregate, old: str, new: str) -> str:
-    """The row left its cell, or one of its maxima went down: the cell needs the cleanup of a removal."""
-    ne = "IS DISTINCT FROM" if dialect == "postgresql" else "IS NOT"
-    parts = [f"{expr(dialect, k, old)} {ne} {expr(dialect, k, new)}" for k in a.keys]
-    for m in a.extremes:
-        o, n = expr(dialect, m, old), expr(dialect, m, new)
-        parts.append(f"({o} IS NOT NULL AND ({n} IS NULL OR {_worse(m, n, o)}))")
-    return " OR ".join(parts)
-
-
 # -- SQLite: row triggers ----------------------------------------------------------------------
-def _sqlite_add(a: Aggregate, r: str) -> str:
-    vals = ", ".join(expr("sqlite", c, r) for c in a.columns)
-    return f"INSERT INTO {a.table} ({', '.join(a.columns)}) VALUES ({vals}) {_upsert_tail('sqlite', a)}"
-
-
 def _sqlite_cell(a: Aggregate, r: str) -> str:
     return " AND ".join(f"{a.table}.{k} = {expr('sqlite', k, r)}" for k in a.keys)
 
@@ -204,30 +174,12 @@ def _sqlite_remove(a: Aggregate, old: str) -> list[str]:
     return out
 
 
-def _sqlite_in_place(a: Aggregate) -> str:
-    """The row stays in its cell and no extreme of it goes down (an end record adding CPU
-    time and the exit status): one update of the cell by the differences."""
-    sets = [f"{c} = {c} + ({expr('sqlite', c, 'NEW')}) - ({expr('sqlite', c, 'OLD')})" for c in a.sums[1:]]
-    sets += [f"{m} = {_better('sqlite', m, m, expr('sqlite', m, 'NEW'))}" for m in a.extremes]
-    return f"UPDATE {a.table} SET {', '.join(sets)} WHERE {_sqlite_cell(a, 'NEW')}"
-
-
 def sqlite_triggers(a: Aggregate) -> list[str]:
-    def trigger(name: str, event: str, body: list[str], when: str = "") -> str:
-        w = f" WHEN {when}" if when else ""
-        return (f"CREATE TRIGGER IF NOT EXISTS {a.table}_{name} AFTER {event} ON processes{w} "
-                f"BEGIN {'; '.join(body)}; END")
-
-    moved = _moved("sqlite", a, "OLD", "NEW")
-    changed = _changed("sqlite", a, "OLD", "NEW")
-    update = f"UPDATE OF {', '.join(a.sources)}"
-    remove = _sqlite_remove(a, "OLD")
-    return [
-        trigger("insert", "INSERT", [_sqlite_add(a, "NEW")]),
-        trigger("delete", "DELETE", remove),
-        trigger("update", update, [_sqlite_in_place(a)], f"({changed}) AND NOT ({moved})"),
-        trigger("move", update, [remove[0], _sqlite_add(a, "NEW"), *remove[1:]], moved),
-    ]
+    """The row trigger that takes a deleted process out of its cell (`ogrt purge`, admin
+    deletes). Inserts and updates are applied per batch by the output (ogrt/sql/cells.py):
+    row triggers on them cost the output more CPU than the rest of its work."""
+    return [f"CREATE TRIGGER IF NOT EXISTS {a.table}_delete AFTER DELETE ON processes "
+            f"BEGIN {'; '.join(_sqlite_remove(a, 'OLD'))}; END"]
 
 
 # -- PostgreSQL: statement triggers over the transition tables -----------------------------------

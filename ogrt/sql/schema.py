@@ -181,8 +181,9 @@ SQLITE_UPSERT_PROCESS = (_SQLITE_INSERT_PROCESS + "ON CONFLICT (uuid) DO UPDATE 
 #: sets only the columns it brings and no indexed column it shares with the start record (the
 #: start record is authoritative for those; the end record's fill a row it inserts). The
 #: columns only a start record fills are NULL in such a row: leaving them out changes nothing.
-SQLITE_UPSERT_END = (_SQLITE_INSERT_PROCESS + "ON CONFLICT (uuid) DO UPDATE SET " + _coalesce(
-    [c for c in END_COLUMNS + ("late_libset_id",) if c not in SHARED_INDEXED], "excluded"))
+SQLITE_END_SET = tuple(c for c in END_COLUMNS + ("late_libset_id",) if c not in SHARED_INDEXED)
+SQLITE_UPSERT_END = (_SQLITE_INSERT_PROCESS + "ON CONFLICT (uuid) DO UPDATE SET "
+                     + _coalesce(SQLITE_END_SET, "excluded"))
 
 
 def sqlite_insert(table: str, columns: tuple[str, ...]) -> str:

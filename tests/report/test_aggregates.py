@@ -65,6 +65,11 @@ def _connect(options: dict[str, Any]) -> Any:
     return psycopg.connect(options["dsn"], autocommit=True)
 
 
+def _as_time(start: Any) -> datetime:
+    """A stored start time (SQLite: RFC 3339 text; PostgreSQL: datetime) as a datetime."""
+    return start if isinstance(start, datetime) else datetime.fromisoformat(start.replace("Z", "+00:00"))
+
+
 def _day(start: Any) -> str:
     if start is None:
         return ""
@@ -124,16 +129,58 @@ def test_aggregates_follow_writes_updates_and_deletes(db: tuple[str, dict[str, A
         first = conn.execute("SELECT min(start_time) FROM processes WHERE job_id = 'job-7'").fetchone()[0]
         conn.execute(f"DELETE FROM processes WHERE job_id = 'job-7' AND start_time = {mark}", (first,))
         _assert_consistent(conn)  # and its minimum
-        # a failure becomes a success: last_failure goes down
-        conn.execute("UPDATE processes SET exit_status = 0 WHERE job_id = 'job-7' AND exit_status <> 0 "
-                     "AND pid = (SELECT max(pid) FROM processes WHERE job_id = 'job-7' AND exit_status <> 0)")
+        # through the output (SQLite: the only writer that keeps the cells on insert and update,
+        # ogrt/sql/cells.py): a failure becomes a success (last_failure goes down, in its cell);
+        # a process moves to another executable, user and day (its old cell loses its latest
+        # start) and, in the same batch, a repeat of a start record (no change)
+        fail_uuid, fail_start = conn.execute(
+            "SELECT uuid, start_time FROM processes WHERE job_id = 'job-7' AND exit_status <> 0 "
+            "ORDER BY start_time DESC LIMIT 1").fetchone()
+        move_uuid, = conn.execute("SELECT uuid FROM processes WHERE pid = 101").fetchone()
+        end = process(**B, pid=1, ppid=1, exe="/apps/x/bin/tool0", start=_as_time(fail_start), seconds=1,
+                      exit_status=0, utime=2.5, started=False)
+        end[0]["id"] = fail_uuid
+        moved = process(host="node07", job="job-7", user="eve", uid=4242, pid=101, ppid=1,
+                        exe="/apps/x/bin/elsewhere", start=DAY - timedelta(days=3), seconds=1, ended=False)
+        moved[0]["id"] = move_uuid
+        same = process(**B, pid=105, ppid=1, exe="/apps/x/bin/tool1", start=DAY + timedelta(hours=25),
+                       seconds=30, ended=False, modules=("gcc/12", "m/1"))
+        same[0]["id"] = conn.execute("SELECT uuid FROM processes WHERE pid = 105").fetchone()[0]
+        before = conn.execute("SELECT count(*) FROM processes").fetchone()[0]
+        _write(kind, options, end + moved + same)
+        assert conn.execute("SELECT count(*) FROM processes").fetchone()[0] == before
+        assert conn.execute("SELECT count(*) FROM processes WHERE uuid = ? AND uid = 4242".replace("?", mark),
+                            (move_uuid,)).fetchone()[0] == 1
         _assert_consistent(conn)
-        # a process moves to another executable, user and day; then several go at once
-        conn.execute("UPDATE processes SET executable_id = (SELECT min(id) FROM executables), uid = 4242, "
-                     "username = 'eve' WHERE pid = 101")
-        conn.execute(f"UPDATE processes SET start_time = {mark} WHERE pid = 102",
-                     (DAY - timedelta(days=3) if kind == "postgresql" else "2026-11-19T00:00:00.000000Z",))
+        # the start record of a process whose end came in an earlier batch, and both records of
+        # another in one batch
+        late = process(**B, pid=700, ppid=1, exe="/apps/x/bin/tool0", start=DAY + timedelta(hours=3), seconds=9,
+                       exit_status=9, utime=1.0)
+        _write(kind, options, late[1:], batch=1)
         _assert_consistent(conn)
+        _write(kind, options, late[:1] + process(**B, pid=701, ppid=1, exe="/apps/x/bin/tool0",
+                                                 start=DAY + timedelta(hours=4), seconds=1))
+        _assert_consistent(conn)
+        # values SQLite converts to its column's type (text in INTEGER and REAL columns)
+        odd = process(**{**B, "uid": 1009}, pid=702, ppid=1, exe="/apps/x/bin/tool0", start=DAY, seconds=1,
+                      exit_status=0, utime=0.5)
+        odd[0]["uid"], odd[1]["exit_status"], odd[1]["stime"] = "1009", "0", "0.25"
+        if kind == "sqlite":  # (PostgreSQL refuses such text; its output passes them as they are)
+            _write(kind, options, odd)
+            _assert_consistent(conn)
+            # a NaN (stored as NULL), alone in its batch
+            _write(kind, options, process(**B, pid=703, ppid=1, exe="/apps/x/bin/tool0", start=DAY, seconds=1,
+                                          utime=float("nan")))
+            assert conn.execute("SELECT uid, exit_status FROM processes WHERE pid = 702").fetchone() == (1009, 0)
+            _assert_consistent(conn)
+        if kind == "postgresql":  # its statement triggers also follow plain SQL updates
+            conn.execute("UPDATE processes SET exit_status = 0 WHERE job_id = 'job-7' AND exit_status <> 0 "
+                         "AND pid = (SELECT max(pid) FROM processes WHERE job_id = 'job-7' AND exit_status <> 0)")
+            _assert_consistent(conn)
+            conn.execute("UPDATE processes SET executable_id = (SELECT min(id) FROM executables), uid = 4243, "
+                         "username = 'eve' WHERE pid = 102")
+            conn.execute("UPDATE processes SET start_time = %s WHERE pid = 103", (DAY - timedelta(days=3),))
+            _assert_consistent(conn)
         conn.execute("DELETE FROM processes WHERE host = 'node07'")
         _assert_consistent(conn)
         assert conn.execute("SELECT count(*) FROM usage_days WHERE host = 'node07'").fetchone()[0] == 0
