@@ -53,12 +53,40 @@ def run_playbook(tmp: Path, extra_vars: dict[str, Any], *args: str,
                           text=True, timeout=timeout)
 
 
-def local_deploy_vars(root: Path, source: Path) -> dict[str, Any]:
-    """The role variables of a test deployment into `root` as the current user, the wheel
-    built from the snapshot `source` with the suite's setuptools (no download)."""
+def snapshot_source(dest: Path) -> Path:
+    """A frozen copy of the Python project (other parts keep changing the working tree
+    while the suite runs; idempotence is checked against an unchanging source)."""
+    dest.mkdir(parents=True)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, dest / name)
+    shutil.copytree(REPO / "ogrt", dest / "ogrt",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return dest
+
+
+def build_wheel(source: Path, dest: Path) -> Path:
+    """The ogrt wheel of `source`, built into `dest` as the role builds it (pip wheel, no
+    deps, the suite's setuptools, setuptools' build directories outside the source)."""
+    dest.mkdir(parents=True)
+    (dest / "setuptools.cfg").write_text(
+        f"[build]\nbuild_base = {dest / 'build'}\n[egg_info]\negg_base = {dest}\n")
+    env = {**os.environ, "SOURCE_DATE_EPOCH": "315532800",
+           "DIST_EXTRA_CONFIG": str(dest / "setuptools.cfg")}
+    proc = subprocess.run([str(VENV_BIN / "python"), "-m", "pip", "wheel", "--quiet", "--no-deps",
+                           "--no-build-isolation", "--wheel-dir", str(dest), str(source)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (wheel,) = dest.glob("ogrt-*.whl")
+    return wheel
+
+
+def local_deploy_vars(root: Path, wheel: Path) -> dict[str, Any]:
+    """The role variables of a test deployment into `root` as the current user, installing
+    the given wheel (tests/deploy/conftest.py builds it once; test_deploy.py has the role
+    build it from a source)."""
     user = os.environ.get("USER") or "root"
-    return {"ogrt_root": str(root), "ogrt_server_source": str(source),
-            "ogrt_server_manage_user": False, "ogrt_server_build_isolation": False,
+    return {"ogrt_root": str(root), "ogrt_server_wheel": str(wheel),
+            "ogrt_server_manage_user": False,
             "ogrt_server_user": user, "ogrt_server_group": user}
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import pwd
-import shutil
 import signal
 import socket
 import stat
@@ -25,7 +24,7 @@ from typing import Any
 import pytest
 
 from tests.deploy.helpers import (REPO, changed_tasks, free_port, have, lmod_script,
-                                  recap, run_playbook)
+                                  recap, run_playbook, snapshot_source)
 
 JOB_VAR = "OGRT_DEPLOY_TEST_JOB"
 STALE_MODULE = "deleted_since_last_build.py"
@@ -60,14 +59,9 @@ class Deployment:
 
 
 def _snapshot_source(dest: Path) -> Path:
-    """A frozen copy of the Python project (other parts keep changing the working tree
-    while the suite runs; idempotence is checked against an unchanging source)."""
-    dest.mkdir(parents=True)
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy2(REPO / name, dest / name)
-    shutil.copytree(REPO / "ogrt", dest / "ogrt",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    # what an earlier setuptools build of this checkout left: a module since deleted
+    """The project's snapshot, plus what an earlier setuptools build of this checkout left
+    in it: a module since deleted."""
+    snapshot_source(dest)
     stale = dest / "build" / "lib" / "ogrt" / STALE_MODULE
     stale.parent.mkdir(parents=True)
     stale.write_text("raise ImportError('a module deleted from the source')\n")

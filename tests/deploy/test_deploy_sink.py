@@ -24,7 +24,6 @@ from typing import Any
 import pytest
 
 from tests.deploy.helpers import changed_tasks, free_port, have, local_deploy_vars, recap, run_playbook
-from tests.deploy.test_deploy import _snapshot_source
 from tests.fixtures.nats import NatsCluster, find_nats_server
 from tests.fixtures.server import end_msg, frame, start_msg
 
@@ -53,7 +52,7 @@ class SinkDeployment:
 
 
 @pytest.fixture(scope="module")
-def sink_deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SinkDeployment]:
+def sink_deployment(tmp_path_factory: pytest.TempPathFactory, ogrt_wheel: Path) -> Iterator[SinkDeployment]:
     binary = find_nats_server()
     if binary is None:
         pytest.skip("nats-server is not installed (Debian package nats-server)")
@@ -62,7 +61,7 @@ def sink_deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SinkDe
     nats = NatsCluster(binary, size=1)  # its port is known now; it runs from the first test on
     port = free_port()
     variables: dict[str, Any] = {
-        **local_deploy_vars(root, _snapshot_source(tmp / "source")),
+        **local_deploy_vars(root, ogrt_wheel),
         "ogrt_server_sink_enabled": True,
         "ogrt_server_config": {
             "server": {"address": "127.0.0.1", "port": port, "transports": ["tcp"]},

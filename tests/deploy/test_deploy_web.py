@@ -14,18 +14,17 @@ from pathlib import Path
 import pytest
 
 from tests.deploy.helpers import changed_tasks, free_port, have, local_deploy_vars, recap, run_playbook
-from tests.deploy.test_deploy import _snapshot_source
 from tests.report.conftest import write_records
 from tests.report.records import dataset
 
 
 @pytest.fixture(scope="module")
-def web_deployment(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, int]:
+def web_deployment(tmp_path_factory: pytest.TempPathFactory, ogrt_wheel: Path) -> tuple[Path, dict, int]:
     tmp = tmp_path_factory.mktemp("deploy-web")
     root = tmp / "root"
     web_port = free_port()
     variables = {
-        **local_deploy_vars(root, _snapshot_source(tmp / "source")),
+        **local_deploy_vars(root, ogrt_wheel),
         "ogrt_server_web_enabled": True,
         "ogrt_server_config": {
             "server": {"address": "127.0.0.1", "port": free_port(), "transports": ["tcp"]},
