@@ -1,7 +1,8 @@
 """The whole deployment, for real: `ansible-playbook site.yml` (inventory localhost, connection
 local) into a temp root with a space in its name, then the deployed daemon (deployed venv,
 deployed config) receives the record of a program run under the deployed modulefile loaded
-with real Lmod, using a libogrt.so installed the way Spack does (`make -C preload install`)."""
+with real Lmod, using a libogrt.so installed the way Spack does (`make -C preload install`), and the
+deployed `ogrt web` serves the deployed database."""
 from __future__ import annotations
 
 import json
@@ -25,6 +26,8 @@ import pytest
 
 from tests.deploy.helpers import (REPO, changed_tasks, free_port, have, lmod_script,
                                   recap, run_playbook, snapshot_source)
+from tests.report.conftest import write_records
+from tests.report.records import dataset
 
 JOB_VAR = "OGRT_DEPLOY_TEST_JOB"
 STALE_MODULE = "deleted_since_last_build.py"
@@ -87,7 +90,7 @@ def _install_preload(tmp: Path, port: int) -> Path:
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Deployment:
     tmp = tmp_path_factory.mktemp("deploy")
-    port = free_port()
+    port, web_port = free_port(), free_port()
     lib = _install_preload(tmp, port)
     root = tmp / "root dir"
     user = os.environ.get("USER") or "root"
@@ -105,8 +108,11 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Deployment:
             "outputs": {
                 "records": {"type": "jsonl", "path": str(root / "var/lib/ogrt/records.jsonl"),
                             "batch_records": 1, "flush_interval": 0.05, "fsync": "never"},
+                "db": {"type": "sqlite"},
             },
+            "web": {"address": f"127.0.0.1:{web_port}"},
         },
+        "ogrt_server_web_enabled": True,
         "ogrt_modulefile_library": str(lib),
         "ogrt_modulefile_default": True,
     }
@@ -150,7 +156,7 @@ def test_deployed_config_is_the_sites_merged_over_the_roles(deployment: Deployme
     site = d.variables["ogrt_server_config"]
     assert tomllib.loads(d.config.read_text()) == {
         "server": {"state_dir": str(d.root / "var/lib/ogrt"), **site["server"]},
-        "metrics": {}, "outputs": site["outputs"]}
+        "metrics": {}, "outputs": site["outputs"], "web": site["web"]}
     read = subprocess.run(
         [str(d.venv / "bin" / "python"), "-c",
          "import json, sys; from ogrt.config import load_config; c = load_config(sys.argv[1]); "
@@ -384,3 +390,39 @@ def test_roles_work_from_a_playbook_in_another_directory(deployment: Deployment,
     with _running_daemon(venv, config, port, tmp_path / "daemon.log"):
         # the running daemon serves its metrics, with the default output among them
         assert 'ogrt_output_persisted_total{output="default"}' in _get_metrics(metrics_port)
+
+
+def test_deployed_dashboard_serves_the_deployed_database(deployment: Deployment) -> None:
+    """ogrt_server_web_enabled: the web extra in the deployed venv, its own unit, and the
+    deployed `ogrt web` serving the deployed config's database over loopback (the second
+    run and --check above cover its tasks too)."""
+    d = deployment
+    port = int(d.variables["ogrt_server_config"]["web"]["address"].rsplit(":", 1)[1])
+    unit = (d.root / "etc/systemd/system/ogrt-web.service").read_text()
+    assert f'ExecStart="{d.venv}/bin/ogrt" web --config "{d.config}"' in unit
+    # the database the deployed daemon writes (the role's state dir), with records in it
+    write_records("sqlite", {"type": "sqlite", "path": str(d.root / "var/lib/ogrt/db.sqlite")}, dataset())
+    proc = subprocess.Popen([str(d.venv / "bin/ogrt"), "web", "--config", str(d.config)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stdout and proc.stdout.read()
+                time.sleep(0.2)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/jobs?format=csv", timeout=30) as reply:
+            assert reply.status == 200 and "job-1" in reply.read().decode()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(20)
+
+
+@pytest.mark.skipif(not have("systemd-analyze"),
+                    reason="systemd-analyze is not installed (Debian package systemd)")
+def test_deployed_web_unit_passes_systemd_analyze(deployment: Deployment) -> None:
+    unit = deployment.root / "etc/systemd/system/ogrt-web.service"
+    proc = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
