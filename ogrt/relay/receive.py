@@ -19,11 +19,11 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from ogrt.fragments import FragmentError, Reassembler
-from ogrt.framing import FrameError, encode_frame, parse_datagram
+from ogrt.fragments import Reassembler
+from ogrt.framing import encode_frame
 from ogrt.metrics import Counters, sample
 from ogrt.proto import ogrt_pb2
-from ogrt.proto.ogrt_pb2 import FRAGMENT, JOB_END, JOB_START, PROCESS_END, PROCESS_START
+from ogrt.proto.ogrt_pb2 import JOB_END, JOB_START, PROCESS_END, PROCESS_START
 from ogrt.ratelimit import RateLimitedLog
 
 __all__ = ["Credentials", "Corrector", "DatagramSocket", "bind_datagram_socket", "RECV_BUFFER"]
@@ -231,20 +231,11 @@ class DatagramSocket:
         return n
 
     def datagram(self, data: bytes, cred: Credentials) -> None:
-        try:
-            mtype, payload = parse_datagram(data, self.max_frame_bytes)
-        except FrameError as e:
-            self.corrector.reject(e.reason, cred, str(e))
+        record = self.reassembler.datagram(data, "%d/%d/%d" % cred,
+                                           lambda reason, detail: self.corrector.reject(reason, cred, detail))
+        if record is None:
             return
-        if mtype == FRAGMENT:
-            try:
-                joined = self.reassembler.add(payload, "%d/%d/%d" % cred)
-            except FragmentError as e:
-                self.corrector.reject(e.reason, cred, str(e))
-                return
-            if joined is None:
-                return
-            mtype, payload = joined
+        mtype, payload = record
         frame = self.corrector.correct(mtype, payload, cred)
         if frame is not None and len(frame) > self.max_frame_bytes - BATCH_OVERHEAD:
             self.corrector.reject("too_large", cred, f"record of {len(frame)} bytes does not fit a batch "
