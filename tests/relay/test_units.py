@@ -100,7 +100,8 @@ def test_socket_queues_queue_length_datagrams(tmp_path):
     if (queue_length_now() or 0) >= 150:
         pytest.skip("this host's net.unix.max_dgram_qlen already queues 150 datagrams")
     path = str(tmp_path / "q.sock")
-    sock = bind_datagram_socket(path, 0, queue_length=200)
+    sock, queued = bind_datagram_socket(path, 0, queue_length=200)
+    assert queued == 200
     sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     try:
         for i in range(150):
