@@ -16,12 +16,14 @@
  * this process may; else the host's value), waits until it is readable, receives and discards
  * everything queued without blocking, then sleeps PAUSE_US (0: none) away from the socket.
  *
- *   spawn_overhead --multi N SEED SETTLE_US PROGRAM LIB... -- [NAME=VALUE ...]
- * N rounds, each spawning PROGRAM plainly and once under each LIB (LD_PRELOAD=LIB plus the
- * settings), in an order shuffled every round (a random permutation drawn from SEED: no
+ *   spawn_overhead --multi N SEED SETTLE_US SINK_PID PROGRAM LIB... -- [NAME=VALUE ...]
+ * N rounds, each spawning PROGRAM once under each LIB (LD_PRELOAD=LIB plus the settings;
+ * "-": plainly), in an order shuffled every round (a random permutation drawn from SEED: no
  * build always follows the same one, whose receiver's leftover work it would carry), each
- * spawn preceded by an untimed pause of SETTLE_US for the receivers to finish. Prints one
- * line per round: "<plain ns> <LIB1 ns> <LIB2 ns> ...". */
+ * spawn preceded by an untimed pause of SETTLE_US for the receivers to finish. A LIB written
+ * "pinned:LIB" is spawned with this process and its child on one CPU and process SINK_PID
+ * (0: none) on another; the others with both free to use every CPU. Prints one line per
+ * round: "<LIB1 ns> <LIB2 ns> ...". */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -182,33 +184,65 @@ static unsigned long long next_random(void) /* xorshift64* */
     return rng_state * 2685821657736338717ULL;
 }
 
-static int multi(int n, unsigned long long seed, long settle_us, const char *prog, char **libs, int nlibs,
-                 char **settings, int nsettings)
+/* pinned: this process (so the children it spawns) on the first CPU it may use, process
+ * `sink` on the second; else both on all of them */
+static void place(int pinned, pid_t sink)
 {
-    char ***envs = calloc((size_t)nlibs + 1, sizeof *envs);
-    long long *ns = calloc((size_t)nlibs + 1, sizeof *ns);
-    int *order = calloc((size_t)nlibs + 1, sizeof *order);
-    envs[0] = environ;
-    for (int i = 0; i < nlibs; i++)
-        envs[i + 1] = env_with(libs[i], settings, nsettings);
+    static cpu_set_t all, first, second;
+    static int known;
+    if (!known) {
+        sched_getaffinity(0, sizeof all, &all);
+        CPU_ZERO(&first);
+        CPU_ZERO(&second);
+        for (int c = 0, k = 0; c < CPU_SETSIZE && k < 2; c++)
+            if (CPU_ISSET(c, &all))
+                CPU_SET(c, k++ ? &second : &first);
+        known = 1;
+    }
+    if (sched_setaffinity(0, sizeof all, pinned ? &first : &all) || (sink > 0 &&
+        sched_setaffinity(sink, sizeof all, pinned ? &second : &all))) {
+        perror("sched_setaffinity");
+        exit(4);
+    }
+}
+
+static int multi(int n, unsigned long long seed, long settle_us, pid_t sink, const char *prog, char **libs,
+                 int nlibs, char **settings, int nsettings)
+{
+    char ***envs = calloc((size_t)nlibs, sizeof *envs);
+    int *pinned = calloc((size_t)nlibs, sizeof *pinned), *order = calloc((size_t)nlibs, sizeof *order);
+    long long *ns = calloc((size_t)nlibs, sizeof *ns);
+    for (int i = 0; i < nlibs; i++) {
+        const char *lib = libs[i];
+        if (!strncmp(lib, "pinned:", 7)) {
+            pinned[i] = 1;
+            lib += 7;
+        }
+        envs[i] = strcmp(lib, "-") ? env_with(lib, settings, nsettings) : environ;
+    }
     rng_state = seed ? seed : 1;
+    int placed = -1;
     for (int r = 0; r < n; r++) {
-        for (int j = 0; j <= nlibs; j++)
+        for (int j = 0; j < nlibs; j++)
             order[j] = j;
-        for (int j = nlibs; j > 0; j--) { /* Fisher-Yates */
+        for (int j = nlibs - 1; j > 0; j--) { /* Fisher-Yates */
             int k = (int)(next_random() % (unsigned long long)(j + 1)), t = order[j];
             order[j] = order[k];
             order[k] = t;
         }
-        for (int j = 0; j <= nlibs; j++) {
+        for (int j = 0; j < nlibs; j++) {
+            int w = order[j];
+            if (pinned[w] != placed)
+                place(placed = pinned[w], sink);
             if (settle_us)
                 sleep_us(settle_us);
-            ns[order[j]] = run(prog, envs[order[j]]);
+            ns[w] = run(prog, envs[w]);
         }
-        for (int j = 0; j <= nlibs; j++)
+        for (int j = 0; j < nlibs; j++)
             printf(j ? " %lld" : "%lld", ns[j]);
         printf("\n");
     }
+    place(0, sink);
     return 0;
 }
 
@@ -218,12 +252,12 @@ int main(int argc, char **argv)
         return sink(atoi(argv[2]));
     if (argc == 5 && !strcmp(argv[1], "--unix-sink"))
         return unix_sink(argv[2], atol(argv[3]), atol(argv[4]));
-    if (argc >= 7 && !strcmp(argv[1], "--multi")) {
-        int sep = 6;
+    if (argc >= 8 && !strcmp(argv[1], "--multi")) {
+        int sep = 7;
         while (sep < argc && strcmp(argv[sep], "--"))
             sep++;
-        return multi(atoi(argv[2]), strtoull(argv[3], NULL, 10), atol(argv[4]), argv[5], argv + 6, sep - 6,
-                     argv + sep + 1, sep < argc ? argc - sep - 1 : 0);
+        return multi(atoi(argv[2]), strtoull(argv[3], NULL, 10), atol(argv[4]), (pid_t)atol(argv[5]), argv[6],
+                     argv + 7, sep - 7, argv + sep + 1, sep < argc ? argc - sep - 1 : 0);
     }
     if (argc < 4)
         return 1;

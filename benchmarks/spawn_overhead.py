@@ -10,11 +10,11 @@ without and with the library, each timed from spawn to reaped exit:
                   each build's median above the empty library's: tcp <= 100 us, udp <= 50 us,
                   relay <= 30 us. Receivers: the minimal C sink below (tcp, udp) and a C
                   process reading the relay's Unix datagram socket as `ogrt relay` does (its
-                  queue length and drain pause, ogrt/relay/receive.py). Two runs: unpinned
-                  (everything shares the cores), and pinned: the spawner and its children on
-                  one CPU, the tcp/udp sink on the other (the model of a compute node whose
-                  collector is another host; the relay's reader, on the node, stays unpinned).
-                  tcp and udp are judged pinned, the relay unpinned.
+                  queue length and drain pause, ogrt/relay/receive.py). Every spawn is made
+                  twice in the run: unpinned (everything shares the cores), and pinned: the
+                  spawner and its child on one CPU, the tcp/udp sink on the other (the model
+                  of a compute node whose collector is another host; the relay's reader, on
+                  the node, stays unpinned). tcp and udp are judged pinned, the relay unpinned.
   empty library   2,000 pairs, a preloaded library with no code (reference)   (no target)
   tcp daemon      2,000 pairs, the real `ogrt server` (null output) on loopback  median ratio <= 1.08
   udp daemon      2,000 pairs, same daemon over UDP                              median ratio <= 1.08
@@ -130,19 +130,24 @@ TRANSPORT_TARGETS = {"tcp": 100.0, "udp": 50.0, "relay": 30.0}
 
 
 def transports(driver: Path, empty: Path, libs: dict[str, Path], port: int, rounds: int, seed: int,
-               settle_us: int, pin: tuple[int, int] | None) -> dict[str, float]:
-    """One interleaved run of plain, empty and every build; medians above the empty library.
-    pin: (spawner's CPU, the sink's CPU) or None."""
+               settle_us: int, sink_pid: int, pin: bool) -> dict[str, dict[str, float]]:
+    """One interleaved run of plain, empty and every build, each unpinned and (pin) pinned;
+    per placement the medians: plain's, and each build's above the empty library's."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OGRT_") and k != "LD_PRELOAD"}
-    names = ["plain", "empty library", *libs]
-    out = subprocess.run([str(driver), "--multi", str(rounds), str(seed), str(settle_us), "/bin/true", str(empty),
-                          *map(str, libs.values()), "--", "OGRT_ACTIVE=1", f"OGRT_SERVER=127.0.0.1:{port}"],
-                         env=env, capture_output=True, text=True, check=True,
-                         preexec_fn=(lambda: os.sched_setaffinity(0, {pin[0]})) if pin else None).stdout
-    columns = list(zip(*(map(int, line.split()) for line in out.splitlines() if line)))
-    medians = {name: statistics.median(col) / 1000 for name, col in zip(names, columns)}
-    return {name: medians[name] - (medians["plain"] if name == "empty library" else medians["empty library"])
-            if name != "plain" else medians[name] for name in names}
+    spawned = {"plain": "-", "empty library": str(empty), **{name: str(lib) for name, lib in libs.items()}}
+    columns = [(placement, name, ("pinned:" if placement == "pinned" else "") + value)
+               for placement in (("unpinned", "pinned") if pin else ("unpinned",))
+               for name, value in spawned.items()]
+    out = subprocess.run([str(driver), "--multi", str(rounds), str(seed), str(settle_us), str(sink_pid), "/bin/true",
+                          *(c[2] for c in columns), "--", "OGRT_ACTIVE=1", f"OGRT_SERVER=127.0.0.1:{port}"],
+                         env=env, capture_output=True, text=True, check=True).stdout
+    times = list(zip(*(map(int, line.split()) for line in out.splitlines() if line)))
+    medians: dict[str, dict[str, float]] = {}
+    for (placement, name, _), col in zip(columns, times):
+        medians.setdefault(placement, {})[name] = statistics.median(col) / 1000
+    return {placement: {name: m[name] - (m["plain"] if name == "empty library" else m["empty library"])
+                        if name != "plain" else m[name] for name in m}
+            for placement, m in medians.items()}
 
 
 def print_transports(title: str, above: dict[str, float], judged: set[str]) -> bool:
@@ -210,22 +215,21 @@ def main() -> int:
         libs = {"tcp": tcp_lib, "udp": udp_lib, "relay": relay_lib}
         cpus = sorted(os.sched_getaffinity(0))
         try:
-            print(f"transports: {args.pairs} rounds of /bin/true, plain and under each library, order shuffled "
+            print(f"transports: {args.pairs} rounds of /bin/true, plain and under each library, unpinned and "
+                  f"pinned, order shuffled "
                   f"each round (seed {args.seed}), {args.settle_us} us untimed before each spawn; receivers: "
                   f"tcp/udp the C sink (accepts, reads, discards), relay a C process reading the Unix datagram "
                   f"socket as `ogrt relay` does ({relay_how}); load average "
                   f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
-            above = transports(driver, tmp / "empty.so", libs, sport, args.pairs, args.seed, args.settle_us, None)
-            ok &= print_transports("unpinned (the receivers share both cores with the spawns):", above,
-                                   {"relay"} if len(cpus) > 1 else set(libs))
-            if len(cpus) > 1:
-                os.sched_setaffinity(sink.pid, {cpus[1]})
-                above = transports(driver, tmp / "empty.so", libs, sport, args.pairs, args.seed, args.settle_us,
-                                   (cpus[0], cpus[1]))
-                os.sched_setaffinity(sink.pid, set(cpus))
-                ok &= print_transports(f"pinned (spawner and children on CPU {cpus[0]}, the tcp/udp sink on CPU "
-                                       f"{cpus[1]}: a remote collector; the relay's reader unpinned):", above,
-                                       {"tcp", "udp"})
+            pin = len(cpus) > 1
+            above = transports(driver, tmp / "empty.so", libs, sport, args.pairs, args.seed, args.settle_us,
+                               sink.pid, pin)
+            ok &= print_transports("unpinned (the receivers share both cores with the spawns):", above["unpinned"],
+                                   {"relay"} if pin else set(libs))
+            if pin:
+                ok &= print_transports(f"pinned, in the same run (spawner and children on CPU {cpus[0]}, the tcp/udp "
+                                       f"sink on CPU {cpus[1]}: a remote collector; the relay's reader unpinned):",
+                                       above["pinned"], {"tcp", "udp"})
             print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
         finally:
             for proc in (sink, relay):
