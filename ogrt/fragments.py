@@ -11,8 +11,9 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ogrt.framing import FrameError, parse_datagram
 from ogrt.proto import ogrt_pb2
-from ogrt.proto.ogrt_pb2 import PROCESS_END, PROCESS_START
+from ogrt.proto.ogrt_pb2 import FRAGMENT, PROCESS_END, PROCESS_START
 
 __all__ = ["FragmentError", "Reassembler"]
 
@@ -101,6 +102,23 @@ class Reassembler:
         while self.bytes > self.max_bytes or len(self._pending) > self.max_entries:
             self._drop(next(iter(self._pending)), "fragment_evicted")
         return None
+
+    def datagram(self, data: bytes, key: str, reject: Callable[[str, str], None]) -> tuple[int, bytes] | None:
+        """One datagram's record as (type, payload): its frame's, or the one its Fragment
+        completes (pieces joined per `key`, the sender); None while pieces are missing, or
+        when the datagram is bad: then reject(reason, detail) was called."""
+        try:
+            mtype, payload = parse_datagram(data, self.max_frame_bytes)
+        except FrameError as e:
+            reject(e.reason, str(e))
+            return None
+        if mtype != FRAGMENT:
+            return mtype, payload
+        try:
+            return self.add(payload, key)
+        except FragmentError as e:
+            reject(e.reason, str(e))
+            return None
 
     def expire(self, now: float | None = None) -> None:
         """Drop records whose first piece is older than `timeout` (oldest are first)."""

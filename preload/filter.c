@@ -1,7 +1,10 @@
 /* FILTER_REGEXPS: executables whose path matches one of these POSIX extended regexes are
  * not tracked. The list is ':'-separated; a ':' inside a bracket expression ("[[:alpha:]]")
- * does not separate. regcomp allocates, so this runs only when a filter is compiled in
- * (and the process is active), and everything is freed again before main(). */
+ * does not separate. A regex that is a plain string, perhaps anchored ("^/opt/x/", "\.sh$"),
+ * is matched here directly, with the same result as regexec; any other goes to regcomp,
+ * which allocates (malloc's first use sets up its arena) and builds an automaton: so that
+ * runs only when such a filter is compiled in (and the process is active), and everything is
+ * freed again before main(). */
 #include <regex.h>
 #include <string.h>
 
@@ -66,6 +69,55 @@ static int next_regex(const char **p, char *pattern, size_t size)
     return 0;
 }
 
+/* ERE characters that are not themselves: a regex holding one of them unescaped (other than a
+ * leading '^' or a trailing '$') is not a plain string */
+static int special(char c)
+{
+    return c && strchr(".[]()*+?{}|^$\\", c) != NULL;
+}
+
+static int same(const char *a, const char *b, size_t n)
+{
+    while (n && *a == *b)
+        n--, a++, b++;
+    return n == 0;
+}
+
+/* A plain-string regex matched against s without the regex engine: 1 match, 0 none, -1 not a
+ * plain string (then regcomp decides, and regex is unchanged). A plain string: characters
+ * that are not special and special ones escaped with a backslash, optionally after '^' (at
+ * the start) and before '$' (at the end); without REG_NEWLINE '^' and '$' match only at the
+ * ends of s, so this is regexec's answer (the constructor runs in the "C" locale: bytes
+ * compare as bytes). regex is overwritten with the string it stands for. */
+int ogrt_filter_plain(char *regex, const char *s)
+{
+    int head = regex[0] == '^', tail = 0;
+    for (const char *p = regex + head; *p; p++) {
+        if (*p == '\\' && special(p[1]))
+            p++;
+        else if (*p == '$' && !p[1])
+            tail = 1;
+        else if (*p == '\\' || special(*p))
+            return -1; /* a backslash before anything else is regcomp's too */
+    }
+    size_t n = 0; /* the string, unescaped in place */
+    for (const char *p = regex + head; *p && !(tail && !p[1]); p++)
+        regex[n++] = *p == '\\' ? *++p : *p;
+    size_t len = strlen(s);
+    if (len < n)
+        return 0;
+    if (head && tail)
+        return len == n && same(s, regex, n);
+    if (head)
+        return same(s, regex, n);
+    if (tail)
+        return same(s + len - n, regex, n);
+    for (size_t i = 0; i + n <= len; i++)
+        if (same(s + i, regex, n))
+            return 1;
+    return 0;
+}
+
 int ogrt_filtered(const char *exe)
 {
     char pattern[OGRT_REGEX_MAX];
@@ -73,13 +125,16 @@ int ogrt_filtered(const char *exe)
     if (!filters[0] || !exe)
         return 0;
     while (next_regex(&p, pattern, sizeof pattern)) {
-        regex_t re;
-        if (regcomp(&re, pattern, REG_EXTENDED | REG_NOSUB) != 0) {
-            ogrt_log("filter '%s' is not a valid extended regex", pattern);
-            continue;
+        int hit = ogrt_filter_plain(pattern, exe);
+        if (hit < 0) {
+            regex_t re;
+            if (regcomp(&re, pattern, REG_EXTENDED | REG_NOSUB) != 0) {
+                ogrt_log("filter '%s' is not a valid extended regex", pattern);
+                continue;
+            }
+            hit = regexec(&re, exe, 0, NULL, 0) == 0;
+            regfree(&re);
         }
-        int hit = regexec(&re, exe, 0, NULL, 0) == 0;
-        regfree(&re);
         if (hit) {
             ogrt_log("not tracked: %s matches filter '%s'", exe, pattern);
             return 1;

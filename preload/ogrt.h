@@ -49,6 +49,9 @@ void ogrt_libs_release(void);
 /* filter.c: FILTER_REGEXPS */
 #define OGRT_REGEX_MAX 4096 /* bytes of one regex with its NUL; a longer one is truncated */
 int ogrt_filtered(const char *exe);
+/* a plain-string regex ("^/opt/x/"): 1 if it matches s, 0 if not; -1: not plain (regcomp's);
+ * a plain one is overwritten with its unescaped string */
+int ogrt_filter_plain(char *regex, const char *s);
 /* Build-time check: 1 with the first regex of FILTER_REGEXPS that does not compile in
  * pattern (the caller's buffer, so the library holds none), 0 when all compile. */
 int ogrt_filter_invalid(char *pattern, size_t size);

@@ -18,10 +18,8 @@ from collections.abc import Callable
 
 from ogrt.allowlist import PeerFilter
 from ogrt.config import ServerConfig
-from ogrt.fragments import FragmentError, Reassembler
-from ogrt.framing import FrameError, parse_datagram
+from ogrt.fragments import Reassembler
 from ogrt.pipeline import Ingest
-from ogrt.proto.ogrt_pb2 import FRAGMENT
 from ogrt.protocols.tcp import peer_text
 
 __all__ = ["UdpReceiver", "set_rcvbuf"]
@@ -164,18 +162,7 @@ class UdpReceiver(threading.Thread):
         if not self._allowed(peer):
             self.ingest.reject("not_allowed", peer, "address outside [server] allowed_networks")
             return
-        try:
-            mtype, payload = parse_datagram(data, self.max_frame_bytes)
-        except FrameError as e:
-            self.ingest.reject(e.reason, peer, str(e))
-            return
-        if mtype == FRAGMENT:
-            try:
-                joined = self.reassembler.add(payload, peer)
-            except FragmentError as e:
-                self.ingest.reject(e.reason, peer, str(e))
-                return
-            if joined is None:
-                return
-            mtype, payload = joined
-        self.ingest.frame(mtype, payload, peer)
+        record = self.reassembler.datagram(data, peer,
+                                           lambda reason, detail: self.ingest.reject(reason, peer, detail))
+        if record is not None:
+            self.ingest.frame(*record, peer)

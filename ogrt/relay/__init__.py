@@ -36,7 +36,7 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> int:
     counters = Counters()
     try:
         forwarder = Forwarder(rc, counters)
-        sock = bind_datagram_socket(rc.socket, rc.rcvbuf, rc.queue_length)
+        sock, queued = bind_datagram_socket(rc.socket, rc.rcvbuf, rc.queue_length)
     except OSError as e:
         log.error("cannot start: %s", e)
         return 1
@@ -56,7 +56,8 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> int:
             loop.call_soon_threadsafe(take)
 
     rx_counters = Counters()
-    rx = DatagramSocket(sock, emit, rx_counters, rc.max_frame_bytes, rc.fragment_timeout, rc.fragment_max_bytes)
+    rx = DatagramSocket(sock, emit, rx_counters, rc.max_frame_bytes, rc.fragment_timeout, rc.fragment_max_bytes,
+                        queued)
     reader = threading.Thread(target=rx.run, name="relay-socket", daemon=True)
     reader.start()
 

@@ -16,17 +16,18 @@ import socket
 import stat
 import struct
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
-from ogrt.fragments import FragmentError, Reassembler
-from ogrt.framing import FrameError, encode_frame, parse_datagram
+from ogrt.fragments import Reassembler
+from ogrt.framing import encode_frame
 from ogrt.metrics import Counters, sample
 from ogrt.proto import ogrt_pb2
-from ogrt.proto.ogrt_pb2 import FRAGMENT, JOB_END, JOB_START, PROCESS_END, PROCESS_START
+from ogrt.proto.ogrt_pb2 import JOB_END, JOB_START, PROCESS_END, PROCESS_START
 from ogrt.ratelimit import RateLimitedLog
 
-__all__ = ["Credentials", "Corrector", "DatagramSocket", "bind_datagram_socket", "RECV_BUFFER"]
+__all__ = ["Credentials", "Corrector", "DatagramSocket", "bind_datagram_socket", "drain_pause", "RECV_BUFFER"]
 
 log = logging.getLogger("ogrt.relay")
 
@@ -34,11 +35,28 @@ BATCH_OVERHEAD = 16  # a batch frame's header and id: a batch of one record stay
 RECV_BUFFER = 1 << 18  # bytes: the largest datagram taken (bigger ones are cut: rejected)
 _UCRED = struct.Struct("iII")  # struct ucred: pid_t pid, uid_t uid, gid_t gid
 Credentials = tuple[int, int, int]  # pid, uid, gid
+DEFAULT_QLEN = 10  # Linux's net.unix.max_dgram_qlen
+# The reader drains the socket on a timer when its queue is deep enough: after reading what
+# waits it sleeps, away from the socket, so a sender's sendto finds nobody to wake (a wake-up
+# per datagram costs the sender and, on a busy node, the CPU a program would run on). The
+# pause is at most DRAIN_PAUSE_MAX and lets at most a quarter of the queue fill at
+# PEAK_DATAGRAM_RATE; a shallow queue (the host's 10) is read at each datagram instead.
+DRAIN_PAUSE_MAX = 0.005  # s
+DRAIN_PAUSE_MIN = 0.0005  # s: a shorter pause is not worth a timer
+PEAK_DATAGRAM_RATE = 100_000  # datagrams/s on one node (two per process: 50,000 spawns/s)
 
 
-def bind_datagram_socket(path: str, rcvbuf: int, queue_length: int = 0) -> socket.socket:
+def drain_pause(queue_length: int) -> float:
+    """Seconds the reader sleeps after a drain, for a socket that queues queue_length
+    datagrams (0.0: it waits on the socket, woken by each datagram)."""
+    pause = min(DRAIN_PAUSE_MAX, queue_length / 4 / PEAK_DATAGRAM_RATE)
+    return pause if pause >= DRAIN_PAUSE_MIN else 0.0
+
+
+def bind_datagram_socket(path: str, rcvbuf: int, queue_length: int = 0) -> tuple[socket.socket, int]:
     """A new AF_UNIX datagram socket at `path` (a stale socket file there is replaced),
-    mode 0666 (every local user sends), SO_PASSCRED on, non-blocking.
+    mode 0666 (every local user sends), SO_PASSCRED on, non-blocking; and how many
+    datagrams it queues.
 
     queue_length > 0: the socket may queue that many datagrams. The kernel takes a datagram
     socket's queue length from net.unix.max_dgram_qlen of the network namespace the socket
@@ -51,7 +69,7 @@ def bind_datagram_socket(path: str, rcvbuf: int, queue_length: int = 0) -> socke
             os.unlink(path)
     except FileNotFoundError:
         pass
-    sock = _new_socket(queue_length)
+    sock, queued = _new_socket(queue_length)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         if rcvbuf > 0:
@@ -67,7 +85,7 @@ def bind_datagram_socket(path: str, rcvbuf: int, queue_length: int = 0) -> socke
     except BaseException:
         sock.close()
         raise
-    return sock
+    return sock, queued
 
 
 QLEN = "/proc/sys/net/unix/max_dgram_qlen"
@@ -82,10 +100,10 @@ def queue_length_now() -> int | None:
         return None
 
 
-def _new_socket(queue_length: int) -> socket.socket:
+def _new_socket(queue_length: int) -> tuple[socket.socket, int]:
     current = queue_length_now()
     if queue_length <= 0 or (current is not None and current >= queue_length):
-        return socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        return socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM), current or DEFAULT_QLEN
     made: list[socket.socket] = []
     why: list[str] = []
 
@@ -110,7 +128,9 @@ def _new_socket(queue_length: int) -> socket.socket:
         log.warning("cannot give the relay socket a queue of %d datagrams (%s): it queues %s; bursts "
                     "beyond take the libraries' direct transport (raise net.unix.max_dgram_qlen)",
                     queue_length, why[0], current)
-    return made[0] if made else socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    if made:
+        return made[0], queue_length
+    return socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM), current or DEFAULT_QLEN
 
 
 class Corrector:
@@ -171,11 +191,14 @@ class DatagramSocket:
     loop does (a spool's fsync) delays it: a Unix datagram socket queues only
     net.unix.max_dgram_qlen datagrams (Linux's default: 10) and a sender that finds the queue
     full takes its direct transport. Each good record frame goes to `emit` (in this thread).
+    queue_length: what the socket queues; it sets the drain policy (drain_pause).
     """
 
     def __init__(self, sock: socket.socket, emit: Callable[[bytes], None], counters: Counters,
-                 max_frame_bytes: int, fragment_timeout: float, fragment_max_bytes: int) -> None:
+                 max_frame_bytes: int, fragment_timeout: float, fragment_max_bytes: int,
+                 queue_length: int = DEFAULT_QLEN) -> None:
         self.sock = sock
+        self.pause = drain_pause(queue_length)
         self.emit = emit
         self.counters = counters
         self.ratelog = RateLimitedLog(logging.getLogger("ogrt.relay.input"))
@@ -189,7 +212,8 @@ class DatagramSocket:
         self._stopping = False
 
     def run(self) -> None:
-        """Block on the socket until stop(); read whatever waits each time it is readable."""
+        """Until stop(): wait for the socket, read whatever waits, then sleep `pause` (datagrams
+        arriving meanwhile queue without waking this thread)."""
         import select
 
         poller = select.poll()
@@ -197,6 +221,8 @@ class DatagramSocket:
         while not self._stopping:
             if poller.poll(200):
                 self.read_all()
+                if self.pause:
+                    time.sleep(self.pause)
             self.reassembler.expire()
 
     def stop(self) -> None:
@@ -231,20 +257,11 @@ class DatagramSocket:
         return n
 
     def datagram(self, data: bytes, cred: Credentials) -> None:
-        try:
-            mtype, payload = parse_datagram(data, self.max_frame_bytes)
-        except FrameError as e:
-            self.corrector.reject(e.reason, cred, str(e))
+        record = self.reassembler.datagram(data, "%d/%d/%d" % cred,
+                                           lambda reason, detail: self.corrector.reject(reason, cred, detail))
+        if record is None:
             return
-        if mtype == FRAGMENT:
-            try:
-                joined = self.reassembler.add(payload, "%d/%d/%d" % cred)
-            except FragmentError as e:
-                self.corrector.reject(e.reason, cred, str(e))
-                return
-            if joined is None:
-                return
-            mtype, payload = joined
+        mtype, payload = record
         frame = self.corrector.correct(mtype, payload, cred)
         if frame is not None and len(frame) > self.max_frame_bytes - BATCH_OVERHEAD:
             self.corrector.reject("too_large", cred, f"record of {len(frame)} bytes does not fit a batch "

@@ -137,15 +137,43 @@ def test_compiled_in_server_used_and_server_env_ignored(build_preload: Callable[
         other.close()
 
 
+@pytest.mark.parametrize("filters", ["/exit_status[[:digit:]]+$:^/nonexistent/",  # regcomp's
+                                     "^/nonexistent/:/exit_status"])  # plain strings: matched without regcomp
 def test_filter_regexps_skip_matching_executables(build_preload: Callable[..., Path],
                                                   frame_receiver: FrameReceiver,
-                                                  c_program: Callable[..., Path]) -> None:
-    lib = build_preload(ALLOW_SERVER_ENV="yes", FILTER_REGEXPS="/exit_status[[:digit:]]+$:^/nonexistent/")
+                                                  c_program: Callable[..., Path], filters: str) -> None:
+    lib = build_preload(ALLOW_SERVER_ENV="yes", FILTER_REGEXPS=filters)
     env = preload_env(lib, frame_receiver.port)
     assert subprocess.run([c_program("exit_status"), "2"], env=env, capture_output=True).returncode == 2
     assert frame_receiver.messages(1, timeout=0.5) == []
     assert subprocess.run([c_program("dlopen_libs", "-ldl")], env=env, capture_output=True).returncode == 0
     assert [t for t, _ in frame_receiver.messages(2, timeout=10)] == [12, 13]
+
+
+PLAIN = ["^/usr/lib/", "^/opt/x$", "\\.sh$", "exit_status", "^", "$", "^$", "a\\.b", "^/a\\$", "\\^x", "x\\$$",
+         "\\[1\\]", "b\\|c", "\\\\", "ü"]
+NOT_PLAIN = ["/exit_status[[:digit:]]+$", "a.b", "^a|b", "a\\d", "(x)", "a*", "^^a", "a$b", "x{2}", "a\\", "\\<a"]
+SUBJECTS = ["/usr/lib/x", "/usr/lib", "/opt/x", "/opt/xy", "/opt/x\n", "run.sh", "runsh", "", "a.b", "axb", "/a$", "/a",
+            "^x", "x$", "x", "[1]", "b|c", "\\", "/usr/bin/exit_status", "a\nb", "/ü/"]
+
+
+def test_plain_filters_match_as_regexec_does(build_preload: Callable[..., Path],
+                                             c_program: Callable[..., Path]) -> None:
+    """A filter that is a plain string (maybe anchored, special characters escaped) is matched
+    without regcomp: for every pair here the answer is regexec's; any other regex is left to it."""
+    objdir = build_preload().parent / "obj"  # config.h of a default build
+    prog = c_program("filter_plain", "-I", str(PRELOAD_DIR), "-I", str(objdir), sources=(str(PRELOAD_DIR / "filter.c"),))
+    pairs = [(r, s) for r in PLAIN + NOT_PLAIN for s in SUBJECTS]
+    out = subprocess.run([prog, *(x for pair in pairs for x in pair)], capture_output=True, text=True, check=True)
+    results = [tuple(map(int, line.split())) for line in out.stdout.splitlines()]
+    assert len(results) == len(pairs)
+    for (regex, subject), (plain, rx) in zip(pairs, results):
+        assert rx in (0, 1) or regex == "a\\", (regex, rx)
+        if regex in PLAIN:
+            assert plain == rx, (regex, subject, plain, rx)
+        else:
+            assert plain == -1, (regex, subject)
+    assert {rx for (regex, _), (_, rx) in zip(pairs, results) if regex in PLAIN} == {0, 1}
 
 
 def test_settings_change_rebuilds_and_same_settings_do_not(tmp_path: Path) -> None:

@@ -100,7 +100,8 @@ def test_socket_queues_queue_length_datagrams(tmp_path):
     if (queue_length_now() or 0) >= 150:
         pytest.skip("this host's net.unix.max_dgram_qlen already queues 150 datagrams")
     path = str(tmp_path / "q.sock")
-    sock = bind_datagram_socket(path, 0, queue_length=200)
+    sock, queued = bind_datagram_socket(path, 0, queue_length=200)
+    assert queued == 200
     sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     try:
         for i in range(150):
@@ -108,3 +109,42 @@ def test_socket_queues_queue_length_datagrams(tmp_path):
     finally:
         sender.close()
         sock.close()
+
+
+def test_reader_sleeping_between_drains_loses_nothing_of_a_burst(tmp_path):
+    """With the relay's queue the reader drains on a timer (drain_pause): a burst of 2,000
+    datagrams sent meanwhile, never waiting, is queued whole (none refused) and every record
+    is emitted."""
+    import os
+    import socket
+    import time
+
+    from ogrt.framing import encode_frame
+    from ogrt.metrics import Counters
+    from ogrt.proto import ogrt_pb2
+    from ogrt.relay.receive import DatagramSocket, bind_datagram_socket, drain_pause
+
+    path = str(tmp_path / "r.sock")
+    sock, queued = bind_datagram_socket(path, 8 << 20, queue_length=4096)
+    if drain_pause(queued) == 0:
+        sock.close()
+        pytest.skip(f"the socket queues {queued} datagrams here (a private namespace needs CAP_SYS_ADMIN)")
+    emitted: list[bytes] = []
+    rx = DatagramSocket(sock, emitted.append, Counters(), 1 << 20, 10.0, 1 << 26, queued)
+    reader = threading.Thread(target=rx.run)
+    reader.start()
+    try:
+        for i in range(2000):  # a socket each, as the library sends (one socket's send buffer holds fewer)
+            msg = ogrt_pb2.ProcessStart(uuid=i.to_bytes(16, "big"), pid=os.getpid(), uid=os.getuid(),
+                                        gid=os.getgid())
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sender:
+                sender.sendto(encode_frame(ogrt_pb2.PROCESS_START, msg.SerializeToString()), socket.MSG_DONTWAIT,
+                              path)
+        deadline = time.monotonic() + 30
+        while len(emitted) < 2000 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        rx.stop()
+        reader.join()
+        sock.close()
+    assert len(emitted) == 2000
