@@ -13,6 +13,7 @@ list, then again), after a first connection bounded by ``connect_timeout``.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 import threading
 from collections.abc import Awaitable, Coroutine, Mapping
@@ -100,11 +101,9 @@ def check_auth(where: str, options: Mapping[str, Any]) -> None:
     if bool(options["tls_cert"]) != bool(options["tls_key"]):
         raise ConfigError(f"{where}.tls_key", "`tls_cert` and `tls_key` go together")
     if options["creds"]:
-        try:
-            import nkeys  # noqa: F401
-        except ImportError:
+        if importlib.util.find_spec("nkeys") is None:
             raise ConfigError(f"{where}.creds", "a credentials file needs the Python package "
-                                                "`nkeys` (pip install nkeys)") from None
+                                                "`nkeys` (pip install nkeys)")
 
 
 def msg_id(record: Mapping[str, Any]) -> str:
