@@ -102,7 +102,21 @@ def _day_start(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
 
 
-def cells_sql(db: ReportDB, agg: Aggregate, f: Filters) -> tuple[str, list[Any]]:
+@dataclass(frozen=True)
+class Only:
+    """Cells restricted to those whose key `column` is `IN (subquery)`: pushed into each part
+    of `cells_sql` (a UNION ALL the planners do not push a join's condition into)."""
+
+    column: str
+    subquery: str
+    params: list[Any] = field(default_factory=list)
+
+    def clause(self, dialect: str, alias: str, raw: bool) -> str:
+        value = aggregates.expr(dialect, self.column, alias) if raw else f"{alias}.{self.column}"
+        return f"{value} IN ({self.subquery})"
+
+
+def cells_sql(db: ReportDB, agg: Aggregate, f: Filters, only: Only | None = None) -> tuple[str, list[Any]]:
     """The cells of an aggregate table (ogrt/sql/aggregates.py) that the filters select, as
     a subquery `c` with the table's columns: whole UTC days from the table, the processes of
     a day the time range cuts (since/until not at midnight) as cells of one process each.
@@ -111,9 +125,10 @@ def cells_sql(db: ReportDB, agg: Aggregate, f: Filters) -> tuple[str, list[Any]]
     d = dialect = db.dialect
     t = agg.table
     raw = ", ".join(f"{aggregates.expr(dialect.name, c, 'r')} AS {c}" for c in agg.columns)
+    oraw, oparams = ([only.clause(d.name, "r", True)], only.params) if only else ([], [])
     if f.job is not None:  # a job's processes, by the processes_job_id index
         rclauses, rparams = f.where(d, "r")
-        return f"(SELECT {raw} FROM processes r {_where(rclauses)}) c", rparams
+        return f"(SELECT {raw} FROM processes r {_where(rclauses + oraw)}) c", rparams + oparams
     clauses: list[str] = []
     params: list[Any] = []
     if f.user is not None:
@@ -122,6 +137,9 @@ def cells_sql(db: ReportDB, agg: Aggregate, f: Filters) -> tuple[str, list[Any]]
     if f.host is not None:
         clauses.append(f"{t}.host = ?")
         params.append(f.host)
+    if only is not None:
+        clauses.append(only.clause(d.name, t, False))
+        params += only.params
     cols = ", ".join(f"{t}.{c}" for c in agg.columns)
     if f.since is None and f.until is None:
         return f"(SELECT {cols} FROM {t} {_where(clauses)}) c", params
@@ -148,8 +166,8 @@ def cells_sql(db: ReportDB, agg: Aggregate, f: Filters) -> tuple[str, list[Any]]
     if lo is not None and hi is not None and lo >= hi:
         edges, eparams = [], []  # within one day: every row of the range
     edge = f"({' OR '.join(edges)})" if edges else "1 = 1"
-    parts.append(f"SELECT {raw} FROM processes r {_where(rclauses + [edge])}")
-    out_params += rparams + eparams
+    parts.append(f"SELECT {raw} FROM processes r {_where(rclauses + [edge] + oraw)}")
+    out_params += rparams + eparams + oparams
     return "(" + " UNION ALL ".join(parts) + ") c", out_params
 
 
@@ -171,43 +189,29 @@ FAILED = "CASE WHEN p.exit_status IS NOT NULL AND p.exit_status <> 0 THEN 1 ELSE
 
 
 def executables_sql(db: ReportDB, f: Filters, top: int, pattern: str | None = None) -> tuple[str, list[Any]]:
-    cells, params = cells_sql(db, USAGE_EXECUTABLES, f)
-    # the executables table is small: match it first, then its cells by key
-    match, mparams = "", []
-    if pattern is not None:
-        match = f"AND s.path {db.dialect.ilike} ? ESCAPE '{BACKSLASH}'"
-        mparams = [library_pattern(pattern)]
-    limit, lparams = _limit(top)
-    values = f"""SUM(c.processes) AS runs,
-               {_distinct("uid")} AS users,
-               {_distinct("host")} AS hosts,
-               {_distinct("job_id")} AS jobs,
-               SUM(c.cpu_seconds) AS cpu_seconds,
-               SUM(c.failed) AS failed,
-               MAX(c.last_start) AS last_run"""
-    # one row per path: counted per executable id (the cells' key order, no sort) where the
-    # path has one id, per path where it has several (signatures): distinct counts do not add
-    multi = "(SELECT m.path FROM executables m GROUP BY m.path HAVING COUNT(*) > 1)"
-    ids = "c.executable_id IN (SELECT s.id FROM executables s WHERE s.path {} {} {})"
-    one = ids.format("NOT IN", multi, match) if pattern is not None else f"c.executable_id NOT IN (SELECT s.id FROM executables s WHERE s.path IN {multi})"
+    """The paths ranked by runs first (sums only: cheap, and they add up over the ids of one
+    path), then the distinct users, hosts and jobs of the `top` paths shown only, from their
+    cells (the cells' primary key starts with the executable id). Over 1,000,000 processes
+    the top 20 paths hold ~28% of the cells: distinct counts were most of the time."""
+    ranked, params = top_executables_sql(db, f, top, pattern)
+    shown = Only("executable_id", "SELECT s.id FROM executables s WHERE s.path IN (SELECT r.executable FROM ranked r)")
+    cells, cparams = cells_sql(db, USAGE_EXECUTABLES, f, shown)
+    # executables first (CROSS JOIN: SQLite keeps that order): the cells arrive in path order,
+    # grouped without a sort
     sql = f"""
-        SELECT e.path AS executable, x.runs, x.users, x.hosts, x.jobs, x.cpu_seconds, x.failed, x.last_run
-        FROM (SELECT c.executable_id, {values} FROM {cells} WHERE {one} GROUP BY c.executable_id) x
-        JOIN executables e ON e.id = x.executable_id
-        UNION ALL
-        SELECT e.path AS executable, {values}
-        FROM {cells} JOIN executables e ON e.id = c.executable_id
-        WHERE {ids.format("IN", multi, match)}
-        GROUP BY e.path
-        ORDER BY runs DESC, executable
-        {limit}"""
-    # the census's packages of the shown rows only (after the limit)
-    sql = f"""
-        SELECT x.*, ({exe_packages_sql(db, "ce.executable_id IN (SELECT xe.id FROM executables xe "
-                                           "WHERE xe.path = x.executable)")}) AS package
-        FROM ({sql}) x
-        ORDER BY x.runs DESC, x.executable"""
-    return sql, params + mparams + params + mparams + lparams
+        WITH ranked AS ({ranked})
+        SELECT t.executable AS executable, t.runs AS runs, d.users AS users, d.hosts AS hosts,
+               d.jobs AS jobs, t.cpu_seconds AS cpu_seconds, t.failed AS failed, t.last_run AS last_run,
+               ({exe_packages_sql(db, "ce.executable_id IN (SELECT xe.id FROM executables xe "
+                                      "WHERE xe.path = t.executable)")}) AS package
+        FROM ranked t
+        JOIN (SELECT e.path AS executable, {_distinct("uid")} AS users, {_distinct("host")} AS hosts,
+                     {_distinct("job_id")} AS jobs
+              FROM executables e CROSS JOIN {cells}
+              WHERE e.id = c.executable_id AND e.path IN (SELECT r.executable FROM ranked r)
+              GROUP BY e.path) d ON d.executable = t.executable
+        ORDER BY t.runs DESC, t.executable"""
+    return sql, params + cparams
 
 
 def package_label(alias: str = "k") -> str:
@@ -398,27 +402,35 @@ def modules(db: ReportDB, f: Filters, top: int) -> Report:
 
 
 def users_sql(db: ReportDB, f: Filters, top: int) -> tuple[str, list[Any]]:
+    """Per uid from the small per-day cells, ranked by processes; then the distinct
+    executables of the `top` users shown only, from their executable cells."""
     days, dparams = cells_sql(db, USAGE_DAYS, f)
-    exes, eparams = cells_sql(db, USAGE_EXECUTABLES, f)
+    shown = Only("uid", "SELECT r.key FROM ranked r")
+    exes, eparams = cells_sql(db, USAGE_EXECUTABLES, f, shown)
     limit, lparams = _limit(top)
-    # per uid from the small per-day cells; its distinct executables from the executable cells
     sql = f"""
-        SELECT COALESCE(MAX(NULLIF(c.username, '')), CAST({_nonnull("uid")} AS TEXT)) AS "user",
-               {_nonnull("uid")} AS uid,
-               SUM(c.processes) AS processes,
-               {_distinct("job_id")} AS jobs,
-               {_distinct("host")} AS hosts,
-               MAX(x.executables) AS executables,
-               SUM(c.cpu_seconds) AS cpu_seconds,
-               SUM(c.failed) AS failed,
-               MAX(c.last_start) AS last_seen
-        FROM {days}
+        WITH ranked AS (
+            SELECT c.uid AS key,
+                   COALESCE(MAX(NULLIF(c.username, '')), CAST({_nonnull("uid")} AS TEXT)) AS "user",
+                   {_nonnull("uid")} AS uid,
+                   SUM(c.processes) AS processes,
+                   {_distinct("job_id")} AS jobs,
+                   {_distinct("host")} AS hosts,
+                   SUM(c.cpu_seconds) AS cpu_seconds,
+                   SUM(c.failed) AS failed,
+                   MAX(c.last_start) AS last_seen
+            FROM {days}
+            GROUP BY c.uid
+            ORDER BY processes DESC, uid
+            {limit})
+        SELECT r."user" AS "user", r.uid AS uid, r.processes AS processes, r.jobs AS jobs,
+               r.hosts AS hosts, x.executables AS executables, r.cpu_seconds AS cpu_seconds,
+               r.failed AS failed, r.last_seen AS last_seen
+        FROM ranked r
         LEFT JOIN (SELECT c.uid AS uid, {_distinct("executable_id")} AS executables
-                   FROM {exes} GROUP BY c.uid) x ON x.uid = c.uid
-        GROUP BY c.uid
-        ORDER BY processes DESC, uid
-        {limit}"""
-    return sql, dparams + eparams + lparams
+                   FROM {exes} GROUP BY c.uid) x ON x.uid = r.key
+        ORDER BY r.processes DESC, r.uid"""
+    return sql, dparams + lparams + eparams
 
 
 def users(db: ReportDB, f: Filters, top: int) -> Report:
@@ -607,9 +619,16 @@ def daily(db: ReportDB, f: Filters) -> Report:
     )
 
 
-def top_executables_sql(db: ReportDB, f: Filters, top: int) -> tuple[str, list[Any]]:
+def top_executables_sql(db: ReportDB, f: Filters, top: int,
+                        pattern: str | None = None) -> tuple[str, list[Any]]:
     cells, params = cells_sql(db, USAGE_EXECUTABLES, f)
     limit, lparams = _limit(top)
+    # the executables table is small: match it first, then its cells by key
+    match, mparams = "", []
+    if pattern is not None:
+        match = (f"WHERE c.executable_id IN (SELECT s.id FROM executables s "
+                 f"WHERE s.path {db.dialect.ilike} ? ESCAPE '{BACKSLASH}')")
+        mparams = [library_pattern(pattern)]
     # sums only (they add up over the ids of one path): no distinct counts, a fraction of the
     # executables report's time
     sql = f"""
@@ -617,12 +636,12 @@ def top_executables_sql(db: ReportDB, f: Filters, top: int) -> tuple[str, list[A
                SUM(x.failed) AS failed, MAX(x.last_run) AS last_run
         FROM (SELECT c.executable_id, SUM(c.processes) AS runs, SUM(c.cpu_seconds) AS cpu_seconds,
                      SUM(c.failed) AS failed, MAX(c.last_start) AS last_run
-              FROM {cells} GROUP BY c.executable_id) x
+              FROM {cells} {match} GROUP BY c.executable_id) x
         JOIN executables e ON e.id = x.executable_id
         GROUP BY e.path
         ORDER BY runs DESC, executable
         {limit}"""
-    return sql, params + lparams
+    return sql, params + mparams + lparams
 
 
 def top_executables(db: ReportDB, f: Filters, top: int) -> Report:
