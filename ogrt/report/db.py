@@ -113,6 +113,10 @@ class ReportDB:
         self.close()
 
 
+#: PRAGMA mmap_size of the read-only connections (SQLite clamps it to its compile-time limit)
+MMAP_BYTES = 0x7FFF0000
+
+
 def open_sqlite(path: str) -> ReportDB:
     """SQLite's mode=ro: no write is possible through this connection (reports and ogrt web)."""
     if not os.path.exists(path):
@@ -121,6 +125,10 @@ def open_sqlite(path: str) -> ReportDB:
         # mode=ro: reports never write (nor create a file); query_only as well
         conn = sqlite3.connect(f"file:{_uri_path(path)}?mode=ro", uri=True, timeout=30)
         conn.execute("PRAGMA query_only = ON")
+        # read the file through a memory map (up to SQLite's maximum, ~2 GiB): a report reading
+        # scattered rows (a library search: ~50,000 process rows) does no read() per page
+        # (measured: 0.5 → 0.3 s for those rows over 1,000,000 processes)
+        conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
         versions = _versions(conn)
     except sqlite3.Error as exc:
         text = str(exc)

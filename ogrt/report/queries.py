@@ -102,7 +102,21 @@ def _day_start(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
 
 
-def cells_sql(db: ReportDB, agg: Aggregate, f: Filters) -> tuple[str, list[Any]]:
+@dataclass(frozen=True)
+class Only:
+    """Cells restricted to those whose key `column` is `IN (subquery)`: pushed into each part
+    of `cells_sql` (a UNION ALL the planners do not push a join's condition into)."""
+
+    column: str
+    subquery: str
+    params: list[Any] = field(default_factory=list)
+
+    def clause(self, dialect: str, alias: str, raw: bool) -> str:
+        value = aggregates.expr(dialect, self.column, alias) if raw else f"{alias}.{self.column}"
+        return f"{value} IN ({self.subquery})"
+
+
+def cells_sql(db: ReportDB, agg: Aggregate, f: Filters, only: Only | None = None) -> tuple[str, list[Any]]:
     """The cells of an aggregate table (ogrt/sql/aggregates.py) that the filters select, as
     a subquery `c` with the table's columns: whole UTC days from the table, the processes of
     a day the time range cuts (since/until not at midnight) as cells of one process each.
@@ -111,9 +125,10 @@ def cells_sql(db: ReportDB, agg: Aggregate, f: Filters) -> tuple[str, list[Any]]
     d = dialect = db.dialect
     t = agg.table
     raw = ", ".join(f"{aggregates.expr(dialect.name, c, 'r')} AS {c}" for c in agg.columns)
+    oraw, oparams = ([only.clause(d.name, "r", True)], only.params) if only else ([], [])
     if f.job is not None:  # a job's processes, by the processes_job_id index
         rclauses, rparams = f.where(d, "r")
-        return f"(SELECT {raw} FROM processes r {_where(rclauses)}) c", rparams
+        return f"(SELECT {raw} FROM processes r {_where(rclauses + oraw)}) c", rparams + oparams
     clauses: list[str] = []
     params: list[Any] = []
     if f.user is not None:
@@ -122,6 +137,9 @@ def cells_sql(db: ReportDB, agg: Aggregate, f: Filters) -> tuple[str, list[Any]]
     if f.host is not None:
         clauses.append(f"{t}.host = ?")
         params.append(f.host)
+    if only is not None:
+        clauses.append(only.clause(d.name, t, False))
+        params += only.params
     cols = ", ".join(f"{t}.{c}" for c in agg.columns)
     if f.since is None and f.until is None:
         return f"(SELECT {cols} FROM {t} {_where(clauses)}) c", params
@@ -148,8 +166,8 @@ def cells_sql(db: ReportDB, agg: Aggregate, f: Filters) -> tuple[str, list[Any]]
     if lo is not None and hi is not None and lo >= hi:
         edges, eparams = [], []  # within one day: every row of the range
     edge = f"({' OR '.join(edges)})" if edges else "1 = 1"
-    parts.append(f"SELECT {raw} FROM processes r {_where(rclauses + [edge])}")
-    out_params += rparams + eparams
+    parts.append(f"SELECT {raw} FROM processes r {_where(rclauses + [edge] + oraw)}")
+    out_params += rparams + eparams + oparams
     return "(" + " UNION ALL ".join(parts) + ") c", out_params
 
 
@@ -170,44 +188,40 @@ CPU = "COALESCE(p.utime, 0) + COALESCE(p.stime, 0)"
 FAILED = "CASE WHEN p.exit_status IS NOT NULL AND p.exit_status <> 0 THEN 1 ELSE 0 END"
 
 
+#: the sums of the executables report over the cells `c` (and of a ranked path `x`)
+EXE_SUMS = {"cpu_seconds": "SUM({}.cpu_seconds)", "failed": "SUM({}.failed)", "last_run": "MAX({}.last_start)"}
+
+
 def executables_sql(db: ReportDB, f: Filters, top: int, pattern: str | None = None) -> tuple[str, list[Any]]:
-    cells, params = cells_sql(db, USAGE_EXECUTABLES, f)
-    # the executables table is small: match it first, then its cells by key
-    match, mparams = "", []
-    if pattern is not None:
-        match = f"AND s.path {db.dialect.ilike} ? ESCAPE '{BACKSLASH}'"
-        mparams = [library_pattern(pattern)]
-    limit, lparams = _limit(top)
-    values = f"""SUM(c.processes) AS runs,
-               {_distinct("uid")} AS users,
-               {_distinct("host")} AS hosts,
-               {_distinct("job_id")} AS jobs,
-               SUM(c.cpu_seconds) AS cpu_seconds,
-               SUM(c.failed) AS failed,
-               MAX(c.last_start) AS last_run"""
-    # one row per path: counted per executable id (the cells' key order, no sort) where the
-    # path has one id, per path where it has several (signatures): distinct counts do not add
-    multi = "(SELECT m.path FROM executables m GROUP BY m.path HAVING COUNT(*) > 1)"
-    ids = "c.executable_id IN (SELECT s.id FROM executables s WHERE s.path {} {} {})"
-    one = ids.format("NOT IN", multi, match) if pattern is not None else f"c.executable_id NOT IN (SELECT s.id FROM executables s WHERE s.path IN {multi})"
+    """The paths ranked by runs first (sums only: cheap, and they add up over the ids of one
+    path), then the distinct users, hosts and jobs of the `top` paths shown only, from their
+    cells (the cells' primary key starts with the executable id). Over 1,000,000 processes
+    the top 20 paths hold ~28% of the cells: distinct counts were most of the time.
+    CPU s, failed and last run: on SQLite from the shown cells too (a WITHOUT ROWID table:
+    every column is in the key's b-tree), on PostgreSQL with the ranking (the shown cells are
+    read from the key's index alone; their other columns would be a heap read each)."""
+    wide = db.dialect.name == "sqlite"
+    ranked, params = top_executables_sql(db, f, top, pattern, sums=not wide)
+    shown = Only("executable_id", "SELECT s.id FROM executables s WHERE s.path IN (SELECT r.executable FROM ranked r)")
+    cells, cparams = cells_sql(db, USAGE_EXECUTABLES, f, shown)
+    sums = ", ".join(f"{'d' if wide else 't'}.{c} AS {c}" for c in EXE_SUMS)
+    dsums = "".join(f", {v.format('c')} AS {c}" for c, v in EXE_SUMS.items()) if wide else ""
+    # executables first (CROSS JOIN: SQLite keeps that order): the cells arrive in path order,
+    # grouped without a sort
     sql = f"""
-        SELECT e.path AS executable, x.runs, x.users, x.hosts, x.jobs, x.cpu_seconds, x.failed, x.last_run
-        FROM (SELECT c.executable_id, {values} FROM {cells} WHERE {one} GROUP BY c.executable_id) x
-        JOIN executables e ON e.id = x.executable_id
-        UNION ALL
-        SELECT e.path AS executable, {values}
-        FROM {cells} JOIN executables e ON e.id = c.executable_id
-        WHERE {ids.format("IN", multi, match)}
-        GROUP BY e.path
-        ORDER BY runs DESC, executable
-        {limit}"""
-    # the census's packages of the shown rows only (after the limit)
-    sql = f"""
-        SELECT x.*, ({exe_packages_sql(db, "ce.executable_id IN (SELECT xe.id FROM executables xe "
-                                           "WHERE xe.path = x.executable)")}) AS package
-        FROM ({sql}) x
-        ORDER BY x.runs DESC, x.executable"""
-    return sql, params + mparams + params + mparams + lparams
+        WITH ranked AS ({ranked})
+        SELECT t.executable AS executable, t.runs AS runs, d.users AS users, d.hosts AS hosts,
+               d.jobs AS jobs, {sums},
+               ({exe_packages_sql(db, "ce.executable_id IN (SELECT xe.id FROM executables xe "
+                                      "WHERE xe.path = t.executable)")}) AS package
+        FROM ranked t
+        JOIN (SELECT e.path AS executable, {_distinct("uid")} AS users, {_distinct("host")} AS hosts,
+                     {_distinct("job_id")} AS jobs{dsums}
+              FROM executables e CROSS JOIN {cells}
+              WHERE e.id = c.executable_id AND e.path IN (SELECT r.executable FROM ranked r)
+              GROUP BY e.path) d ON d.executable = t.executable
+        ORDER BY t.runs DESC, t.executable"""
+    return sql, params + cparams
 
 
 def package_label(alias: str = "k") -> str:
@@ -328,45 +342,131 @@ LIBRARY_USE_BY = {
 }
 
 
-def library_users_sql(db: ReportDB, f: Filters, top: int, pattern: str, by: str) -> tuple[str, list[Any]]:
+def _library_hits(db: ReportDB, f: Filters, pattern: str, by: str) -> tuple[str, list[Any]]:
+    """Two CTEs: `procs`, one row per process that loaded a library matching `pattern` (its
+    start set holds one, or its late set: `late` 1, `set_id` the set that matched), each
+    process row read once (the rows are the cost: ~50,000 scattered rows for libmkl over
+    1,000,000 processes; not once per matched library); `hits`, one row per (process, matched
+    library it loaded), the `process_libraries` view's rows: a library of the late set only
+    where the start set lacks it."""
     if by not in LIBRARY_USE_BY:
         raise ReportError(f"--by must be one of {', '.join(LIBRARY_USE_BY)}")
-    key_expr = LIBRARY_USE_BY[by][0]
     clauses, params = f.selects(db.dialect)
-    limit, lparams = _limit(top)
-    d = db.dialect
-    match = f"l.path {d.ilike} ? ESCAPE '{BACKSLASH}'"
-    uses = library_uses(
-        f"l.path AS library, {key_expr} AS k, p.executable_id AS executable_id, "
-        "COALESCE(p.username, CAST(p.uid AS TEXT)) AS u, p.job_id AS job_id, "
-        "p.start_time AS start_time", "libraries l", [match], clauses)
+    like = library_pattern(pattern)
+    matched = f"SELECT ml.id FROM libraries ml WHERE ml.path {db.dialect.ilike} ? ESCAPE '{BACKSLASH}'"
+    sets = f"SELECT ms.libset_id FROM libset_members ms WHERE ms.library_id IN ({matched})"
+    cols = (f"p.id AS id, p.libset_id AS start_set, {LIBRARY_USE_BY[by][0]} AS k, "
+            "p.executable_id AS executable_id, COALESCE(p.username, CAST(p.uid AS TEXT)) AS u, "
+            "p.job_id AS job_id, p.start_time AS start_time")
+    halves = [f"""
+            SELECT {cols}, p.{col} AS set_id, {late} AS late
+            FROM processes p LEFT JOIN executables e ON e.id = p.executable_id
+            {_where([f"p.{col} IN ({sets})"] + clauses)}"""
+              for late, col in ((0, "libset_id"), (1, "late_libset_id"))]
     sql = f"""
-        SELECT x.library AS library, x.k AS "{by}",
-               COUNT(*) AS processes,
-               SUM(x.late) AS dlopened,
-               COUNT(DISTINCT x.executable_id) AS executables,
-               {d.list_agg("x.u")} AS users,
-               COUNT(DISTINCT x.job_id) AS jobs,
-               MAX(x.start_time) AS last_seen
-        FROM ({uses}) x
+        WITH procs AS ({" UNION ALL".join(halves)}),
+        hits AS (
+            SELECT x.id AS id, x.k AS k, x.executable_id AS executable_id, x.u AS u, x.job_id AS job_id,
+                   x.start_time AS start_time, x.late AS late, l.path AS library
+            FROM procs x
+            JOIN libset_members m ON m.libset_id = x.set_id
+            JOIN libraries l ON l.id = m.library_id
+            WHERE m.library_id IN ({matched})
+              AND (x.late = 0 OR NOT EXISTS (SELECT 1 FROM libset_members s0
+                                             WHERE s0.libset_id = x.start_set AND s0.library_id = m.library_id)))"""
+    return sql, [like] + params + [like] + params + [like]
+
+
+def _library_uses_part(db: ReportDB, top: int) -> tuple[str, list[Any]]:
+    """Per (library, --by key) over `hits`: the rows of `libraries --path`, most used first."""
+    limit, lparams = _limit(top)
+    return f"""
+        SELECT x.library AS library, x.k AS k, COUNT(*) AS processes, SUM(x.late) AS dlopened,
+               COUNT(DISTINCT x.executable_id) AS executables, {db.dialect.list_agg("x.u")} AS users,
+               COUNT(DISTINCT x.job_id) AS jobs, MAX(x.start_time) AS last_seen
+        FROM hits x
         GROUP BY x.library, x.k
-        ORDER BY processes DESC, library, "{by}"
-        {limit}"""
-    one = [library_pattern(pattern)] + params
-    return sql, one + one + lparams
+        ORDER BY processes DESC, library, k
+        {limit}""", lparams
 
 
-def library_users(db: ReportDB, f: Filters, top: int, pattern: str, by: str = "executable") -> Report:
-    rows = db.query(*library_users_sql(db, f, top, pattern, by))
+def _library_daily_part(db: ReportDB) -> str:
+    """Per UTC day over `procs`: the processes and jobs that loaded a matching library (a
+    process in both halves counted once)."""
+    day = db.dialect.day("x.start_time")
+    return f"""
+        SELECT {day} AS day, COUNT(DISTINCT x.id) AS processes, COUNT(DISTINCT x.job_id) AS jobs
+        FROM procs x
+        WHERE x.start_time IS NOT NULL
+        GROUP BY {day}"""
+
+
+def _uses_report(rows: list[dict[str, Any]], pattern: str, by: str) -> Report:
+    for row in rows:
+        row[by] = row.pop("k")
     _split_lists(rows, ("users",))
     return Report(
         f"Processes loading a library matching {pattern!r}, by {by}",
         [("library", "Library"), (by, LIBRARY_USE_BY[by][1]), ("processes", "Processes"),
          ("dlopened", "dlopen'ed"), ("executables", "Executables"), ("users", "Users"),
          ("jobs", "Jobs"), ("last_seen", "Last seen")],
-        rows,
+        [{k: r[k] for k in ("library", by, "processes", "dlopened", "executables", "users", "jobs",
+                            "last_seen")} for r in rows],
         list_columns=("users",),
     )
+
+
+def _daily_report(rows: list[dict[str, Any]], pattern: str) -> Report:
+    return Report(
+        f"Processes loading a library matching {pattern!r}, per day (UTC)",
+        [("day", "Day"), ("processes", "Processes"), ("jobs", "Jobs")],
+        [{k: r[k] for k in ("day", "processes", "jobs")} for r in rows],
+    )
+
+
+def library_users_sql(db: ReportDB, f: Filters, top: int, pattern: str, by: str) -> tuple[str, list[Any]]:
+    hits, params = _library_hits(db, f, pattern, by)
+    part, lparams = _library_uses_part(db, top)
+    return f"{hits} {part}", params + lparams
+
+
+def library_users(db: ReportDB, f: Filters, top: int, pattern: str, by: str = "executable") -> Report:
+    return _uses_report(db.query(*library_users_sql(db, f, top, pattern, by)), pattern, by)
+
+
+def library_daily_sql(db: ReportDB, f: Filters, pattern: str) -> tuple[str, list[Any]]:
+    hits, params = _library_hits(db, f, pattern, "executable")
+    return f"{hits} {_library_daily_part(db)} ORDER BY day", params
+
+
+def library_daily(db: ReportDB, f: Filters, pattern: str) -> Report:
+    """Per UTC day: processes and jobs that loaded a library matching `pattern`."""
+    return _daily_report(db.query(*library_daily_sql(db, f, pattern)), pattern)
+
+
+def library_search_sql(db: ReportDB, f: Filters, top: int, pattern: str, by: str) -> tuple[str, list[Any]]:
+    """The uses (part 'uses') and the per-day counts (part 'daily') in one statement over one
+    read of the process rows: `procs` is referenced twice, so both databases materialize it."""
+    hits, params = _library_hits(db, f, pattern, by)
+    uses, lparams = _library_uses_part(db, top)
+    sql = f"""
+        {hits}
+        SELECT 'daily' AS part, NULL AS library, NULL AS k, d.processes AS processes, NULL AS dlopened,
+               NULL AS executables, NULL AS users, d.jobs AS jobs, NULL AS last_seen, d.day AS day
+        FROM ({_library_daily_part(db)}) d
+        UNION ALL
+        SELECT 'uses', u.library, u.k, u.processes, u.dlopened, u.executables, u.users, u.jobs,
+               u.last_seen, NULL
+        FROM ({uses}) u
+        ORDER BY part, day, processes DESC, library, k"""
+    return sql, params + lparams
+
+
+def library_search(db: ReportDB, f: Filters, top: int, pattern: str, by: str = "executable") -> tuple[Report, Report]:
+    """`library_users` and `library_daily` (the dashboard's library search) from one query."""
+    rows = db.query(*library_search_sql(db, f, top, pattern, by))
+    return (_uses_report([r for r in rows if r["part"] == "uses"], pattern, by),
+            _daily_report([r for r in rows if r["part"] == "daily"], pattern))
 
 
 def modules_sql(db: ReportDB, f: Filters, top: int) -> tuple[str, list[Any]]:
@@ -398,27 +498,35 @@ def modules(db: ReportDB, f: Filters, top: int) -> Report:
 
 
 def users_sql(db: ReportDB, f: Filters, top: int) -> tuple[str, list[Any]]:
+    """Per uid from the small per-day cells, ranked by processes; then the distinct
+    executables of the `top` users shown only, from their executable cells."""
     days, dparams = cells_sql(db, USAGE_DAYS, f)
-    exes, eparams = cells_sql(db, USAGE_EXECUTABLES, f)
+    shown = Only("uid", "SELECT r.key FROM ranked r")
+    exes, eparams = cells_sql(db, USAGE_EXECUTABLES, f, shown)
     limit, lparams = _limit(top)
-    # per uid from the small per-day cells; its distinct executables from the executable cells
     sql = f"""
-        SELECT COALESCE(MAX(NULLIF(c.username, '')), CAST({_nonnull("uid")} AS TEXT)) AS "user",
-               {_nonnull("uid")} AS uid,
-               SUM(c.processes) AS processes,
-               {_distinct("job_id")} AS jobs,
-               {_distinct("host")} AS hosts,
-               MAX(x.executables) AS executables,
-               SUM(c.cpu_seconds) AS cpu_seconds,
-               SUM(c.failed) AS failed,
-               MAX(c.last_start) AS last_seen
-        FROM {days}
+        WITH ranked AS (
+            SELECT c.uid AS key,
+                   COALESCE(MAX(NULLIF(c.username, '')), CAST({_nonnull("uid")} AS TEXT)) AS "user",
+                   {_nonnull("uid")} AS uid,
+                   SUM(c.processes) AS processes,
+                   {_distinct("job_id")} AS jobs,
+                   {_distinct("host")} AS hosts,
+                   SUM(c.cpu_seconds) AS cpu_seconds,
+                   SUM(c.failed) AS failed,
+                   MAX(c.last_start) AS last_seen
+            FROM {days}
+            GROUP BY c.uid
+            ORDER BY processes DESC, uid
+            {limit})
+        SELECT r."user" AS "user", r.uid AS uid, r.processes AS processes, r.jobs AS jobs,
+               r.hosts AS hosts, x.executables AS executables, r.cpu_seconds AS cpu_seconds,
+               r.failed AS failed, r.last_seen AS last_seen
+        FROM ranked r
         LEFT JOIN (SELECT c.uid AS uid, {_distinct("executable_id")} AS executables
-                   FROM {exes} GROUP BY c.uid) x ON x.uid = c.uid
-        GROUP BY c.uid
-        ORDER BY processes DESC, uid
-        {limit}"""
-    return sql, dparams + eparams + lparams
+                   FROM {exes} GROUP BY c.uid) x ON x.uid = r.key
+        ORDER BY r.processes DESC, r.uid"""
+    return sql, dparams + lparams + eparams
 
 
 def users(db: ReportDB, f: Filters, top: int) -> Report:
@@ -607,22 +715,30 @@ def daily(db: ReportDB, f: Filters) -> Report:
     )
 
 
-def top_executables_sql(db: ReportDB, f: Filters, top: int) -> tuple[str, list[Any]]:
+def top_executables_sql(db: ReportDB, f: Filters, top: int, pattern: str | None = None,
+                        sums: bool = True) -> tuple[str, list[Any]]:
+    """The `top` paths by runs, with CPU s, failed and last run (`sums`)."""
     cells, params = cells_sql(db, USAGE_EXECUTABLES, f)
     limit, lparams = _limit(top)
+    # the executables table is small: match it first, then its cells by key
+    match, mparams = "", []
+    if pattern is not None:
+        match = (f"WHERE c.executable_id IN (SELECT s.id FROM executables s "
+                 f"WHERE s.path {db.dialect.ilike} ? ESCAPE '{BACKSLASH}')")
+        mparams = [library_pattern(pattern)]
     # sums only (they add up over the ids of one path): no distinct counts, a fraction of the
     # executables report's time
+    inner = "".join(f", {v.format('c')} AS {c}" for c, v in EXE_SUMS.items()) if sums else ""
+    outer = "".join(f", {'MAX' if c == 'last_run' else 'SUM'}(x.{c}) AS {c}" for c in EXE_SUMS) if sums else ""
     sql = f"""
-        SELECT e.path AS executable, SUM(x.runs) AS runs, SUM(x.cpu_seconds) AS cpu_seconds,
-               SUM(x.failed) AS failed, MAX(x.last_run) AS last_run
-        FROM (SELECT c.executable_id, SUM(c.processes) AS runs, SUM(c.cpu_seconds) AS cpu_seconds,
-                     SUM(c.failed) AS failed, MAX(c.last_start) AS last_run
-              FROM {cells} GROUP BY c.executable_id) x
+        SELECT e.path AS executable, SUM(x.runs) AS runs{outer}
+        FROM (SELECT c.executable_id, SUM(c.processes) AS runs{inner}
+              FROM {cells} {match} GROUP BY c.executable_id) x
         JOIN executables e ON e.id = x.executable_id
         GROUP BY e.path
         ORDER BY runs DESC, executable
         {limit}"""
-    return sql, params + lparams
+    return sql, params + mparams + lparams
 
 
 def top_executables(db: ReportDB, f: Filters, top: int) -> Report:
@@ -693,32 +809,6 @@ def executable_jobs(db: ReportDB, f: Filters, top: int, path: str) -> Report:
          ("failed", "Failed"), ("first_start", "First start"), ("last_start", "Last start")],
         rows,
         list_columns=("users",),
-    )
-
-
-def library_daily_sql(db: ReportDB, f: Filters, pattern: str) -> tuple[str, list[Any]]:
-    clauses, params = f.selects(db.dialect)
-    d = db.dialect
-    match = f"l.path {d.ilike} ? ESCAPE '{BACKSLASH}'"
-    uses = library_uses("p.id AS id, p.job_id AS job_id, p.start_time AS start_time",
-                        "libraries l", [match], clauses)
-    day = d.day("x.start_time")
-    sql = f"""
-        SELECT {day} AS day, COUNT(DISTINCT x.id) AS processes, COUNT(DISTINCT x.job_id) AS jobs
-        FROM ({uses}) x
-        WHERE x.start_time IS NOT NULL
-        GROUP BY {day}
-        ORDER BY day"""
-    one = [library_pattern(pattern)] + params
-    return sql, one + one
-
-
-def library_daily(db: ReportDB, f: Filters, pattern: str) -> Report:
-    """Per UTC day: processes and jobs that loaded a library matching `pattern`."""
-    return Report(
-        f"Processes loading a library matching {pattern!r}, per day (UTC)",
-        [("day", "Day"), ("processes", "Processes"), ("jobs", "Jobs")],
-        db.query(*library_daily_sql(db, f, pattern)),
     )
 
 

@@ -109,8 +109,7 @@ def libraries(db: ReportDB, p: Params, show_args: bool) -> Page:
     if not pattern:
         return Page("Shared libraries", {"libraries": queries.libraries(db, p.filters, p.top)})
     by = p.get("by") or "executable"
-    users = queries.library_users(db, p.filters, p.top, pattern, by)
-    days = queries.library_daily(db, p.filters, pattern)
+    users, days = queries.library_search(db, p.filters, p.top, pattern, by)
     page = Page(f"Libraries matching {pattern!r}", {"uses": users, "daily": days})
     page.plots = [_daily_plot("library-per-day", "Processes and jobs loading it, per day", days,
                               ["processes", "jobs"])]

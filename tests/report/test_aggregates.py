@@ -6,6 +6,7 @@ process rows left; and the reports that read them equal the same reports compute
 rows with SQL of their own (times not at midnight split days)."""
 from __future__ import annotations
 
+import fnmatch
 import sqlite3
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -293,6 +294,13 @@ def _raw_executable_jobs(db: Any, f: queries.Filters, path: str) -> list[dict[st
                         GROUP BY p.job_id ORDER BY last_start DESC, job""", [path] + params)
 
 
+def _like(path: str, pattern: str) -> bool:
+    """`--path` matching (queries.library_pattern) in Python: a substring, or a glob."""
+    if "*" in pattern or "?" in pattern:
+        return fnmatch.fnmatchcase(path, pattern)
+    return pattern.lower() in path.lower()
+
+
 FILTERS = [
     queries.Filters(),
     queries.Filters(since=DAY - timedelta(hours=1)),  # not at midnight: a partial first day
@@ -312,14 +320,20 @@ def test_reports_over_cells_equal_reports_over_rows(db: tuple[str, dict[str, Any
     with open_target((kind, options["path"] if kind == "sqlite" else options["dsn"])) as rdb:
         assert queries.daily(rdb, f).rows == _raw_daily(rdb, f)
         # the package column is the census's (tests/census), not the cells'
-        assert [{k: v for k, v in r.items() if k != "package"}
-                for r in queries.executables(rdb, f, 0).rows] == _raw_executables(rdb, f)
+        raw = _raw_executables(rdb, f)
+        # every row, and the top ones (distinct counts of the shown paths only), by path too
+        for top, pattern in ((0, None), (1, None), (2, None), (0, "tool"), (1, "*/bin/tool?")):
+            want = [r for r in raw if pattern is None or _like(r["executable"], pattern)]
+            assert [{k: v for k, v in r.items() if k != "package"}
+                    for r in queries.executables(rdb, f, top, pattern).rows] == (want[:top] if top else want)
         keys = ("executable", "runs", "cpu_seconds", "failed", "last_run")
         assert queries.top_executables(rdb, f, 0).rows == [{k: r[k] for k in keys} for r in _raw_executables(rdb, f)]
         assert queries.modules(rdb, f, 0).rows == _raw_modules(rdb, f)
         assert queries.failing(rdb, f, 0).rows == _raw_failing(rdb, f)
         keys = ("uid", "processes", "jobs", "hosts", "executables", "failed", "last_seen")
-        assert [{k: r[k] for k in keys} for r in queries.users(rdb, f, 0).rows] == _raw_users(rdb, f)
+        raw = _raw_users(rdb, f)
+        for top in (0, 1, 2):  # the top ones: distinct executables of the shown users only
+            assert [{k: r[k] for k in keys} for r in queries.users(rdb, f, top).rows] == (raw[:top] if top else raw)
         jobs = [r for r in queries.jobs(rdb, f, 0).rows if r["processes"]]  # not the jobs without processes
         raw = _raw_jobs(rdb, f)
         assert [{k: r[k] for k in ("job", "processes", "hosts", "failed")} for r in jobs] == \
