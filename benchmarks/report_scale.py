@@ -373,12 +373,12 @@ def build_index(root: Path) -> dict[str, str]:
 
 def census_cases() -> list[tuple[str, Callable[[ReportDB], object]]]:
     week = parse_time("7d", now=END)
-    cut = END - timedelta(hours=36)  # since and until not at midnight: cut days at both edges
+    cut = END - timedelta(hours=30)  # since and until not at midnight: cut days at both edges
     F, P = queries.Filters, queries.PackageFilter
     return [
         ("software", lambda db: queries.software(db, F(), 20)),
         ("software --since 7d", lambda db: queries.software(db, F(since=week), 20)),
-        ("software --since 7d --until 36h", lambda db: queries.software(db, F(since=week, until=cut), 20)),
+        ("software --since 7d --until 30h", lambda db: queries.software(db, F(since=week, until=cut), 20)),
         ("software --since 7d --source spack",
          lambda db: queries.software(db, F(since=week), 20, P(source="spack"))),
         ("software --since 7d --name libdep", lambda db: queries.software(db, F(since=week), 20, P(name="libdep"))),
@@ -391,7 +391,7 @@ def census_cases() -> list[tuple[str, Callable[[ReportDB], object]]]:
         (f"software --job {PICKS['job']}", lambda db: queries.software(db, F(job=PICKS["job"]), 20)),
         ("software --unused", lambda db: queries.software_unused(db, F(), 20)),
         ("software --unused --since 7d", lambda db: queries.software_unused(db, F(since=week), 20)),
-        ("software --unused --since 7d --until 36h",
+        ("software --unused --since 7d --until 30h",
          lambda db: queries.software_unused(db, F(since=week, until=cut), 20)),
         ("executables (package column)", lambda db: queries.executables(db, F(), 20)),
         (f"job {PICKS['job']} (package column)", lambda db: queries.job_processes(db, PICKS["job"], F())),
@@ -418,7 +418,7 @@ ROW_TRUTH = """
 
 def check_exact(db: ReportDB, label: str) -> bool:
     """The time-filtered report (cut days at both edges) equals ROW_TRUTH, every package."""
-    since, until = parse_time("7d", now=END), END - timedelta(hours=36)
+    since, until = parse_time("7d", now=END), END - timedelta(hours=30)
     d = db.dialect
     t0 = time.perf_counter()
     truth = {r["package_id"]: r for r in db.query(ROW_TRUTH, [d.time_param(since), d.time_param(until)] * 3)}
@@ -431,7 +431,7 @@ def check_exact(db: ReportDB, label: str) -> bool:
     wrong = [pid for pid, t in truth.items()
              if tuple(ids.get(keyed[pid], {}).get(c) for c in cols) != tuple(t[c] for c in cols)]
     ok = not wrong and len(ids) == len(truth)
-    print(f"{label}: software --since 7d --until 36h equals the rows' count for {len(truth):,} packages: "
+    print(f"{label}: software --since 7d --until 30h equals the rows' count for {len(truth):,} packages: "
           f"{'yes' if ok else f'NO ({len(wrong)} differ, {len(ids)} rows vs {len(truth)})'} "
           f"(checked in {time.perf_counter() - t0:.1f} s)")
     return ok

@@ -51,19 +51,14 @@ class Filters:
             params.append(self.job)
         return clauses, params
 
-    def selects(self, dialect: Dialect, column: str = "p.id",
-                edge: bool = False) -> tuple[list[str], list[Any]]:
-        """The filters as one `column IN (SELECT id ...)` clause (none when empty); `edge`:
-        only the rows of the days the period cuts (Period.edge).
+    def selects(self, dialect: Dialect, column: str = "p.id") -> tuple[list[str], list[Any]]:
+        """The filters as one `column IN (SELECT id ...)` clause (none when empty).
 
         Selecting the ids first lets the database drive the report from the filter's own
         index (start_time, job_id, host, uid) and join the rest by primary key; with a plain
         join SQLite often prefers scanning the whole join table (measured: 4x-15x slower).
         """
         clauses, params = self.where(dialect, "fp")
-        if edge:
-            clause, eparams = self.period.edge(dialect, "fp")
-            clauses, params = clauses + [clause], params + eparams
         if not clauses:
             return [], []
         return [f"{column} IN (SELECT fp.id FROM processes fp WHERE {' AND '.join(clauses)})"], params
@@ -819,11 +814,11 @@ def software_cells_sql(db: ReportDB, f: Filters, mark: int) -> tuple[str, list[A
         cols = ", ".join(f"{t}.{c}" for c in _SOFTWARE_CELL)
         parts.append(f"SELECT {cols} FROM {t} {_where(days + keys)}")
         args.extend(dparams + params)
-    live, lparams = f.where(d, "p")
-    uses([f"p.id > {int(mark)}"] + live, lparams)
-    if period.timed:
-        edge, eparams = f.selects(d, edge=True)
-        uses(edge + [f"p.id <= {int(mark)}"], eparams)
+    where, params = f.where(d, "p")
+    uses([f"p.id > {int(mark)}"] + where, params)
+    if period.timed:  # by the start time index (as `fp.id IN (...)` PostgreSQL hash-joined every process)
+        edge, eparams = period.edge(d, "p")
+        uses(where + [edge, f"p.id <= {int(mark)}"], params + eparams)
     return "(" + " UNION ALL ".join(parts) + ") c", args
 
 
