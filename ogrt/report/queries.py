@@ -816,7 +816,9 @@ def software_cells_sql(db: ReportDB, f: Filters, mark: int) -> tuple[str, list[A
         args.extend(dparams + params)
     where, params = f.where(d, "p")
     uses([f"p.id > {int(mark)}"] + where, params)
-    if period.timed:  # by the start time index (as `fp.id IN (...)` PostgreSQL hash-joined every process)
+    if period.timed:
+        # by the start time index (with `p.id IN (SELECT fp.id ...)` PostgreSQL hash-joined
+        # every process: 2.6 s of 5)
         edge, eparams = period.edge(d, "p")
         uses(where + [edge, f"p.id <= {int(mark)}"], params + eparams)
     return "(" + " UNION ALL ".join(parts) + ") c", args
