@@ -32,7 +32,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     s.add_argument("--spack-root", metavar="DIR", action="append", default=[],
                    help="a Spack install tree (e.g. $SPACK_ROOT/opt/spack); repeatable")
     s.add_argument("--spack", metavar="COMMAND", nargs="?", const="spack", default=None,
-                   help="the prefixes `spack find --json` lists (COMMAND: default spack)")
+                   help="the prefixes `spack find` lists (COMMAND: default spack; a command line, "
+                        "e.g. 'spack -C /site/scope', or a wrapper script)")
     s.add_argument("--lmod", action="store_true",
                    help="Lmod's spider reverse map over MODULEPATH (or --modulepath)")
     s.add_argument("--modulepath", metavar="DIRS", help="for --lmod: instead of $MODULEPATH")

@@ -1,9 +1,10 @@
 """Spack: every install prefix (a directory holding `.spack/spec.json`) under an install tree
-root, or the prefixes `spack find --json` lists. A package's paths: its prefix."""
+root, or the prefixes `spack find` lists. A package's paths: its prefix."""
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -83,23 +84,18 @@ def entries(root: str) -> Iterator[Entry]:
 
 
 def roots_from_command(spack: str = "spack") -> list[str]:
-    """The install prefixes of the packages `spack find --json` lists."""
+    """The install prefixes of the packages `spack find` lists (`--format {prefix}`: one a
+    line; its --json holds no prefix). `spack`: a command line, split like a shell's, e.g.
+    `spack -C /site/scope` or a wrapper script."""
+    argv = shlex.split(spack)
     try:
-        out = subprocess.run([spack, "find", "--json"], capture_output=True, text=True,
+        out = subprocess.run([*argv, "find", "--format", "{prefix}"], capture_output=True, text=True,
                              timeout=600, check=True).stdout
-        specs = json.loads(out or "[]")
-    except (OSError, subprocess.SubprocessError, ValueError) as exc:
-        raise CensusError(f"--spack: `{spack} find --json` failed: {exc}") from exc
-    prefixes_: list[str] = []
-    for spec in specs if isinstance(specs, list) else []:
-        for node in (spec.get("spec", {}).get("nodes") or [spec]) if isinstance(spec, dict) else []:
-            prefix = node.get("prefix") if isinstance(node, dict) else None
-            if isinstance(prefix, str) and prefix:
-                prefixes_.append(prefix)
-                break
-    return prefixes_
+    except (OSError, ValueError, subprocess.SubprocessError) as exc:
+        raise CensusError(f"--spack: `{spack} find --format {{prefix}}` failed: {exc}") from exc
+    return [line.strip() for line in out.splitlines() if line.strip().startswith("/")]
 
 
 def command_entries(spack: str = "spack") -> Iterator[Entry]:
-    """The prefixes `spack find --json` lists (each read from its own spec.json)."""
+    """The prefixes `spack find` lists (each read from its own spec.json)."""
     return _entries(roots_from_command(spack))

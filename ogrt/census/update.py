@@ -19,7 +19,7 @@ class Plan:
     """What to index (each list: the trees of one source)."""
 
     spack_roots: list[str] = field(default_factory=list)
-    spack_command: str | None = None  # `spack find --json` of this command
+    spack_command: str | None = None  # `spack find` of this command line
     modulepath: str | None = None  # Lmod: spider over this MODULEPATH
     spider: str | None = None
     python_prefixes: list[str] = field(default_factory=list)

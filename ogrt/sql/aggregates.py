@@ -40,6 +40,8 @@ KEYS: dict[str, tuple[str, str, str]] = {
     "job_id": ("TEXT", "TEXT", "COALESCE({r}.job_id, '')"),
     "executable_id": ("INTEGER", "BIGINT", "COALESCE({r}.executable_id, 0)"),
     "modset_id": ("INTEGER", "BIGINT", "COALESCE({r}.modset_id, 0)"),
+    # the census's per-day roll-up (CENSUS_DAYS): rows of a process's packages (package_uses_sql)
+    "package_id": ("INTEGER", "BIGINT", "{r}.package_id"),
 }
 _FAILED = "CASE WHEN {r}.exit_status IS NOT NULL AND {r}.exit_status <> 0 THEN 1 ELSE 0 END"
 #: summed column → (SQLite type, PostgreSQL type, expression)
@@ -108,11 +110,11 @@ def _type(dialect: str, column: str) -> str:
     return t[0] if dialect == "sqlite" else t[1]
 
 
-def create_table(dialect: str, a: Aggregate) -> str:
+def create_table(dialect: str, a: Aggregate, temp: bool = False) -> str:
     cols = [f"{c} {_type(dialect, c)} NOT NULL" for c in a.keys + a.sums]
     cols += [f"{c} {_type(dialect, c)}" for c in a.extremes]
     tail = " WITHOUT ROWID" if dialect == "sqlite" else ""
-    return (f"CREATE TABLE IF NOT EXISTS {a.table} ({', '.join(cols)}, "
+    return (f"CREATE {'TEMP ' if temp else ''}TABLE IF NOT EXISTS {a.table} ({', '.join(cols)}, "
             f"PRIMARY KEY ({', '.join(a.keys)})){tail}")
 
 
@@ -138,11 +140,15 @@ def _worse(column: str, a: str, b: str) -> str:
     return f"{a} > {b}" if column in MINIMA else f"{a} < {b}"
 
 
-def _upsert_tail(dialect: str, a: Aggregate) -> str:
+def upsert_tail(dialect: str, a: Aggregate) -> str:
+    """ON CONFLICT of a cell: its sums added, its extremes kept."""
     new = "excluded" if dialect == "sqlite" else "EXCLUDED"
     sets = [f"{c} = {a.table}.{c} + {new}.{c}" for c in a.sums]
     sets += [f"{c} = {_better(dialect, c, f'{a.table}.{c}', f'{new}.{c}')}" for c in a.extremes]
     return f"ON CONFLICT ({', '.join(a.keys)}) DO UPDATE SET {', '.join(sets)}"
+
+
+_upsert_tail = upsert_tail  # the name ogrt/sql/cells.py imports
 
 
 def _match_cell(dialect: str, a: Aggregate, x: str) -> str:
@@ -214,7 +220,7 @@ def _pg_apply(a: Aggregate, removed: str | None, added: str | None) -> list[str]
                 for m in a.extremes]
     values = ", ".join([f"g.{c}" for c in a.sums] + [f"g.new_{m}" for m in a.extremes])
     out = [f"INSERT INTO {a.table} ({', '.join(a.columns)}) SELECT {n}, {values} FROM ({delta}) g "
-           f"WHERE {' OR '.join(changes)} ORDER BY {n} {_upsert_tail('postgresql', a)}"]
+           f"WHERE {' OR '.join(changes)} ORDER BY {n} {upsert_tail('postgresql', a)}"]
     if removed is None:
         return out
     cell = " AND ".join(f"{a.table}.{k} = g.{k}" for k in a.keys)
@@ -229,12 +235,14 @@ def _pg_apply(a: Aggregate, removed: str | None, added: str | None) -> list[str]
     return out
 
 
-def _build(dialect: str, a: Aggregate) -> str:
-    """Fill the empty table `a` from every process row."""
+def build_sql(dialect: str, a: Aggregate, rows: str = "processes r") -> str:
+    """Insert into the (empty) table `a` the cells of `rows` (a FROM item aliased r: the
+    process rows, or rows with their columns), grouped by a's key."""
     sel = [expr(dialect, k, "r") for k in a.keys]
     sel += [f"{func(c)}({expr(dialect, c, 'r')})" for c in a.sums + a.extremes]
     n = ", ".join(str(i + 1) for i in range(len(a.keys)))
-    return f"INSERT INTO {a.table} ({', '.join(a.columns)}) SELECT {', '.join(sel)} FROM processes r GROUP BY {n}"
+    return (f"INSERT INTO {a.table} ({', '.join(a.columns)}) SELECT {', '.join(sel)} "
+            f"FROM {rows} GROUP BY {n}")
 
 
 def _pg_function(name: str, body: list[str]) -> str:
@@ -275,9 +283,24 @@ def schema_statements(dialect: str) -> list[str]:
 
 def build_statements(dialect: str) -> list[str]:
     """Fill the (empty) aggregate tables from the process rows there are."""
-    return [_build(dialect, a) for a in AGGREGATES]
+    return [build_sql(dialect, a) for a in AGGREGATES]
 
 
 def migrate_statements(dialect: str) -> list[str]:
     """Version 3 → 4: the aggregates, built from the rows (in the caller's transaction)."""
     return schema_statements(dialect) + build_statements(dialect)
+
+
+# -- the software census's per-day roll-up (schema version 5) ------------------------------------
+#: per package of the census and day, user, host, job: the processes that ran or loaded the
+#: package (their first and last start). Not kept by triggers: `ogrt census update` adds the
+#: settled processes up to its watermark (ogrt/census/usage.py); the software report with a
+#: filter reads its whole days and the rows of cut days and after the watermark
+#: (ogrt/report/queries.py). Its day first: a period is a range of its primary key.
+CENSUS_DAYS = Aggregate("census_usage_days", ("day", "package_id", "uid", "host", "job_id", "username"),
+                        ("processes",), ("first_start", "last_start"))
+
+
+def census_statements(dialect: str) -> list[str]:
+    """The census's per-day roll-up table (a new database, and the migration 4 → 5)."""
+    return [create_table(dialect, CENSUS_DAYS)]

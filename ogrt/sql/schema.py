@@ -13,12 +13,14 @@ from typing import Any
 
 from ogrt.sql import aggregates
 
-SCHEMA_VERSION = 4  # 2: library and module sets (libsets, modsets); 3: jobs, processes.step_id;
+SCHEMA_VERSION = 5  # 2: library and module sets (libsets, modsets); 3: jobs, processes.step_id;
 #                    4: per-day usage aggregates (ogrt/sql/aggregates.py), the software census
 #                       tables (census_*), processes.verified; migrated from 3 (migrate_from_3)
+#                    5: the census's per-day roll-up (census_usage_days); from 4 (migrate_from_4)
 #: the versions a database is migrated from, with what the migration adds
 MIGRATES_FROM: dict[int, str] = {
-    3: "the usage aggregates, the software census tables (census_*) and processes.verified"}
+    3: "the usage aggregates, the software census tables (census_*) and processes.verified",
+    4: "the software census's per-day roll-up (census_usage_days)"}
 DIALECTS = ("sqlite", "postgresql")
 VERSION_QUERY = "SELECT version FROM schema_version"
 #: PostgreSQL: the pg_advisory_xact_lock key ("OGRT" 1) of creating or migrating the schema
@@ -130,12 +132,15 @@ def create_schema(execute: Callable[[str], Iterable[Any]], dialect: str) -> None
     found = [v for (v,) in execute(VERSION_QUERY)]
     if found == [SCHEMA_VERSION]:
         return
-    if found == [3]:
-        migrate_from_3(execute, dialect, stmts)
+    if found in ([3], [4]):
+        if found == [3]:
+            migrate_from_3(execute, dialect, stmts)
+        migrate_from_4(execute, dialect)
+        execute(f"UPDATE schema_version SET version = {SCHEMA_VERSION}")
         return
     if found:
         raise SchemaVersionError(max(found))
-    for stmt in stmts[1:] + aggregates.schema_statements(dialect):
+    for stmt in stmts[1:] + aggregates.schema_statements(dialect) + aggregates.census_statements(dialect):
         execute(stmt)
     execute(f"INSERT INTO schema_version (version) VALUES ({SCHEMA_VERSION})")
 
@@ -150,9 +155,9 @@ _COLUMNS_QUERY = {"sqlite": "SELECT name FROM pragma_table_info('processes')",
 
 
 def migrate_from_3(execute: Callable[[str], Iterable[Any]], dialect: str, stmts: list[str]) -> None:
-    """In the caller's transaction: version 3 → 4. Every statement of DIALECT.sql is
-    idempotent (CREATE ... IF NOT EXISTS): running them again adds the census tables and keeps
-    the rest; processes gains `verified`; the usage aggregates are built from the rows
+    """In the caller's transaction: version 3 → 4 (the caller sets the version). Every
+    statement of DIALECT.sql is idempotent (CREATE ... IF NOT EXISTS): running them again adds
+    the census tables and keeps the rest; processes gains `verified`; the usage aggregates are built from the rows
     (ogrt/sql/aggregates.py). PostgreSQL: no statement timeout for it (the build reads every row)."""
     if dialect == "postgresql":
         execute("SET LOCAL statement_timeout = 0")
@@ -162,7 +167,16 @@ def migrate_from_3(execute: Callable[[str], Iterable[Any]], dialect: str, stmts:
         execute(VERIFIED_DDL[dialect])
     for stmt in aggregates.migrate_statements(dialect):
         execute(stmt)
-    execute(f"UPDATE schema_version SET version = {SCHEMA_VERSION}")
+
+
+# -- migration 4 → 5 --------------------------------------------------------------------------
+def migrate_from_4(execute: Callable[[str], Iterable[Any]], dialect: str) -> None:
+    """In the caller's transaction: version 4 → 5, the census's per-day roll-up table. It is
+    filled by the next `ogrt census update`, which rolls everything up again (its watermark is
+    dropped here); until then the software report reads the processes themselves."""
+    for stmt in aggregates.census_statements(dialect):
+        execute(stmt)
+    execute("DELETE FROM census_state WHERE name = 'usage'")
 
 
 # -- the statements of the outputs -------------------------------------------------------

@@ -227,6 +227,9 @@ CREATE TABLE IF NOT EXISTS census_usage_hosts (
     PRIMARY KEY (package_id, host)
 ) WITHOUT ROWID;
 
+-- Schema 5: the same per package and UTC day, user, host and job (census_usage_days, for the
+-- software report with filters) is created from ogrt/sql/aggregates.py (CENSUS_DAYS).
+
 CREATE INDEX IF NOT EXISTS census_paths_package ON census_paths (package_id);
 CREATE INDEX IF NOT EXISTS census_executables_package ON census_executables (package_id);
 CREATE INDEX IF NOT EXISTS census_libraries_package ON census_libraries (package_id);

@@ -176,7 +176,7 @@ def test_census_attributes_real_programs(preload_lib: Path, ogrt_server: Any, po
 def test_schema_3_database_is_migrated_by_census_update(venv: Path, tmp_path: Path) -> None:
     """A database the previous release wrote (schema 3) gains the census tables at the first
     `census update`; reports refuse it until then, naming the way out."""
-    from ogrt.sql.schema import schema_statements
+    from ogrt.sql.schema import SCHEMA_VERSION, schema_statements
 
     db = tmp_path / "v3.sqlite"
     with sqlite3.connect(db) as conn:
@@ -189,7 +189,7 @@ def test_schema_3_database_is_migrated_by_census_update(venv: Path, tmp_path: Pa
     assert refused.returncode == 2 and "census update" in refused.stderr
     census_update(str(db), "--python", str(venv))
     with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(4,)]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
     conn.close()
     assert ("python", "MarkupSafe") in packages(report(str(db), "software", "--unused"))
 

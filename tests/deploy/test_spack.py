@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -26,19 +25,7 @@ import pytest
 
 from tests.deploy.helpers import REPO, lmod_script, run_playbook
 from tests.fixtures.preload import PRELOAD_DIR, gensettings
-
-SHARED = REPO.parent / "shared" / "spack"
-SNAPSHOT_SPACK = SHARED / "spack" / "bin" / "spack"
-SPACK = (os.environ.get("OGRT_TEST_SPACK")
-         or (str(SNAPSHOT_SPACK) if SNAPSHOT_SPACK.is_file() else shutil.which("spack")))
-SPACK_PYTHON = os.environ.get("SPACK_PYTHON") or sys.executable
-COMPILER_WRAPPER = os.environ.get("OGRT_TEST_SPACK_COMPILER_WRAPPER") or (
-    str(SHARED / "compiler-wrapper") if (SHARED / "compiler-wrapper" / "cc.sh").is_file() else None)
-
-
-def _has_clingo(python: str) -> bool:
-    return subprocess.run([python, "-c", "import clingo"], capture_output=True).returncode == 0
-
+from tests.fixtures.spack import COMPILER_WRAPPER, SNAPSHOT_SPACK, SPACK, SPACK_PYTHON, Spack, has_clingo
 
 if SPACK is None:
     pytestmark = pytest.mark.skip(
@@ -48,7 +35,7 @@ elif COMPILER_WRAPPER is None:
     pytestmark = pytest.mark.skip(
         reason="no source of Spack's compiler-wrapper to serve offline: no ../shared/spack/"
                "compiler-wrapper beside the checkout, no OGRT_TEST_SPACK_COMPILER_WRAPPER")
-elif not _has_clingo(SPACK_PYTHON):
+elif not has_clingo(SPACK_PYTHON):
     pytestmark = pytest.mark.skip(
         reason=f"{SPACK_PYTHON} cannot import clingo, which Spack needs (pip install -e '.[test]')")
 
@@ -66,27 +53,6 @@ EXPECTED = ["OGRT server_host: [fd00::7]:7998,backup.example:7997,collector.exam
             "OGRT connect_timeout_ms: 350", "OGRT backoff_seconds: 17",
             "OGRT filter_regexps: ^/opt/my apps/[^/]+/(x|y){2}\\.sh$:^/nonexistent/",
             "OGRT allow_server_env: yes"]
-
-
-class Spack:
-    def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.scope = tmp / "config"  # a command-line scope: overrides even `repos::`
-        self.scope.mkdir()
-        self.env = {k: v for k, v in os.environ.items()
-                    if not k.startswith(("SPACK_USER", "SPACK_DISABLE", "OGRT_", "LD_PRELOAD"))}
-        self.env.update(SPACK_USER_CONFIG_PATH=str(tmp / "user"),
-                        SPACK_USER_CACHE_PATH=str(tmp / "cache"), SPACK_PYTHON=SPACK_PYTHON,
-                        PYTHONPYCACHEPREFIX=str(tmp / "pycache"))
-
-    def __call__(self, *args: str, check: bool = True,
-                 timeout: int = 900) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([str(SPACK), "-C", str(self.scope), *args], env=self.env,
-                              cwd=self.tmp, capture_output=True, text=True, timeout=timeout)
-        if check:
-            assert proc.returncode == 0, (f"spack {' '.join(args)} failed:\n"
-                                          f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
-        return proc
 
 
 def _write(path: Path, text: str) -> None:
@@ -129,14 +95,7 @@ def spack(tmp_path_factory: pytest.TempPathFactory) -> Spack:
     packages.mkdir(parents=True)
     shutil.copy2(REPO / "package.py", packages / "package.py")
     _write(spack.scope / "repos.yaml", f"repos:\n  ogrtsite: {repo_yaml.parent}\n")
-    _write(spack.scope / "config.yaml",
-           "config:\n"
-           f"  install_tree:\n    root: {tmp / 'opt'}\n"
-           f"  build_stage: [{tmp / 'stage'}]\n"
-           f"  source_cache: {tmp / 'source-cache'}\n"
-           f"  misc_cache: {tmp / 'misc-cache'}\n"
-           f"  test_stage: {tmp / 'test-stage'}\n"
-           "  build_jobs: 2\n")
+    spack.local_config("  build_jobs: 2\n")
     spack("compiler", "find", "--scope", "user")
     spack("external", "find", "--scope", "user", "--not-buildable", "gmake")
     _mirror_compiler_wrapper(spack)
