@@ -48,6 +48,7 @@ class SqliteOutput(SqlOutput):
         self.busy_timeout = float(self.options["busy_timeout"])
         self.synchronous = str(self.options["synchronous"]).upper()
         self.conn: sqlite3.Connection | None = None
+        self.cells: cells.Cells | None = None
 
     @classmethod
     def validate(cls, name: str, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -71,6 +72,7 @@ class SqliteOutput(SqlOutput):
             # checkpoint the WAL every ~40 MB instead of ~4 MB: fewer fsyncs
             conn.execute("PRAGMA wal_autocheckpoint = 10000")
             conn.execute("PRAGMA foreign_keys = OFF")
+            conn.execute("PRAGMA temp_store = MEMORY")
             conn.execute("BEGIN IMMEDIATE")
             try:
                 create_schema(conn.execute, self.type_name)
@@ -80,6 +82,7 @@ class SqliteOutput(SqlOutput):
                 raise
             # the write lock is waited for in _transaction(), in short steps (see there)
             conn.execute("PRAGMA busy_timeout = 0")
+            self.cells = cells.Cells(conn)
         except BaseException:
             conn.close()
             raise
@@ -148,16 +151,14 @@ class SqliteOutput(SqlOutput):
         self.conn.executemany(sqlite_insert(table.members, table.columns), zip(set_ids, member_ids))
 
     def _write_processes(self, with_start: Iterable[Row], end_only: Iterable[Row]) -> None:
-        assert self.conn is not None
-        conn = self.conn
+        assert self.conn is not None and self.cells is not None
         starts, ends = list(with_start), list(end_only)
         uuids = [r[0] for r in starts] + [r[0] for r in ends]
-        before = cells.read(conn, uuids)
-        cur = conn.cursor()
+        self.cells.before(uuids)
+        cur = self.conn.cursor()
         cur.executemany(SQLITE_UPSERT_PROCESS, starts)
         cur.executemany(SQLITE_UPSERT_END, ends)
-        after = cells.written(before, starts, ends)
-        cells.apply(conn, before, cells.read(conn, uuids) if after is None else after)
+        self.cells.after(uuids)
 
     def _write_jobs(self, rows: list[Row]) -> None:
         assert self.conn is not None
