@@ -1,25 +1,31 @@
 """SQLite: the usage aggregates (ogrt/sql/aggregates.py) kept per batch by the output, in SQL
-over the batch's rows.
+over temp tables of the batch's rows.
 
 Row triggers on INSERT/UPDATE of `processes` cost the sqlite output more CPU per record than
-the rest of its work, and so did cells computed in Python (their tuples, and the parameters
-bound one row at a time; README, benchmarks/outputs.py). So the output keeps the cells with a
-few statements per batch, in the batch's transaction (ogrt/outputs/sqlite.py), as
-PostgreSQL's statement triggers do over their transition tables:
+the rest of its work (SQLite journals each row's statement when a table has triggers), and
+cells computed in Python cost nearly as much (a tuple per row and cell, parameters bound row by
+row, the garbage collections they bring; README, benchmarks/outputs.py). So the output keeps
+the cells with a few statements per batch, in the batch's transaction (ogrt/outputs/sqlite.py):
 
 1. `Cells.before()`, before the process upsert: the stored source columns (SOURCE) of the
-   batch's uuids are copied into temp.ogrt_cells_old (one INSERT ... SELECT per chunk of
-   uuids);
+   batch's uuids are copied into temp.ogrt_cells_old (one INSERT ... SELECT per chunk);
 2. the process rows are upserted;
 3. `Cells.after()`: the rows of those uuids that are new or whose SOURCE values changed are
-   copied into temp.ogrt_cells_new, the old copies of the others dropped (an end record's
-   other columns, a repeat: nothing to do); then per aggregate table the cells' changes
-   (aggregates.delta_select: the old rows out, the new ones in) are upserted in one
-   statement; when rows left cells, an extreme one of them held that no added row reaches
-   is recomputed from the cell's rows, and cells left without process are deleted.
+   copied into temp.ogrt_cells_new with their kind of change (a row whose SOURCE values did
+   not change, such as an end record's other columns or a repeat, costs nothing more):
+   - ADDED (a new row): one upsert per aggregate table of their contributions, which adds
+     up the rows of one cell as it meets them (no grouping);
+   - IN_PLACE (the same cells, no extreme can go down: an end record adding CPU time and an
+     exit status): one upsert per table of the differences of the sums and the extremes
+     gained;
+   - MOVED (anything else: a start record after its end record, a failure turned into a
+     success, another user...; rare): as PostgreSQL's statement triggers do
+     (aggregates.delta_select: per cell, the old rows out and the new ones in), then an
+     extreme a leaving row held that no added row reaches is recomputed from the cell's rows
+     and cells left without process are deleted.
 
-The values are the stored ones (SQLite's column affinity applied), so the cells are those
-aggregates.build_statements computes from the rows.
+The values are the stored ones (SQLite's column affinity applied: text in an INTEGER column,
+a NaN stored as NULL), so the cells are those aggregates.build_statements computes from the rows.
 Deletes (`ogrt purge`, admin deletes) keep their row trigger (aggregates.sqlite_triggers).
 Anything else that inserts or updates `processes` on SQLite with plain SQL bypasses the
 aggregates: delete the cells and run aggregates.build_statements("sqlite") after it.
