@@ -131,12 +131,12 @@ def _better(dialect: str, column: str, a: str, b: str) -> str:
     return f"CASE WHEN {b} IS NULL OR {a} {op} {b} THEN {a} ELSE {b} END"  # a NULL: b
 
 
-def _at_or_beyond(column: str, a: str, b: str) -> str:
+def at_or_beyond(column: str, a: str, b: str) -> str:
     """a is b or worse than b for the extreme `column` (b may have been the cell's extreme)."""
     return f"{a} >= {b}" if column in MINIMA else f"{a} <= {b}"
 
 
-def _worse(column: str, a: str, b: str) -> str:
+def worse(column: str, a: str, b: str) -> str:
     return f"{a} > {b}" if column in MINIMA else f"{a} < {b}"
 
 
@@ -148,10 +148,7 @@ def upsert_tail(dialect: str, a: Aggregate) -> str:
     return f"ON CONFLICT ({', '.join(a.keys)}) DO UPDATE SET {', '.join(sets)}"
 
 
-_upsert_tail = upsert_tail  # the name ogrt/sql/cells.py imports
-
-
-def _match_cell(dialect: str, a: Aggregate, x: str) -> str:
+def match_cell(dialect: str, a: Aggregate, x: str) -> str:
     """Process rows `x` of the cell `a.table` (its job first: the processes_job_id index)."""
     if dialect == "sqlite":
         first = f"{x}.job_id IS NULLIF({a.table}.job_id, '')"
@@ -174,8 +171,8 @@ def _sqlite_remove(a: Aggregate, old: str) -> list[str]:
     for m in a.extremes:
         mv = expr("sqlite", m, old)
         out.append(f"UPDATE {a.table} SET {m} = (SELECT {func(m)}({expr('sqlite', m, 'x')}) FROM processes x "
-                   f"WHERE {_match_cell('sqlite', a, 'x')}) WHERE {cell} AND processes > 0 "
-                   f"AND {mv} IS NOT NULL AND {_at_or_beyond(m, m, mv)}")
+                   f"WHERE {match_cell('sqlite', a, 'x')}) WHERE {cell} AND processes > 0 "
+                   f"AND {mv} IS NOT NULL AND {at_or_beyond(m, m, mv)}")
     out.append(f"DELETE FROM {a.table} WHERE {cell} AND processes <= 0")
     return out
 
@@ -188,8 +185,8 @@ def sqlite_triggers(a: Aggregate) -> list[str]:
             f"BEGIN {'; '.join(_sqlite_remove(a, 'OLD'))}; END"]
 
 
-# -- PostgreSQL: statement triggers over the transition tables -----------------------------------
-def _pg_delta(a: Aggregate, removed: str | None, added: str | None) -> str:
+# -- a batch's rows moved between cells: PostgreSQL's statement triggers, SQLite's output -------
+def delta_select(dialect: str, a: Aggregate, removed: str | None, added: str | None) -> str:
     """Per cell of the rows of `removed` (taken out) and `added` (put in): the differences of
     the sums, and the extremes of the added (new_X) and of the removed rows (old_X). An
     update is its old rows removed and its new rows added: no join of the two."""
@@ -197,10 +194,10 @@ def _pg_delta(a: Aggregate, removed: str | None, added: str | None) -> str:
     for src, sign in ((removed, "-"), (added, "")):
         if src is None:
             continue
-        sel = [f"{expr('postgresql', k, 'r')} AS {k}" for k in a.keys]
-        sel += [f"{sign}({expr('postgresql', c, 'r')}) AS {c}" for c in a.sums]
+        sel = [f"{expr(dialect, k, 'r')} AS {k}" for k in a.keys]
+        sel += [f"{sign}({expr(dialect, c, 'r')}) AS {c}" for c in a.sums]
         for m in a.extremes:
-            value, null = expr("postgresql", m, "r"), f"CAST(NULL AS {_type('postgresql', m)})"
+            value, null = expr(dialect, m, "r"), f"CAST(NULL AS {_type(dialect, m)})"
             sel += [f"{null if sign else value} AS new_{m}", f"{value if sign else null} AS old_{m}"]
         parts.append(f"SELECT {', '.join(sel)} FROM {src} r")
     values = [f"SUM(d.{c}) AS {c}" for c in a.sums]
@@ -209,29 +206,46 @@ def _pg_delta(a: Aggregate, removed: str | None, added: str | None) -> str:
     return f"SELECT {n}, {', '.join(values)} FROM ({' UNION ALL '.join(parts)}) d GROUP BY {n}"
 
 
-def _pg_apply(a: Aggregate, removed: str | None, added: str | None) -> list[str]:
-    """The statements that move the rows of `removed` out of and those of `added` into their
-    cells: one upsert in key order (concurrent writers lock the cells of a table in one
-    order) of the cells that change, then the cleanup of the cells rows left."""
-    delta = _pg_delta(a, removed, added)
+def delta_columns(a: Aggregate) -> tuple[str, ...]:
+    """The columns of delta_select, in its order."""
+    return a.keys + a.sums + tuple(f"{p}_{m}" for m in a.extremes for p in ("new", "old"))
+
+
+def upsert_delta(dialect: str, a: Aggregate, delta: str) -> str:
+    """One upsert in key order (concurrent writers lock the cells of a table in one order) of
+    the cells that change, from `delta` (delta_select's rows: a parenthesized query or a table)."""
     n = ", ".join(a.keys)
     changes = [f"g.{c} <> 0" for c in a.sums]
-    changes += [f"(g.new_{m} IS NOT NULL AND (g.old_{m} IS NULL OR {_worse(m, f'g.old_{m}', f'g.new_{m}')}))"
+    changes += [f"(g.new_{m} IS NOT NULL AND (g.old_{m} IS NULL OR {worse(m, f'g.old_{m}', f'g.new_{m}')}))"
                 for m in a.extremes]
     values = ", ".join([f"g.{c}" for c in a.sums] + [f"g.new_{m}" for m in a.extremes])
-    out = [f"INSERT INTO {a.table} ({', '.join(a.columns)}) SELECT {n}, {values} FROM ({delta}) g "
-           f"WHERE {' OR '.join(changes)} ORDER BY {n} {upsert_tail('postgresql', a)}"]
+    return (f"INSERT INTO {a.table} ({', '.join(a.columns)}) SELECT {n}, {values} FROM {delta} g "
+            f"WHERE {' OR '.join(changes)} ORDER BY {n} {upsert_tail(dialect, a)}")
+
+
+def recompute_extremes(dialect: str, a: Aggregate, delta: str) -> list[str]:
+    """After upsert_delta: each extreme a removed row held that no added row reaches, from the
+    cell's rows left."""
+    cell = " AND ".join(f"{a.table}.{k} = g.{k}" for k in a.keys)
+    return [f"UPDATE {a.table} SET {m} = (SELECT {func(m)}({expr(dialect, m, 'x')}) FROM processes x "
+            f"WHERE {match_cell(dialect, a, 'x')}) FROM {delta} g "
+            f"WHERE {cell} AND {a.table}.processes > 0 AND g.old_{m} IS NOT NULL "
+            f"AND {at_or_beyond(m, f'{a.table}.{m}', f'g.old_{m}')} "
+            f"AND (g.new_{m} IS NULL OR {worse(m, f'g.new_{m}', f'{a.table}.{m}')})"
+            for m in a.extremes]
+
+
+# -- PostgreSQL: statement triggers over the transition tables -----------------------------------
+def _pg_apply(a: Aggregate, removed: str | None, added: str | None) -> list[str]:
+    """The statements that move the rows of `removed` out of and those of `added` into their
+    cells: the upsert, then the cleanup of the cells rows left."""
+    delta = f"({delta_select('postgresql', a, removed, added)})"
+    out = [upsert_delta("postgresql", a, delta)]
     if removed is None:
         return out
+    out += recompute_extremes("postgresql", a, delta)
     cell = " AND ".join(f"{a.table}.{k} = g.{k}" for k in a.keys)
-    for m in a.extremes:
-        # an extreme a removed row held, that no added row reaches: from the cell's rows left
-        out.append(f"UPDATE {a.table} SET {m} = (SELECT {func(m)}({expr('postgresql', m, 'x')}) FROM processes x "
-                   f"WHERE {_match_cell('postgresql', a, 'x')}) FROM ({delta}) g "
-                   f"WHERE {cell} AND {a.table}.processes > 0 AND g.old_{m} IS NOT NULL "
-                   f"AND {_at_or_beyond(m, f'{a.table}.{m}', f'g.old_{m}')} "
-                   f"AND (g.new_{m} IS NULL OR {_worse(m, f'g.new_{m}', f'{a.table}.{m}')})")
-    out.append(f"DELETE FROM {a.table} USING ({delta}) g WHERE {cell} AND {a.table}.processes <= 0")
+    out.append(f"DELETE FROM {a.table} USING {delta} g WHERE {cell} AND {a.table}.processes <= 0")
     return out
 
 

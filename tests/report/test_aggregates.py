@@ -189,6 +189,33 @@ def test_aggregates_follow_writes_updates_and_deletes(db: tuple[str, dict[str, A
         conn.close()
 
 
+def test_large_batches_of_few_cells(db: tuple[str, dict[str, Any]]) -> None:
+    """Batches of more than 500 processes (the SQLite output reads them in chunks) that fall
+    into a few cells: new rows of one cell added up in one batch, then their end records (CPU
+    time, failures gained in place) in the next ones, some moving cells, some repeated."""
+    kind, options = db
+    starts: list[dict[str, Any]] = []
+    ends: list[dict[str, Any]] = []
+    for i in range(700):
+        start, end = process(host=f"big{i % 2}", job="job-big", user="frank", uid=1100 + i % 3, pid=5000 + i,
+                             ppid=1, exe=f"/apps/big/bin/t{i % 2}", start=DAY + timedelta(minutes=i),
+                             seconds=1, exit_status=i % 4, utime=0.25 * (i % 5), stime=0.5, modules=("gcc/12",))
+        starts.append(start)
+        ends.append(end)
+    moved = [dict(e, uid=1200, user="grace") for e in ends[:50]]  # the end record brings another user
+    _write(kind, options, starts, batch=650)
+    _write(kind, options, ends[50:] + starts[:30], batch=600)  # and repeated start records
+    _write(kind, options, moved, batch=50)
+    conn = _connect(options)
+    try:
+        _assert_consistent(conn)
+        big = conn.execute("SELECT sum(processes), sum(failed) FROM usage_days WHERE job_id = 'job-big'")
+        assert big.fetchone() == (700, 525)
+        assert conn.execute("SELECT count(*) FROM usage_days WHERE username = 'grace'").fetchone()[0] > 0
+    finally:
+        conn.close()
+
+
 def test_purge_keeps_them_equal_to_the_rows_left(db: tuple[str, dict[str, Any]]) -> None:
     """`ogrt purge` deletes in batches through the triggers: the cells are those of the rows left
     (the aggregates keep no history of purged processes)."""
