@@ -323,8 +323,9 @@ def test_module_conflicts_with_xalt_and_is_the_default(deployment: Deployment,
 
 @pytest.mark.skipif(not have("systemd-analyze"),
                     reason="systemd-analyze is not installed (Debian package systemd)")
-def test_deployed_unit_passes_systemd_analyze(deployment: Deployment) -> None:
-    unit = deployment.root / "etc" / "systemd" / "system" / "ogrt-server.service"
+@pytest.mark.parametrize("service", ["ogrt-server", "ogrt-web"])
+def test_deployed_units_pass_systemd_analyze(deployment: Deployment, service: str) -> None:
+    unit = deployment.root / "etc" / "systemd" / "system" / f"{service}.service"
     proc = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
@@ -418,11 +419,3 @@ def test_deployed_dashboard_serves_the_deployed_database(deployment: Deployment)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(20)
-
-
-@pytest.mark.skipif(not have("systemd-analyze"),
-                    reason="systemd-analyze is not installed (Debian package systemd)")
-def test_deployed_web_unit_passes_systemd_analyze(deployment: Deployment) -> None:
-    unit = deployment.root / "etc/systemd/system/ogrt-web.service"
-    proc = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
