@@ -11,7 +11,9 @@
 #      a shell pipeline, a Python script importing C extensions, the stamped program,
 #      a failing command;
 #   6. stop the daemon with SIGTERM (it flushes every record);
-#   7. print the reports: executables, libraries --path _ssl, signatures, the job's tree.
+#   7. index this machine's Debian packages (`ogrt census update --dpkg`);
+#   8. print the reports: executables (with their packages), software, libraries --path _ssl,
+#      signatures, the job's tree.
 #
 # Run from `make demo` (which installs the Debian packages and the venv first), or directly
 # once .venv exists. Safe to run again: each run is a new job id in the same database.
@@ -207,9 +209,14 @@ stop_daemon || rc=$?
 [ "$rc" -eq 0 ] || { show_log "$LOGS/server.log"; die "the daemon exited with status $rc"; }
 echo "    stopped (exit 0)${received:+; it had received $received records}"
 
+step "ogrt census update --dpkg    (which Debian package each recorded path belongs to)"
+"$DAEMON" census update --config "$CONF" --dpkg
+
 REPORT=("$DAEMON" report --config "$CONF")
 step "ogrt report executables --job $JOB_ID"
 "${REPORT[@]}" executables --job "$JOB_ID"
+step "ogrt report software --job $JOB_ID    (per package: the programs it ran and the libraries it loaded)"
+"${REPORT[@]}" software --job "$JOB_ID"
 step "ogrt report libraries --path _ssl --job $JOB_ID    (the C extension python dlopen'ed)"
 "${REPORT[@]}" libraries --path _ssl --job "$JOB_ID"
 step "ogrt report signatures --job $JOB_ID    (stamped binaries: where and by whom they ran)"
